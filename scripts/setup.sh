@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs and builds everything the collector and its tests need, on a fresh
+# Debian 12 machine or an already set-up one. Idempotent: with nothing changed
+# it only checks, in a few seconds. Progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec 1>&2
+
+# Build tools, then the real peers the integration tests talk to.
+PACKAGES=(
+  clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
+  iproute2 util-linux procps
+  influxdb
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps packages such as influxdb from starting their services
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+# npm dependencies, when the lockfile changed since the last install
+stamp=node_modules/.setup-lock-sha
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+bash scripts/build.sh
