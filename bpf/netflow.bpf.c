@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+/* netflow: per-connection TCP statistics aggregated in the kernel.
+ *
+ * Connections are tracked from their state changes (inet_sock_set_state),
+ * bytes are counted from sock_send_length / sock_recv_length (Linux 6.3+),
+ * which fire in process context with the exact payload size and the owning
+ * task. User space reads the `conns` map once per interval. When a socket is
+ * destroyed (not merely closed: the application may still read what arrived
+ * before the FIN) its final counters are queued on the `closed` ring buffer
+ * and its entry removed, so short connections are never lost between reads.
+ * Only raw tracepoints are used: no kprobes, no tracefs. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "netflow.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define MSG_PEEK 2
+#define SAMPLE_EVERY 16
+
+const volatile struct netflow_config cfg = {
+	.include_loopback = 0,
+	.wakeup_bytes = 1 << 20,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space before load */
+	__type(key, __u64);         /* struct sock pointer */
+	__type(value, struct conn_stats);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} closed SEC(".maps");
+
+/* Closed connections whose event did not fit in the ring buffer, by id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct conn_stats);
+} orphans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Per-CPU sequence for connection ids. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} id_seq SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u16 sk_proto(const struct sock *sk)
+{
+	/* a bitfield before 5.6, a plain field since: the probed read handles both */
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+}
+
+static __always_inline bool is_loopback(const __u8 *a, __u16 family)
+{
+	if (family == AF_INET)
+		return a[0] == 127;
+	/* ::1 and ::ffff:127.0.0.0/104 */
+	__u32 w0 = *(__u32 *)a, w1 = *(__u32 *)(a + 4), w2 = *(__u32 *)(a + 8);
+	if (w0 || w1)
+		return false;
+	if (w2 == 0)
+		return a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 1;
+	return w2 == bpf_htonl(0x0000ffff) && a[12] == 127;
+}
+
+/* Fill addresses and ports; returns false when the flow must not be tracked. */
+static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple *t)
+{
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->proto = sk_proto(sk);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (t->family == AF_INET) {
+		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->saddr, &s, 4);
+		__builtin_memcpy(t->daddr, &d, 4);
+	} else {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	if (cfg.include_loopback)
+		return true;
+	return !is_loopback(t->saddr, t->family) && !is_loopback(t->daddr, t->family);
+}
+
+static __always_inline void read_rtt(const struct sock *sk, struct conn_stats *c)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	c->mdev_us = BPF_CORE_READ(tp, mdev_us) >> 2;
+}
+
+static __always_inline void set_owner(struct conn_stats *c)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (c->pid != tgid) {
+		c->pid = tgid;
+		bpf_get_current_comm(c->comm, sizeof(c->comm));
+	}
+}
+
+static __always_inline struct conn_stats *track(__u64 key, __u8 direction, __u8 flags)
+{
+	struct conn_stats fresh = {};
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&id_seq, &zero);
+	if (!seq)
+		return NULL;
+	*seq += 1;
+	fresh.id = (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
+	fresh.direction = direction;
+	fresh.flags = flags;
+	/* BPF_NOEXIST: a concurrent insert for the same socket keeps the first */
+	long err = bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST */) {
+		count(CNT_CONN_MAP_FULL);
+		return NULL;
+	}
+	if (!err)
+		count(CNT_CONNS_TRACKED);
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+static __always_inline bool is_inet_tcp(const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return (family == AF_INET || family == AF_INET6) && sk_proto(sk) == IPPROTO_TCP;
+}
+
+static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
+{
+	__u64 key = (__u64)sk;
+	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+	if (!c) {
+		/* not tracked: another family, filtered, or open before we started */
+		if (!is_inet_tcp(sk))
+			return;
+		int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT)
+			return;
+		struct conn_tuple t = {};
+		if (!read_tuple(sk, &t))
+			return;
+		c = track(key, DIR_UNKNOWN, CONN_F_PREEXISTING);
+		if (!c)
+			return;
+		c->t = t;
+	}
+	if (sent)
+		__sync_fetch_and_add(&c->bytes_sent, bytes);
+	else
+		__sync_fetch_and_add(&c->bytes_recv, bytes);
+	/* Owner and RTT are sampled, not read on every event: the probed reads
+	 * cost more than the rest of this hook. Always on the first event, then
+	 * every SAMPLE_EVERY events, and again when the connection closes. */
+	if (!c->pid || ++c->samples >= SAMPLE_EVERY) {
+		c->samples = 0;
+		set_owner(c);
+		if (c->t.proto == IPPROTO_TCP && !(c->flags & CONN_F_CLOSED))
+			read_rtt(sk, c);
+	}
+}
+
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0)
+		on_bytes(sk, ret, true);
+	return 0;
+}
+
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
+{
+	/* peeked bytes are read again later: count them once */
+	if (ret > 0 && !(flags & MSG_PEEK))
+		on_bytes(sk, ret, false);
+	return 0;
+}
+
+/* The socket is being freed: report its final counters. */
+static __always_inline void report_closed(__u64 key)
+{
+	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return;
+	if (!(c->flags & (CONN_F_ESTABLISHED | CONN_F_PREEXISTING))) {
+		bpf_map_delete_elem(&conns, &key); /* a connect that never succeeded */
+		return;
+	}
+	struct conn_close_event *e = bpf_ringbuf_reserve(&closed, sizeof(*e), 0);
+	if (!e) {
+		/* keep the counters where user space collects them each interval */
+		count(CNT_RINGBUF_FULL);
+		if (bpf_map_update_elem(&orphans, &c->id, c, BPF_NOEXIST))
+			count(CNT_CLOSE_LOST);
+		bpf_map_delete_elem(&conns, &key);
+		return;
+	}
+	e->sk = key;
+	e->c = *c;
+	/* delete before submit: once the event is visible the entry is gone, so
+	 * user space never counts the same bytes from both the map and the event */
+	bpf_map_delete_elem(&conns, &key);
+	count(CNT_CLOSE_EVENTS);
+	__u64 flags = bpf_ringbuf_query(&closed, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (!is_inet_tcp(sk))
+		return 0;
+	__u64 key = (__u64)sk;
+	struct conn_stats *c;
+
+	switch (newstate) {
+	case TCP_SYN_SENT:
+		/* connect(): process context, so the caller owns the socket */
+		c = track(key, DIR_OUTGOING, 0);
+		if (c)
+			set_owner(c);
+		break;
+	case TCP_ESTABLISHED: {
+		/* softirq context: the current task is unrelated, leave pid alone */
+		struct conn_tuple t = {};
+		if (!read_tuple(sk, &t)) {
+			bpf_map_delete_elem(&conns, &key);
+			break;
+		}
+		c = bpf_map_lookup_elem(&conns, &key);
+		if (!c)
+			c = track(key, oldstate == TCP_SYN_RECV ? DIR_INCOMING : DIR_OUTGOING, 0);
+		if (!c)
+			break;
+		c->t = t;
+		c->flags |= CONN_F_ESTABLISHED;
+		read_rtt(sk, c);
+		break;
+	}
+	case TCP_FIN_WAIT1:
+	case TCP_LAST_ACK:
+		/* close() by the application: process context */
+		c = bpf_map_lookup_elem(&conns, &key);
+		if (c && !c->pid)
+			set_owner(c);
+		break;
+	case TCP_CLOSE:
+		c = bpf_map_lookup_elem(&conns, &key);
+		if (!c)
+			break;
+		if (!(c->flags & (CONN_F_ESTABLISHED | CONN_F_PREEXISTING))) {
+			bpf_map_delete_elem(&conns, &key); /* a connect that failed */
+			break;
+		}
+		/* last RTT while the connection was up; counted as closed on destroy */
+		read_rtt(sk, c);
+		c->flags |= CONN_F_CLOSED;
+		break;
+	}
+	return 0;
+}
+
+SEC("raw_tp/tcp_destroy_sock")
+int BPF_PROG(on_destroy, struct sock *sk)
+{
+	report_closed((__u64)sk);
+	return 0;
+}
+
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(on_retransmit, const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+	if (c)
+		__sync_fetch_and_add(&c->retrans, 1);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,68 @@
+/* Structures shared by netflow.bpf.c and the TypeScript decoder
+ * (src/plugins/netflow/decode.ts). Every field is explicitly sized and padded:
+ * the layout is checked against this object's BTF by test/unit/bpf-layout.test.ts. */
+#ifndef DATAKIT_EBPF_NETFLOW_H
+#define DATAKIT_EBPF_NETFLOW_H
+
+enum conn_direction {
+	DIR_UNKNOWN = 0,  /* first seen already open: user space decides */
+	DIR_OUTGOING = 1, /* we connected */
+	DIR_INCOMING = 2, /* we accepted */
+};
+
+enum conn_flags {
+	CONN_F_ESTABLISHED = 1, /* became established while we watched */
+	CONN_F_PREEXISTING = 2, /* was already open when first seen */
+	CONN_F_CLOSED = 4,      /* reached TCP_CLOSE; reported when the socket is destroyed */
+};
+
+/* Loss and activity counters, one slot each in the per-CPU `counters` map. */
+enum netflow_counter {
+	CNT_CONN_MAP_FULL = 0,  /* a new connection could not be tracked */
+	CNT_RINGBUF_FULL = 1,   /* a close event fell back to the `orphans` map */
+	CNT_CONNS_TRACKED = 2,  /* connections that got a map entry */
+	CNT_CLOSE_EVENTS = 3,   /* close events queued */
+	CNT_CLOSE_LOST = 4,     /* a closed connection's last counters were lost */
+	CNT_MAX = 5,
+};
+
+struct conn_tuple {
+	__u8 saddr[16];  /* local address: IPv4 in the first 4 bytes */
+	__u8 daddr[16];  /* remote address */
+	__u16 sport;     /* local port, host order */
+	__u16 dport;     /* remote port, host order */
+	__u16 family;    /* AF_INET or AF_INET6 */
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 _pad0;
+	__u32 netns;     /* network namespace inode */
+	__u32 _pad1;
+};
+
+struct conn_stats {
+	struct conn_tuple t;
+	__u64 id;          /* unique per tracked connection, never reused */
+	__u64 bytes_sent;  /* payload bytes taken from the application */
+	__u64 bytes_recv;  /* payload bytes handed to the application */
+	__u32 pid;         /* tgid of the last process that used the socket */
+	__u32 retrans;     /* retransmitted segments */
+	__u32 srtt_us;     /* smoothed RTT, µs */
+	__u32 mdev_us;     /* RTT mean deviation, µs */
+	__u8 direction;    /* enum conn_direction */
+	__u8 flags;        /* enum conn_flags */
+	__u8 samples;      /* byte events since owner and RTT were last sampled */
+	__u8 _pad[5];
+	char comm[16];     /* command name of `pid` */
+};
+
+struct conn_close_event {
+	__u64 sk;
+	struct conn_stats c;
+};
+
+/* Read-only configuration, written by user space before load. */
+struct netflow_config {
+	__u32 include_loopback;
+	__u32 wakeup_bytes; /* wake user space once this much is queued */
+};
+
+#endif
