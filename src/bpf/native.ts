@@ -1,0 +1,281 @@
+// Typed wrapper over the N-API addon (native/addon.cc). The rest of the code
+// touches eBPF only through this module.
+import * as fs from 'node:fs';
+import { bpfObjectPath, nativeAddonPath } from '../paths';
+
+interface RawProgram { name: string; section: string; fd: number }
+interface RawMap { name: string; fd: number; type: number; keySize: number; valueSize: number; maxEntries: number }
+
+interface Addon {
+  openObject(elf: Buffer, name: string): number;
+  setInitialValue(obj: number, map: string, data: Buffer, offset: number): void;
+  setMaxEntries(obj: number, map: string, n: number): void;
+  loadObject(obj: number): void;
+  closeObject(obj: number): void;
+  programs(obj: number): RawProgram[];
+  maps(obj: number): RawMap[];
+  attachRawTracepoint(obj: number, prog: string, tp: string): number;
+  attachTracepoint(obj: number, prog: string, category: string, name: string): number;
+  attachUprobe(obj: number, prog: string, retprobe: boolean, pid: number, binary: string, offset: number): number;
+  attachCgroup(obj: number, prog: string, cgroupDir: string): number;
+  attachSocketFilter(obj: number, prog: string): number;
+  detach(link: number): void;
+  mapLookup(fd: number, key: Buffer, value: Buffer): boolean;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
+  mapDelete(fd: number, key: Buffer): boolean;
+  mapBatch(fd: number, keys: Buffer, keySize: number, values: Buffer, valueSize: number, del: boolean): number;
+  numPossibleCpus(): number;
+  ringOpen(fd: number, buffer: Buffer, onData: (bytes: number) => void): number;
+  ringDrain(ring: number): number;
+  ringClose(ring: number): void;
+}
+
+/** An eBPF operation failed; carries the errno and what libbpf logged. */
+export class BpfError extends Error {
+  constructor(message: string, readonly op: string, readonly errno: number, readonly libbpfLog: string) {
+    super(message);
+    this.name = 'BpfError';
+  }
+}
+
+let addon: Addon | undefined;
+
+function native(): Addon {
+  if (!addon) {
+    if (!fs.existsSync(nativeAddonPath)) {
+      throw new Error(`native addon not built (${nativeAddonPath}): run "npm run setup"`);
+    }
+    addon = require(nativeAddonPath) as Addon;
+  }
+  return addon;
+}
+
+/** Runs a native call and turns its errors into BpfError. */
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const e = err as Error & { op?: string; errno?: number; libbpfLog?: string };
+    if (e && typeof e.errno === 'number' && e.op) {
+      const log = (e.libbpfLog ?? '').trim();
+      throw new BpfError(log ? `${e.message}\n${log}` : e.message, e.op, e.errno, e.libbpfLog ?? '');
+    }
+    throw err;
+  }
+}
+
+export function possibleCpus(): number {
+  return call(() => native().numPossibleCpus());
+}
+
+const PERCPU_MAP_TYPES = new Set([5 /* PERCPU_HASH */, 6 /* PERCPU_ARRAY */, 10 /* LRU_PERCPU_HASH */]);
+export const BPF_NOEXIST = 1;
+
+export class Link {
+  private open = true;
+  constructor(private readonly handle: number, readonly description: string) {}
+  detach(): void {
+    if (this.open) native().detach(this.handle);
+    this.open = false;
+  }
+}
+
+export interface BatchResult {
+  count: number;
+  keys: Buffer;
+  values: Buffer;
+}
+
+export class BpfMap {
+  readonly name: string;
+  readonly fd: number;
+  readonly type: number;
+  readonly keySize: number;
+  readonly maxEntries: number;
+  /** Bytes per value as user space sees it: per-CPU maps hold one 8-byte-aligned slot per CPU. */
+  readonly valueSize: number;
+  private batchKeys?: Buffer;
+  private batchValues?: Buffer;
+
+  constructor(raw: RawMap) {
+    this.name = raw.name;
+    this.fd = raw.fd;
+    this.type = raw.type;
+    this.keySize = raw.keySize;
+    this.maxEntries = raw.maxEntries;
+    this.valueSize = PERCPU_MAP_TYPES.has(raw.type) ? ((raw.valueSize + 7) & ~7) * possibleCpus() : raw.valueSize;
+  }
+
+  lookup(key: Buffer, value: Buffer = Buffer.alloc(this.valueSize)): Buffer | undefined {
+    return call(() => native().mapLookup(this.fd, key, value)) ? value : undefined;
+  }
+
+  update(key: Buffer, value: Buffer, flags = 0): void {
+    call(() => native().mapUpdate(this.fd, key, value, flags));
+  }
+
+  delete(key: Buffer): boolean {
+    return call(() => native().mapDelete(this.fd, key));
+  }
+
+  /**
+   * Reads every entry (optionally deleting them) in batches. The returned
+   * buffers are reused by the next call: copy what must outlive it.
+   */
+  readAll(opts: { delete?: boolean } = {}): BatchResult {
+    if (!this.batchKeys || !this.batchValues) {
+      this.batchKeys = Buffer.alloc(this.keySize * this.maxEntries);
+      this.batchValues = Buffer.alloc(this.valueSize * this.maxEntries);
+    }
+    const keys = this.batchKeys;
+    const values = this.batchValues;
+    const count = call(() => native().mapBatch(this.fd, keys, this.keySize, values, this.valueSize, !!opts.delete));
+    return { count, keys, values };
+  }
+
+  /** Sums a per-CPU array of u64 counters into one bigint per slot. */
+  sumPerCpuCounters(): bigint[] {
+    const cpus = possibleCpus();
+    const key = Buffer.alloc(4);
+    const value = Buffer.alloc(this.valueSize);
+    const out: bigint[] = [];
+    for (let slot = 0; slot < this.maxEntries; slot++) {
+      key.writeUInt32LE(slot);
+      let sum = 0n;
+      if (this.lookup(key, value)) for (let c = 0; c < cpus; c++) sum += value.readBigUInt64LE(c * 8);
+      out.push(sum);
+    }
+    return out;
+  }
+}
+
+/** Called with a buffer of records: [u32 length][u32 pad][data padded to 8]. */
+export type RecordHandler = (buf: Buffer, bytes: number) => void;
+
+/** Iterates the records of a drained chunk. */
+export function forEachRecord(buf: Buffer, bytes: number, fn: (offset: number, length: number) => void): void {
+  let off = 0;
+  while (off < bytes) {
+    const len = buf.readUInt32LE(off);
+    fn(off + 8, len);
+    off += 8 + ((len + 7) & ~7);
+  }
+}
+
+/**
+ * Consumer of a BPF ring buffer map. The kernel side wakes us only past a
+ * threshold; drain() on a timer picks up the rest. Records are copied in bulk
+ * into one reused buffer and handed over a chunk at a time.
+ */
+export class RingBuffer {
+  private handle: number;
+  private readonly buffer: Buffer;
+
+  constructor(map: BpfMap, private readonly onRecords: RecordHandler, bufferBytes = 1 << 20) {
+    this.buffer = Buffer.alloc(bufferBytes);
+    this.handle = call(() => native().ringOpen(map.fd, this.buffer, (n) => this.deliver(n)));
+  }
+
+  private deliver(bytes: number): void {
+    try {
+      this.onRecords(this.buffer, bytes);
+    } catch (err) {
+      // An exception must not unwind through the native callback.
+      process.emitWarning(`ring buffer handler failed: ${(err as Error).stack ?? err}`);
+    }
+  }
+
+  /** Reads everything pending now; returns the number of record bytes delivered. */
+  drain(): number {
+    let total = 0;
+    for (;;) {
+      const n = native().ringDrain(this.handle);
+      if (!n) return total;
+      total += n;
+      this.deliver(n);
+    }
+  }
+
+  close(): void {
+    if (this.handle) native().ringClose(this.handle);
+    this.handle = 0;
+  }
+}
+
+/** A loaded (or about to be loaded) eBPF object file from build/bpf/. */
+export class BpfObject {
+  private handle: number;
+  private readonly links: Link[] = [];
+  private mapsByName?: Map<string, BpfMap>;
+
+  private constructor(handle: number, readonly name: string) {
+    this.handle = handle;
+  }
+
+  /** Opens build/bpf/<name>.bpf.o (or an explicit path). */
+  static open(name: string, file = bpfObjectPath(name)): BpfObject {
+    const elf = fs.readFileSync(file);
+    return new BpfObject(call(() => native().openObject(elf, name)), name);
+  }
+
+  /** Writes read-only configuration before load (a `const volatile` global). */
+  setConfig(data: Buffer, offset = 0): void {
+    call(() => native().setInitialValue(this.handle, '.rodata', data, offset));
+  }
+
+  setMaxEntries(map: string, n: number): void {
+    call(() => native().setMaxEntries(this.handle, map, n));
+  }
+
+  load(): void {
+    call(() => native().loadObject(this.handle));
+  }
+
+  map(name: string): BpfMap {
+    if (!this.mapsByName) {
+      this.mapsByName = new Map(native().maps(this.handle).map((m) => [m.name, new BpfMap(m)]));
+    }
+    const m = this.mapsByName.get(name);
+    if (!m) throw new Error(`${this.name}: no map named ${name}`);
+    return m;
+  }
+
+  programs(): string[] {
+    return native().programs(this.handle).map((p) => p.name);
+  }
+
+  private track(handle: number, description: string): Link {
+    const link = new Link(handle, description);
+    this.links.push(link);
+    return link;
+  }
+
+  attachRawTracepoint(prog: string, tracepoint: string): Link {
+    return this.track(call(() => native().attachRawTracepoint(this.handle, prog, tracepoint)), `raw_tp/${tracepoint}`);
+  }
+
+  attachTracepoint(prog: string, category: string, name: string): Link {
+    return this.track(call(() => native().attachTracepoint(this.handle, prog, category, name)), `tp/${category}/${name}`);
+  }
+
+  attachUprobe(prog: string, o: { binary: string; offset: number; retprobe?: boolean; pid?: number }): Link {
+    const h = call(() => native().attachUprobe(this.handle, prog, !!o.retprobe, o.pid ?? -1, o.binary, o.offset));
+    return this.track(h, `${o.retprobe ? 'uretprobe' : 'uprobe'}/${o.binary}+${o.offset}`);
+  }
+
+  attachCgroup(prog: string, cgroupDir: string): Link {
+    return this.track(call(() => native().attachCgroup(this.handle, prog, cgroupDir)), `cgroup/${cgroupDir}`);
+  }
+
+  attachSocketFilter(prog: string): Link {
+    return this.track(call(() => native().attachSocketFilter(this.handle, prog)), 'socket_filter');
+  }
+
+  /** Detaches every program and frees the object's maps. */
+  close(): void {
+    if (!this.handle) return;
+    for (const l of this.links) l.detach();
+    native().closeObject(this.handle);
+    this.handle = 0;
+  }
+}
