@@ -1,0 +1,186 @@
+// Turns per-connection counter samples into per-interval netflow points.
+//
+// The kernel keeps running totals per connection. Each interval we see every
+// live connection once (from the map) and every connection that closed (from
+// the ring buffer, or from the map when the ring buffer was full); the
+// difference to what we saw last time is that interval's share. Connections
+// that differ only in their ephemeral port are merged into one flow.
+import { isEphemeralPort } from '../enrich/iptype';
+import {
+  CONN_F_ESTABLISHED,
+  CONN_F_PREEXISTING,
+  ConnSample,
+  DIR_INCOMING,
+  DIR_OUTGOING,
+} from '../plugins/netflow/decode';
+
+export interface Flow {
+  direction: 'incoming' | 'outgoing';
+  transport: 'tcp' | 'udp';
+  family: 'IPv4' | 'IPv6';
+  pid: number;
+  processName: string;
+  srcIp: string;
+  srcPort: string; // a number, or '*' for a collapsed ephemeral port
+  dstIp: string;
+  dstPort: string;
+  bytesRead: number;
+  bytesWritten: number;
+  retransmits: number;
+  tcpEstablished: number;
+  tcpClosed: number;
+  rtt: number; // µs, averaged over merged connections
+  rttVar: number;
+}
+
+interface Seen {
+  sent: number;
+  recv: number;
+  retrans: number;
+  establishedCounted: boolean;
+  generation: number; // last map read that contained the connection
+}
+
+interface Acc {
+  flow: Flow;
+  rttSum: number;
+  rttVarSum: number;
+  rttCount: number;
+}
+
+/** A connection missing from this many consecutive map reads is forgotten. */
+const FORGET_AFTER_READS = 2;
+
+/**
+ * Direction of a connection first seen already open (we missed its handshake):
+ * a client's side is the one on an ephemeral port.
+ */
+export function guessDirection(s: ConnSample): 'incoming' | 'outgoing' {
+  const srcEph = isEphemeralPort(s.srcPort);
+  const dstEph = isEphemeralPort(s.dstPort);
+  if (srcEph !== dstEph) return srcEph ? 'outgoing' : 'incoming';
+  return s.srcPort < s.dstPort ? 'incoming' : 'outgoing';
+}
+
+export class NetflowAggregator {
+  private readonly seen = new Map<number, Seen>();
+  private flows = new Map<string, Acc>();
+  private generation = 0;
+  /** Connections forgotten without a close event (e.g. a close event was lost). */
+  vanished = 0;
+
+  /** A live connection from this interval's map read. */
+  addLive(s: ConnSample): void {
+    this.add(s, false);
+  }
+
+  /** A connection that closed: its final totals. */
+  addClosed(s: ConnSample): void {
+    this.add(s, true);
+  }
+
+  private add(s: ConnSample, closed: boolean): void {
+    const prev = this.seen.get(s.id);
+    const dWritten = s.bytesSent - (prev?.sent ?? 0);
+    const dRead = s.bytesRecv - (prev?.recv ?? 0);
+    const dRetrans = s.retransmits - (prev?.retrans ?? 0);
+    const establishedNow = (s.flags & (CONN_F_ESTABLISHED | CONN_F_PREEXISTING)) !== 0 && !prev?.establishedCounted;
+    if (closed) {
+      this.seen.delete(s.id);
+    } else if (prev) {
+      prev.sent = s.bytesSent;
+      prev.recv = s.bytesRecv;
+      prev.retrans = s.retransmits;
+      prev.establishedCounted ||= establishedNow;
+      prev.generation = this.generation;
+    } else {
+      this.seen.set(s.id, {
+        sent: s.bytesSent,
+        recv: s.bytesRecv,
+        retrans: s.retransmits,
+        establishedCounted: establishedNow,
+        generation: this.generation,
+      });
+    }
+    const isTcp = s.transport === 'tcp';
+    const closedNow = closed && isTcp;
+    // No bytes, no open or close, no retransmit: nothing to report (SPEC §4.1).
+    if (dWritten <= 0 && dRead <= 0 && dRetrans <= 0 && !establishedNow && !closedNow) return;
+
+    const direction =
+      s.direction === DIR_OUTGOING ? 'outgoing' : s.direction === DIR_INCOMING ? 'incoming' : guessDirection(s);
+    // The client's ephemeral port is collapsed: ours when outgoing, the peer's when incoming.
+    const srcPort = direction === 'outgoing' && isEphemeralPort(s.srcPort) ? '*' : String(s.srcPort);
+    const dstPort = direction === 'incoming' && isEphemeralPort(s.dstPort) ? '*' : String(s.dstPort);
+    const key = `${s.pid}|${direction}|${s.transport}|${s.srcIp}|${srcPort}|${s.dstIp}|${dstPort}`;
+    let acc = this.flows.get(key);
+    if (!acc) {
+      acc = {
+        flow: {
+          direction,
+          transport: s.transport,
+          family: s.family,
+          pid: s.pid,
+          processName: s.processName,
+          srcIp: s.srcIp,
+          srcPort,
+          dstIp: s.dstIp,
+          dstPort,
+          bytesRead: 0,
+          bytesWritten: 0,
+          retransmits: 0,
+          tcpEstablished: 0,
+          tcpClosed: 0,
+          rtt: 0,
+          rttVar: 0,
+        },
+        rttSum: 0,
+        rttVarSum: 0,
+        rttCount: 0,
+      };
+      this.flows.set(key, acc);
+    }
+    const f = acc.flow;
+    f.bytesWritten += Math.max(0, dWritten);
+    f.bytesRead += Math.max(0, dRead);
+    f.retransmits += Math.max(0, dRetrans);
+    if (establishedNow && isTcp) f.tcpEstablished++;
+    if (closedNow) f.tcpClosed++;
+    if (isTcp) {
+      acc.rttSum += s.rttUs;
+      acc.rttVarSum += s.rttVarUs;
+      acc.rttCount++;
+    }
+    if (!f.processName && s.processName) f.processName = s.processName;
+  }
+
+  /** Call after every full map read: forgets connections that disappeared without a close event. */
+  endMapRead(): void {
+    for (const [id, seen] of this.seen) {
+      if (this.generation - seen.generation >= FORGET_AFTER_READS) {
+        this.seen.delete(id);
+        this.vanished++;
+      }
+    }
+    this.generation++;
+  }
+
+  /** Flows accumulated since the last call. */
+  takeFlows(): Flow[] {
+    const out: Flow[] = [];
+    for (const acc of this.flows.values()) {
+      if (acc.rttCount) {
+        acc.flow.rtt = Math.round(acc.rttSum / acc.rttCount);
+        acc.flow.rttVar = Math.round(acc.rttVarSum / acc.rttCount);
+      }
+      out.push(acc.flow);
+    }
+    this.flows = new Map();
+    return out;
+  }
+
+  /** Connections currently remembered between intervals. */
+  get tracked(): number {
+    return this.seen.size;
+  }
+}

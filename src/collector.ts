@@ -1,0 +1,78 @@
+// The collector: runs the enabled plugins, reports once per interval, flushes
+// outputs, and shuts down cleanly on SIGINT/SIGTERM.
+import type { Config } from './config';
+import { log } from './log';
+import type { Output, Point } from './output/point';
+import type { Plugin } from './plugins/plugin';
+
+export function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+export class Collector {
+  private timer?: NodeJS.Timeout;
+  private readonly started: Plugin[] = [];
+  private stopping?: Promise<void>;
+
+  constructor(
+    private readonly config: Config,
+    private readonly plugins: Plugin[],
+    private readonly output: Output,
+  ) {}
+
+  /** Starts every plugin it can; a plugin whose hooks are missing is disabled with a warning. */
+  start(): void {
+    for (const p of this.plugins) {
+      try {
+        p.start();
+        this.started.push(p);
+        log.info(`${p.name}: started`);
+      } catch (err) {
+        log.warn(`${p.name}: disabled: ${(err as Error).message.split('\n')[0]}`);
+        log.debug(`${p.name}: ${(err as Error).message}`);
+      }
+    }
+    if (!this.started.length) throw new Error('no plugin could start');
+    this.timer = setInterval(() => void this.report(), this.config.intervalMs);
+  }
+
+  get running(): string[] {
+    return this.started.map((p) => p.name);
+  }
+
+  /** Adds the tags every point carries: host, service and the user's tags. */
+  private decorate(points: Point[]): void {
+    for (const p of points) {
+      Object.assign(p.tags, this.config.tags);
+      p.tags.host = this.config.hostname;
+      p.tags.service = this.config.service;
+    }
+  }
+
+  async report(): Promise<void> {
+    const now = nowNs();
+    for (const p of this.started) {
+      try {
+        const points = p.collect(now);
+        this.decorate(points);
+        if (points.length) this.output.write(p.category, points);
+        const stats = p.stats();
+        log.info(`${p.name}: ${points.length} points; ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      } catch (err) {
+        log.error(`${p.name}: collect failed: ${(err as Error).stack ?? err}`);
+      }
+    }
+    await this.output.flush();
+  }
+
+  /** Reports what was collected, detaches everything and flushes. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      await this.report();
+      for (const p of this.started) p.stop();
+      await this.output.close();
+    })();
+    return this.stopping;
+  }
+}

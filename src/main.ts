@@ -1,0 +1,67 @@
+// Entry point of bin/datakit-ebpf.
+import { Collector } from './collector';
+import { Config, loadConfigOrExit } from './config';
+import { configureLog, log } from './log';
+import { createOutput, reportLastError } from './output/datakit';
+import { NetflowPlugin } from './plugins/netflow/plugin';
+import type { Plugin } from './plugins/plugin';
+import { checkRuntime, StartupError } from './runtime';
+
+function buildPlugins(config: Config): Plugin[] {
+  const plugins: Plugin[] = [];
+  if (config.enabled.includes('ebpf-net')) {
+    plugins.push(new NetflowPlugin({ includeLoopback: config.includeLoopback }));
+  }
+  if (config.enabled.includes('ebpf-bash')) {
+    log.warn('ebpf-bash: not available in this version yet');
+  }
+  return plugins;
+}
+
+/** Start-up failure that is not a usage error: one line, status 1, and DataKit is told. */
+async function fatal(config: Config, message: string): Promise<never> {
+  log.error(message);
+  // with --log the line above went to the file: say it on stderr as well
+  if (config.logPath) process.stderr.write(`datakit-ebpf: ${message}\n`);
+  process.exitCode = 1;
+  if (config.apiServer) await reportLastError(config.apiServer, message);
+  process.exit(1);
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  const config = loadConfigOrExit(argv, process.env);
+  configureLog(config.logLevel, config.logPath);
+  for (const w of config.warnings) log.warn(w);
+
+  try {
+    checkRuntime();
+  } catch (err) {
+    if (err instanceof StartupError) return fatal(config, err.message);
+    throw err;
+  }
+
+  const output = createOutput(config.apiServer);
+  const collector = new Collector(config, buildPlugins(config), output);
+  try {
+    collector.start();
+  } catch (err) {
+    return fatal(config, `cannot start: ${(err as Error).message.split('\n')[0]}`);
+  }
+  log.info(
+    `datakit-ebpf started: plugins ${collector.running.join(',')}, interval ${config.intervalMs} ms, ` +
+      `output ${config.apiServer ? `http://${config.apiServer}` : 'stdout'}`,
+  );
+
+  const shutdown = (signal: string) => {
+    log.info(`${signal}: flushing and detaching`);
+    collector.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error(`shutdown failed: ${(err as Error).stack ?? err}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}

@@ -1,0 +1,111 @@
+// DataKit's HTTP API (SPEC §3): network points to /v1/write/network,
+// logging points to /v1/write/logging, fatal start-up errors to /v1/lasterror.
+import { log } from '../log';
+import { encodePoint } from './lineprotocol';
+import type { Category, Output, Point } from './point';
+import { StdoutOutput } from './stdout';
+
+const ENDPOINTS: Record<Category, string> = {
+  network: '/v1/write/network?input=ebpf-net',
+  logging: '/v1/write/logging?input=ebpf-bash',
+};
+
+export interface DataKitOptions {
+  /** Points kept for retry while DataKit is unreachable; the oldest go first. */
+  maxQueuedPoints?: number;
+  timeoutMs?: number;
+}
+
+export class DataKitOutput implements Output {
+  private readonly queues: Record<Category, string[]> = { network: [], logging: [] };
+  private readonly maxQueued: number;
+  private readonly timeoutMs: number;
+  private failing = false;
+  sent = 0;
+  failed = 0;
+  dropped = 0;
+
+  constructor(
+    private readonly apiServer: string,
+    opts: DataKitOptions = {},
+  ) {
+    this.maxQueued = opts.maxQueuedPoints ?? 100_000;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  write(category: Category, points: Point[]): void {
+    const q = this.queues[category];
+    for (const p of points) q.push(encodePoint(p));
+    const excess = q.length - this.maxQueued;
+    if (excess > 0) {
+      q.splice(0, excess);
+      this.dropped += excess;
+    }
+  }
+
+  private inflight?: Promise<void>;
+
+  /** One flush at a time: a second caller waits for the one in flight. */
+  flush(): Promise<void> {
+    this.inflight ??= this.post().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async post(): Promise<void> {
+    for (const category of Object.keys(ENDPOINTS) as Category[]) {
+      const lines = this.queues[category];
+      if (!lines.length) continue;
+      const batch = lines.length;
+      try {
+        const res = await fetch(`http://${this.apiServer}${ENDPOINTS[category]}`, {
+          method: 'POST',
+          body: lines.join('\n'),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        await res.arrayBuffer(); // drain so the connection is reused
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        lines.splice(0, batch); // points written meanwhile stay queued
+        this.sent += batch;
+        if (this.failing) log.info(`datakit: ${this.apiServer} reachable again`);
+        this.failing = false;
+      } catch (err) {
+        // kept for the next flush; warn once per failure streak
+        this.failed += batch;
+        if (!this.failing) log.warn(`datakit: post to ${this.apiServer} failed: ${(err as Error).message}; will retry`);
+        this.failing = true;
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    return this.flush();
+  }
+
+  stats(): { sent: number; failed: number; dropped: number } {
+    return { sent: this.sent, failed: this.failed, dropped: this.dropped };
+  }
+}
+
+/** Tells DataKit why we could not start; never throws. */
+export async function reportLastError(apiServer: string, message: string, timeoutMs = 3000): Promise<void> {
+  // fetch's sockets and AbortSignal.timeout do not keep the process alive:
+  // without this timer a slow DataKit would let the process exit mid-request.
+  const keepAlive = setTimeout(() => {}, timeoutMs + 100);
+  try {
+    const res = await fetch(`http://${apiServer}/v1/lasterror`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 'ebpf', err_content: message }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await res.arrayBuffer();
+  } catch {
+    /* nothing more we can do: the error is in our own log already */
+  } finally {
+    clearTimeout(keepAlive);
+  }
+}
+
+export function createOutput(apiServer?: string): Output {
+  return apiServer ? new DataKitOutput(apiServer) : new StdoutOutput();
+}

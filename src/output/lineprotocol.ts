@@ -1,0 +1,75 @@
+// InfluxDB line protocol encoder (SPEC §3).
+import type { FieldValue, Point } from './point';
+
+// Raw CR/LF would end the line: they are written as the two characters \n / \r.
+function noNewlines(s: string): string {
+  return s.includes('\n') || s.includes('\r') ? s.replace(/\n/g, '\\n').replace(/\r/g, '\\r') : s;
+}
+
+const MEASUREMENT_SPECIAL = /[, ]/g;
+const KEY_SPECIAL = /[,= ]/g;
+
+export function escapeMeasurement(s: string): string {
+  return noNewlines(s).replace(MEASUREMENT_SPECIAL, '\\$&');
+}
+
+/** Tag keys, tag values and field keys. */
+export function escapeKey(s: string): string {
+  let out = noNewlines(s).replace(KEY_SPECIAL, '\\$&');
+  // A trailing backslash would escape the separator that follows it; InfluxDB
+  // reads "\\" as two characters, so the only safe encoding is to add a space
+  // and escape it. This changes the value by one trailing space, rather than
+  // making the whole line unparseable.
+  if (out.endsWith('\\') && !out.endsWith('\\ ') && !out.endsWith('\\,') && !out.endsWith('\\=')) out += '\\ ';
+  return out;
+}
+
+export function escapeStringField(s: string): string {
+  return `"${s.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\\\n').replace(/\r/g, '\\\\r')}"`;
+}
+
+function encodeField(key: string, v: FieldValue): string {
+  let text: string;
+  switch (typeof v) {
+    case 'number':
+      if (!Number.isSafeInteger(v)) throw new TypeError(`field ${key}: integer field is not a safe integer: ${v}`);
+      text = `${v}i`;
+      break;
+    case 'bigint':
+      text = `${v}i`;
+      break;
+    case 'string':
+      text = escapeStringField(v);
+      break;
+    case 'boolean':
+      text = v ? 'true' : 'false';
+      break;
+    default:
+      if (!Number.isFinite(v.float)) throw new TypeError(`field ${key}: float field is not finite: ${v.float}`);
+      text = String(v.float); // no suffix: a float
+  }
+  return `${escapeKey(key)}=${text}`;
+}
+
+export function encodePoint(p: Point): string {
+  let line = escapeMeasurement(p.measurement);
+  // InfluxDB's canonical order: tags sorted by key
+  const tagKeys = Object.keys(p.tags).sort();
+  for (const k of tagKeys) {
+    const v = p.tags[k];
+    if (v === undefined || v === '') continue;
+    line += `,${escapeKey(k)}=${escapeKey(v)}`;
+  }
+  const fieldKeys = Object.keys(p.fields);
+  if (!fieldKeys.length) throw new TypeError(`point ${p.measurement} has no fields`);
+  line += ' ';
+  for (let i = 0; i < fieldKeys.length; i++) {
+    if (i) line += ',';
+    line += encodeField(fieldKeys[i], p.fields[fieldKeys[i]]);
+  }
+  return `${line} ${p.time}`;
+}
+
+export function encodePoints(points: Point[]): string {
+  return points.map(encodePoint).join('\n');
+}

@@ -1,0 +1,45 @@
+// Line protocol on stdout (SPEC §3: the default output).
+import type { Writable } from 'node:stream';
+import { log } from '../log';
+import { encodePoint } from './lineprotocol';
+import type { Category, Output, Point } from './point';
+
+export class StdoutOutput implements Output {
+  private queued: string[] = [];
+  private broken = false;
+  written = 0;
+  dropped = 0;
+
+  constructor(private readonly stream: Writable = process.stdout) {
+    // A closed pipe (e.g. `| head`) must not crash the collector.
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.broken) log.warn(`stdout: ${err.code ?? err.message}: output stopped`);
+      this.broken = true;
+    });
+  }
+
+  write(_category: Category, points: Point[]): void {
+    for (const p of points) this.queued.push(encodePoint(p));
+  }
+
+  flush(): Promise<void> {
+    const lines = this.queued;
+    this.queued = [];
+    if (!lines.length) return Promise.resolve();
+    if (this.broken) {
+      this.dropped += lines.length;
+      return Promise.resolve();
+    }
+    this.written += lines.length;
+    // one write per flush; resolve once the data is handed to the OS
+    return new Promise((resolve) => this.stream.write(`${lines.join('\n')}\n`, () => resolve()));
+  }
+
+  close(): Promise<void> {
+    return this.flush();
+  }
+
+  stats(): Record<string, number> {
+    return { points_written: this.written, points_dropped: this.dropped };
+  }
+}

@@ -1,0 +1,147 @@
+// Decoders for the structures of bpf/netflow.h. Offsets are checked against
+// the object's BTF by test/unit/bpf-layout.test.ts.
+
+export const TUPLE = { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, proto: 38, netns: 40, size: 48 } as const;
+export const CONN_STATS = {
+  t: 0,
+  id: 48,
+  bytes_sent: 56,
+  bytes_recv: 64,
+  pid: 72,
+  retrans: 76,
+  srtt_us: 80,
+  mdev_us: 84,
+  direction: 88,
+  flags: 89,
+  comm: 96,
+  size: 112,
+} as const;
+export const CLOSE_EVENT = { sk: 0, c: 8, size: 120 } as const;
+export const NETFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+export const DIR_UNKNOWN = 0;
+export const DIR_OUTGOING = 1;
+export const DIR_INCOMING = 2;
+
+export const CONN_F_ESTABLISHED = 1;
+export const CONN_F_PREEXISTING = 2;
+export const CONN_F_CLOSED = 4;
+
+/** Counter slots of the per-CPU `counters` map (enum netflow_counter). */
+export const COUNTER_NAMES = ['conn_map_full', 'ringbuf_full', 'conns_tracked', 'close_events', 'close_lost'] as const;
+
+export interface ConnSample {
+  id: number;
+  family: 'IPv4' | 'IPv6';
+  transport: 'tcp' | 'udp';
+  srcIp: string;
+  dstIp: string;
+  srcPort: number;
+  dstPort: number;
+  netns: number;
+  bytesSent: number;
+  bytesRecv: number;
+  pid: number;
+  processName: string;
+  retransmits: number;
+  rttUs: number;
+  rttVarUs: number;
+  direction: number;
+  flags: number;
+}
+
+function formatV4(buf: Buffer, off: number): string {
+  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
+}
+
+/** RFC 5952 text form of the 16 bytes at `off` (zero-run compression, lowercase). */
+export function formatV6(buf: Buffer, off: number): string {
+  const h: number[] = [];
+  for (let i = 0; i < 8; i++) h.push(buf.readUInt16BE(off + i * 2));
+  let bestStart = -1;
+  let bestLen = 1; // a single zero group is not compressed
+  for (let i = 0; i < 8; ) {
+    if (h[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && h[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = h.map((x) => x.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+/** True for ::ffff:a.b.c.d. */
+function isV4Mapped(buf: Buffer, off: number): boolean {
+  for (let i = 0; i < 10; i++) if (buf[off + i] !== 0) return false;
+  return buf[off + 10] === 0xff && buf[off + 11] === 0xff;
+}
+
+function readComm(buf: Buffer, off: number): string {
+  let end = off;
+  while (end < off + 16 && buf[end] !== 0) end++;
+  return buf.toString('utf8', off, end);
+}
+
+/** Two u32 halves of a u64 as a Number: ids stay below 2^53 by construction. */
+function readU53(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off + 4) * 0x1_0000_0000 + buf.readUInt32LE(off);
+}
+
+export function decodeConnStats(buf: Buffer, base: number): ConnSample {
+  const rawFamily = buf.readUInt16LE(base + TUPLE.family);
+  const sa = base + TUPLE.saddr;
+  const da = base + TUPLE.daddr;
+  // IPv4-mapped IPv6 sockets report as IPv4 (SPEC §4.1)
+  const v4 = rawFamily === AF_INET || (isV4Mapped(buf, sa) && isV4Mapped(buf, da));
+  let srcIp: string;
+  let dstIp: string;
+  if (rawFamily === AF_INET) {
+    srcIp = formatV4(buf, sa);
+    dstIp = formatV4(buf, da);
+  } else if (v4) {
+    srcIp = formatV4(buf, sa + 12);
+    dstIp = formatV4(buf, da + 12);
+  } else {
+    srcIp = formatV6(buf, sa);
+    dstIp = formatV6(buf, da);
+  }
+  return {
+    id: readU53(buf, base + CONN_STATS.id),
+    family: v4 ? 'IPv4' : 'IPv6',
+    transport: buf[base + TUPLE.proto] === IPPROTO_UDP ? 'udp' : 'tcp',
+    srcIp,
+    dstIp,
+    srcPort: buf.readUInt16LE(base + TUPLE.sport),
+    dstPort: buf.readUInt16LE(base + TUPLE.dport),
+    netns: buf.readUInt32LE(base + TUPLE.netns),
+    bytesSent: readU53(buf, base + CONN_STATS.bytes_sent),
+    bytesRecv: readU53(buf, base + CONN_STATS.bytes_recv),
+    pid: buf.readUInt32LE(base + CONN_STATS.pid),
+    processName: readComm(buf, base + CONN_STATS.comm),
+    retransmits: buf.readUInt32LE(base + CONN_STATS.retrans),
+    rttUs: buf.readUInt32LE(base + CONN_STATS.srtt_us),
+    rttVarUs: buf.readUInt32LE(base + CONN_STATS.mdev_us),
+    direction: buf[base + CONN_STATS.direction],
+    flags: buf[base + CONN_STATS.flags],
+  };
+}
+
+export function encodeNetflowConfig(includeLoopback: boolean, wakeupBytes: number): Buffer {
+  const b = Buffer.alloc(NETFLOW_CONFIG.size);
+  b.writeUInt32LE(includeLoopback ? 1 : 0, NETFLOW_CONFIG.include_loopback);
+  b.writeUInt32LE(wakeupBytes, NETFLOW_CONFIG.wakeup_bytes);
+  return b;
+}

@@ -1,0 +1,139 @@
+// netflow (SPEC §4.1): TCP connection statistics per interval.
+import { NetflowAggregator, Flow } from '../../aggregate/netflow';
+import { BpfObject, BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
+import { ipType } from '../../enrich/iptype';
+import type { Point } from '../../output/point';
+import type { Plugin, PluginOptions } from '../plugin';
+import {
+  CLOSE_EVENT,
+  CONN_STATS,
+  COUNTER_NAMES,
+  decodeConnStats,
+  encodeNetflowConfig,
+} from './decode';
+
+export interface NetflowOptions extends PluginOptions {
+  /** Connections tracked at once in the kernel. */
+  maxConnections?: number;
+}
+
+/** How often queued close events are picked up between kernel wake-ups. */
+const RING_DRAIN_MS = 200;
+/** The kernel wakes us early once this much is queued. */
+const WAKEUP_BYTES = 512 * 1024;
+
+export function flowToPoint(f: Flow, time: bigint): Point {
+  return {
+    measurement: 'netflow',
+    tags: {
+      source: 'netflow',
+      direction: f.direction,
+      transport: f.transport,
+      family: f.family,
+      pid: String(f.pid),
+      process_name: f.processName,
+      src_ip: f.srcIp,
+      src_port: f.srcPort,
+      src_ip_type: ipType(f.srcIp),
+      dst_ip: f.dstIp,
+      dst_port: f.dstPort,
+      dst_ip_type: ipType(f.dstIp),
+    },
+    fields: {
+      bytes_read: f.bytesRead,
+      bytes_written: f.bytesWritten,
+      retransmits: f.retransmits,
+      rtt: f.rtt,
+      rtt_var: f.rttVar,
+      tcp_established: f.tcpEstablished,
+      tcp_closed: f.tcpClosed,
+    },
+    time,
+  };
+}
+
+export class NetflowPlugin implements Plugin {
+  readonly name = 'netflow';
+  readonly category = 'network' as const;
+  private obj?: BpfObject;
+  private conns?: BpfMap;
+  private counters?: BpfMap;
+  private orphans?: BpfMap;
+  private ring?: RingBuffer;
+  private drainTimer?: NodeJS.Timeout;
+  private readonly agg = new NetflowAggregator();
+  private closeEvents = 0;
+
+  constructor(private readonly opts: NetflowOptions) {}
+
+  start(): void {
+    const obj = BpfObject.open('netflow');
+    this.obj = obj;
+    try {
+      obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
+      obj.setMaxEntries('conns', this.opts.maxConnections ?? 65536);
+      obj.load();
+      this.conns = obj.map('conns');
+      this.counters = obj.map('counters');
+      this.orphans = obj.map('orphans');
+      this.ring = new RingBuffer(obj.map('closed'), (buf, bytes) => this.onCloseEvents(buf, bytes));
+      // State changes first, so byte hooks find connections already tracked.
+      obj.attachRawTracepoint('on_state', 'inet_sock_set_state');
+      obj.attachRawTracepoint('on_destroy', 'tcp_destroy_sock');
+      obj.attachRawTracepoint('on_retransmit', 'tcp_retransmit_skb');
+      obj.attachRawTracepoint('on_send', 'sock_send_length');
+      obj.attachRawTracepoint('on_recv', 'sock_recv_length');
+    } catch (err) {
+      this.stop();
+      throw err;
+    }
+    this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
+    this.drainTimer.unref();
+  }
+
+  private onCloseEvents(buf: Buffer, bytes: number): void {
+    forEachRecord(buf, bytes, (off, len) => {
+      if (len < CLOSE_EVENT.size) return;
+      this.closeEvents++;
+      this.agg.addClosed(decodeConnStats(buf, off + CLOSE_EVENT.c));
+    });
+  }
+
+  collect(now: bigint): Point[] {
+    if (!this.conns || !this.ring) return [];
+    // Closed connections queued so far, then every live one, then closes that
+    // raced with the read (the kernel removes an entry before queueing its event).
+    this.ring.drain();
+    const live = this.conns.readAll();
+    for (let i = 0; i < live.count; i++) this.agg.addLive(decodeConnStats(live.values, i * CONN_STATS.size));
+    // closed connections whose event did not fit in the ring buffer
+    const orphans = this.orphans!.readAll({ delete: true });
+    for (let i = 0; i < orphans.count; i++) this.agg.addClosed(decodeConnStats(orphans.values, i * CONN_STATS.size));
+    this.agg.endMapRead();
+    this.ring.drain();
+    return this.agg.takeFlows().map((f) => flowToPoint(f, now));
+  }
+
+  /** Kernel counters summed over CPUs, plus user-space ones. */
+  stats(): Record<string, number> {
+    const out: Record<string, number> = {};
+    if (this.counters) {
+      const sums = this.counters.sumPerCpuCounters();
+      COUNTER_NAMES.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
+    }
+    out.close_events_read = this.closeEvents;
+    out.conns_remembered = this.agg.tracked;
+    out.conns_vanished = this.agg.vanished;
+    return out;
+  }
+
+  stop(): void {
+    if (this.drainTimer) clearInterval(this.drainTimer);
+    this.drainTimer = undefined;
+    this.ring?.close();
+    this.ring = undefined;
+    this.obj?.close();
+    this.obj = undefined;
+    this.conns = undefined;
+  }
+}

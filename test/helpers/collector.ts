@@ -1,0 +1,133 @@
+// Runs bin/datakit-ebpf as a child process and collects what it prints.
+import { ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { ParsedPoint, parseLine } from './lineprotocol-parse';
+
+export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+export const binPath = path.join(repoRoot, 'bin', 'datakit-ebpf');
+
+export interface RunningCollector {
+  proc: ChildProcess;
+  lines: string[];
+  stderr(): string;
+  points(measurement?: string): ParsedPoint[];
+  /** Resolves once a printed line satisfies `pred`. */
+  waitForLine(pred: (line: string) => boolean, timeoutMs: number): Promise<string>;
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
+export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningCollector> {
+  const proc = spawn(process.execPath, [binPath, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(proc);
+  const lines: string[] = [];
+  let err = '';
+  let partial = '';
+  const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    for (const l of parts) {
+      lines.push(l);
+      for (const w of [...waiters]) {
+        if (w.pred(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+      }
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => {
+      running.delete(proc);
+      resolve({ code, signal });
+    }),
+  );
+
+  // Ready once it says so; fail fast if it exits first.
+  const deadline = Date.now() + 20000;
+  while (!/datakit-ebpf started/.test(err)) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`collector did not start (exit ${proc.exitCode}):\n${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    proc,
+    lines,
+    stderr: () => err,
+    points: (m) => lines.filter((l) => l && (!m || l.startsWith(`${m},`))).map(parseLine),
+    waitForLine(pred, timeoutMs) {
+      const found = lines.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no matching line within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 15000);
+      const res = await exited;
+      clearTimeout(timer);
+      return res;
+    },
+  };
+}
+
+/** Runs a command to completion; rejects on a non-zero exit. */
+export function run(cmd: string, args: string[]): Promise<{ pid: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    p.on('error', reject);
+    p.on('exit', (code) =>
+      code === 0 ? resolve({ pid: p.pid!, stdout: out }) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}\n${err}`)),
+    );
+  });
+}
+
+/** Starts a long-running process and resolves once it prints `ready`. */
+export function startDaemon(cmd: string, args: string[], ready: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(p);
+    let out = '';
+    let err = '';
+    const t = setTimeout(() => reject(new Error(`${cmd} not ready: ${out}${err}`)), 10000);
+    p.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes(ready)) {
+        clearTimeout(t);
+        resolve(p);
+      }
+    });
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    p.on('exit', (code) => {
+      running.delete(p);
+      clearTimeout(t);
+      reject(new Error(`${cmd} exited ${code}: ${err}`));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

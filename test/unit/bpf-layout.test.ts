@@ -1,0 +1,46 @@
+// The TypeScript decoders must agree with the C structs byte for byte: read
+// the layout from the compiled object's BTF and compare.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { test } from 'node:test';
+import { bpfObjectPath } from '../../src/paths';
+import { CONN_STATS, NETFLOW_CONFIG, TUPLE } from '../../src/plugins/netflow/decode';
+
+interface BtfStruct {
+  size: number;
+  members: Record<string, number>; // byte offsets
+}
+
+function btfStructs(object: string): Map<string, BtfStruct> {
+  const text = execFileSync('bpftool', ['btf', 'dump', 'file', object], { encoding: 'utf8' });
+  const structs = new Map<string, BtfStruct>();
+  let current: BtfStruct | undefined;
+  for (const line of text.split('\n')) {
+    const head = /^\[\d+\] STRUCT '(\w+)' size=(\d+)/.exec(line);
+    if (head) {
+      current = { size: Number(head[2]), members: {} };
+      structs.set(head[1], current);
+      continue;
+    }
+    const member = /^\s+'(\w+)' type_id=\d+ bits_offset=(\d+)/.exec(line);
+    if (member && current) current.members[member[1]] = Number(member[2]) / 8;
+    else if (!line.startsWith('\t')) current = undefined;
+  }
+  return structs;
+}
+
+function assertLayout(s: BtfStruct | undefined, expected: Record<string, number>, name: string): void {
+  assert.ok(s, `struct ${name} is in the object's BTF`);
+  const { size, ...offsets } = expected;
+  assert.equal(s.size, size, `sizeof(struct ${name})`);
+  for (const [field, off] of Object.entries(offsets)) {
+    assert.equal(s.members[field], off, `offsetof(struct ${name}, ${field})`);
+  }
+}
+
+test('netflow structs match the decoder', () => {
+  const structs = btfStructs(bpfObjectPath('netflow'));
+  assertLayout(structs.get('conn_tuple'), TUPLE, 'conn_tuple');
+  assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
+  assertLayout(structs.get('netflow_config'), NETFLOW_CONFIG, 'netflow_config');
+});
