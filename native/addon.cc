@@ -27,6 +27,12 @@
 
 #include "ringbuf.h"
 
+// Exported and never inlined so that a uprobe can find it by name.
+extern "C" __attribute__((noinline, visibility("default"))) uint32_t datakit_ebpf_probe_target(uint32_t value) {
+  asm volatile("" ::: "memory");
+  return value + 1;
+}
+
 namespace {
 
 // ---- libbpf log capture: kept so errors can say what the verifier said ----
@@ -102,6 +108,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("ringOpen", &Addon::RingOpen),
         InstanceMethod("ringDrain", &Addon::RingDrain),
         InstanceMethod("ringClose", &Addon::RingClose),
+        InstanceMethod("probeTarget", &Addon::ProbeTarget),
     });
   }
 
@@ -296,17 +303,27 @@ class Addon : public Napi::Addon<Addon> {
     return NewLink(env, obj, l, -1, "attach tracepoint " + category + ":" + name);
   }
 
-  // attachUprobe(obj, prog, retprobe, pid (-1 = all), binaryPath, offset)
+  // attachUprobe(obj, prog, retprobe, pid (-1 = all), binaryPath, offset, funcName)
+  // With a function name libbpf resolves the symbol from the ELF (offset is
+  // then relative to it); with an empty name the offset is a file offset.
   Napi::Value AttachUprobe(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t obj = U32(info, 0);
     bool ret = info[2].ToBoolean().Value();
     std::string path = Str(info, 4);
+    std::string func = Str(info, 6);
+    LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = func.empty() ? nullptr : func.c_str());
     g_log.clear();
-    bpf_link* l = bpf_program__attach_uprobe(GetProgram(env, obj, Str(info, 1)), ret,
-                                             static_cast<pid_t>(I64(info, 3)), path.c_str(),
-                                             static_cast<size_t>(I64(info, 5)));
-    return NewLink(env, obj, l, -1, std::string("attach ") + (ret ? "uretprobe " : "uprobe ") + path);
+    bpf_link* l = bpf_program__attach_uprobe_opts(GetProgram(env, obj, Str(info, 1)),
+                                                  static_cast<pid_t>(I64(info, 3)), path.c_str(),
+                                                  static_cast<size_t>(I64(info, 5)), &opts);
+    return NewLink(env, obj, l, -1,
+                   std::string("attach ") + (ret ? "uretprobe " : "uprobe ") + path + (func.empty() ? "" : ":" + func));
+  }
+
+  // A function for tests to put a uprobe on: the native layer checks itself.
+  Napi::Value ProbeTarget(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), datakit_ebpf_probe_target(U32(info, 0)));
   }
 
   // attachCgroup(obj, prog, cgroupDir): sockops, cgroup_skb, cgroup_sock, ...

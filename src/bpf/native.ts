@@ -16,7 +16,7 @@ interface Addon {
   maps(obj: number): RawMap[];
   attachRawTracepoint(obj: number, prog: string, tp: string): number;
   attachTracepoint(obj: number, prog: string, category: string, name: string): number;
-  attachUprobe(obj: number, prog: string, retprobe: boolean, pid: number, binary: string, offset: number): number;
+  attachUprobe(obj: number, prog: string, retprobe: boolean, pid: number, binary: string, offset: number, func: string): number;
   attachCgroup(obj: number, prog: string, cgroupDir: string): number;
   attachSocketFilter(obj: number, prog: string): number;
   detach(link: number): void;
@@ -28,6 +28,7 @@ interface Addon {
   ringOpen(fd: number, buffer: Buffer, onData: (bytes: number) => void): number;
   ringDrain(ring: number): number;
   ringClose(ring: number): void;
+  probeTarget(value: number): number;
 }
 
 /** An eBPF operation failed; carries the errno and what libbpf logged. */
@@ -202,6 +203,13 @@ export class RingBuffer {
   }
 }
 
+/** Calls the addon's own uprobe target (see native/addon.cc); for self-tests. */
+export function probeTarget(value: number): number {
+  return native().probeTarget(value);
+}
+
+export const nativeAddonFile = nativeAddonPath;
+
 /** A loaded (or about to be loaded) eBPF object file from build/bpf/. */
 export class BpfObject {
   private handle: number;
@@ -258,9 +266,12 @@ export class BpfObject {
     return this.track(call(() => native().attachTracepoint(this.handle, prog, category, name)), `tp/${category}/${name}`);
   }
 
-  attachUprobe(prog: string, o: { binary: string; offset: number; retprobe?: boolean; pid?: number }): Link {
-    const h = call(() => native().attachUprobe(this.handle, prog, !!o.retprobe, o.pid ?? -1, o.binary, o.offset));
-    return this.track(h, `${o.retprobe ? 'uretprobe' : 'uprobe'}/${o.binary}+${o.offset}`);
+  /** A uprobe at `func` (+offset) or, without `func`, at a file offset of `binary`. */
+  attachUprobe(prog: string, o: { binary: string; func?: string; offset?: number; retprobe?: boolean; pid?: number }): Link {
+    const h = call(() =>
+      native().attachUprobe(this.handle, prog, !!o.retprobe, o.pid ?? -1, o.binary, o.offset ?? 0, o.func ?? ''),
+    );
+    return this.track(h, `${o.retprobe ? 'uretprobe' : 'uprobe'}/${o.binary}:${o.func ?? ''}+${o.offset ?? 0}`);
   }
 
   attachCgroup(prog: string, cgroupDir: string): Link {

@@ -25,3 +25,14 @@ export function loadedProgramIds(): Set<number> {
   const out = execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' });
   return new Set((JSON.parse(out) as { id: number }[]).map((p) => p.id));
 }
+
+/** Waits until none of `ids` is loaded (the kernel frees programs asynchronously); returns those left. */
+export async function programsGone(ids: number[], timeoutMs = 10000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const loaded = loadedProgramIds();
+    const left = ids.filter((id) => loaded.has(id));
+    if (!left.length || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,18 +1,8 @@
 // Nothing the collector attaches may outlive it: not after SIGTERM, not after SIGKILL.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { sleep, startCollector } from '../helpers/collector';
-import { loadedProgramIds, skip } from '../helpers/privileged';
-
-async function programsGone(ids: number[], timeoutMs: number): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const loaded = loadedProgramIds();
-    const left = ids.filter((id) => loaded.has(id));
-    if (!left.length || Date.now() > deadline) return left;
-    await sleep(100); // the kernel frees programs asynchronously
-  }
-}
+import { startCollector } from '../helpers/collector';
+import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
 
 describe('collector lifecycle', { skip }, () => {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGKILL'] as const) {

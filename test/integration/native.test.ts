@@ -1,0 +1,171 @@
+// The native layer against the real kernel: every kind of attach point it
+// offers, map operations, ring buffer draining, errors and clean-up.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as dgram from 'node:dgram';
+import { after, before, describe, test } from 'node:test';
+import { BpfError, BpfMap, BpfObject, forEachRecord, nativeAddonFile, probeTarget, RingBuffer } from '../../src/bpf/native';
+import { findCgroup2 } from '../../src/runtime';
+import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
+
+const MAGIC = 0xfeedbeef;
+const SLOT = { uprobe: 0, uretprobe: 1, tracepoint: 2, rawTracepoint: 3, egress: 4, sockops: 5, socketFilter: 6, ringFull: 7 };
+
+function hits(map: BpfMap, slot: number): number {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(slot);
+  return Number(map.lookup(key)!.readBigUInt64LE(0));
+}
+
+describe('native layer', { skip }, () => {
+  let obj: BpfObject;
+  let hitMap: BpfMap;
+
+  before(() => {
+    obj = BpfObject.open('selftest');
+    const cfg = Buffer.alloc(8);
+    cfg.writeUInt32LE(process.pid, 0);
+    cfg.writeUInt32LE(MAGIC, 4);
+    obj.setConfig(cfg);
+    obj.load();
+    hitMap = obj.map('hits');
+  });
+  after(() => obj?.close());
+
+  test('uprobe and uretprobe by symbol; ring buffer drained in bulk, in order, nothing lost', () => {
+    obj.attachUprobe('on_probe_target', { binary: nativeAddonFile, func: 'datakit_ebpf_probe_target' });
+    obj.attachUprobe('on_probe_target_ret', { binary: nativeAddonFile, func: 'datakit_ebpf_probe_target', retprobe: true });
+    const values: number[] = [];
+    let chunks = 0;
+    // a small buffer forces many chunks: records must never straddle or drop
+    const ring = new RingBuffer(obj.map('records'), (buf, bytes) => {
+      chunks++;
+      forEachRecord(buf, bytes, (off, len) => {
+        assert.equal(len, 16);
+        assert.equal(buf.readUInt32LE(off + 4), MAGIC, '.rodata config reached the program');
+        values.push(buf.readUInt32LE(off));
+      });
+    }, 4096);
+    try {
+      const N = 5000;
+      for (let i = 0; i < N; i++) assert.equal(probeTarget(i), i + 1);
+      ring.drain();
+      assert.equal(values.length, N);
+      assert.deepEqual(values, Array.from({ length: N }, (_, i) => i));
+      assert.ok(chunks >= (N * 24) / 4096, `delivered in ${chunks} chunks`);
+      assert.equal(hits(hitMap, SLOT.uprobe), N);
+      assert.equal(hits(hitMap, SLOT.uretprobe), N);
+      assert.equal(hits(hitMap, SLOT.ringFull), 0);
+
+      // more than the ring holds without draining: the overflow is counted, the rest delivered
+      values.length = 0;
+      const M = 20000;
+      for (let i = 0; i < M; i++) probeTarget(i);
+      ring.drain();
+      const lost = hits(hitMap, SLOT.ringFull);
+      assert.ok(lost > 0, 'a full ring buffer is counted');
+      assert.equal(values.length + lost, M, 'every event delivered or counted');
+    } finally {
+      ring.close();
+    }
+  });
+
+  test('classic and raw tracepoints', () => {
+    obj.attachTracepoint('on_getppid', 'syscalls', 'sys_enter_getppid');
+    const link = obj.attachRawTracepoint('on_raw_sys_enter', 'sys_enter');
+    for (let i = 0; i < 100; i++) assert.ok(process.ppid > 0); // one getppid() each
+    assert.equal(hits(hitMap, SLOT.tracepoint), 100);
+    assert.ok(hits(hitMap, SLOT.rawTracepoint) >= 100);
+    link.detach();
+    const before = hits(hitMap, SLOT.rawTracepoint);
+    for (let i = 0; i < 10; i++) void process.ppid;
+    assert.equal(hits(hitMap, SLOT.rawTracepoint), before, 'detached: no more hits');
+  });
+
+  test('cgroup_skb and sockops on a cgroup of our own', async () => {
+    const cgroup = `${findCgroup2()}/datakit-ebpf-test-${process.pid}`;
+    fs.mkdirSync(cgroup);
+    const server = net.createServer((s) => s.end()).listen(0, '127.0.0.1');
+    try {
+      await new Promise((r) => server.once('listening', r));
+      const port = (server.address() as net.AddressInfo).port;
+      obj.attachCgroup('on_egress', cgroup);
+      obj.attachCgroup('on_sockops', cgroup);
+      // a child joins the cgroup, then makes three connections
+      const script = `const net=require('net');let n=0;const go=()=>{if(n++===3)return;const c=net.connect(${port},'127.0.0.1');c.on('close',go);c.resume()};go()`;
+      const code = await new Promise<number | null>((resolve) => {
+        const child = spawn('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec "${process.execPath}" -e "${script}"`], { stdio: 'inherit' });
+        child.on('exit', resolve);
+      });
+      assert.equal(code, 0);
+      assert.equal(hits(hitMap, SLOT.sockops), 3, 'three active establishments in the cgroup');
+      assert.ok(hits(hitMap, SLOT.egress) >= 6, 'egress packets seen');
+    } finally {
+      server.close();
+      fs.rmdirSync(cgroup);
+    }
+  });
+
+  test('socket filter on a packet socket', async () => {
+    const link = obj.attachSocketFilter('on_packet');
+    const sock = dgram.createSocket('udp4');
+    try {
+      const start = hits(hitMap, SLOT.socketFilter);
+      await new Promise<void>((r) => sock.send(Buffer.from('x'), 9, '127.0.0.1', () => r()));
+      for (let i = 0; i < 50 && hits(hitMap, SLOT.socketFilter) === start; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(hits(hitMap, SLOT.socketFilter) > start);
+    } finally {
+      sock.close();
+      link.detach();
+    }
+  });
+
+  test('map operations: update, lookup, delete, batch read and batch delete', () => {
+    const m = obj.map('scratch');
+    const key = Buffer.alloc(4);
+    const value = Buffer.alloc(8);
+    for (let i = 0; i < 1000; i++) {
+      key.writeUInt32LE(i);
+      value.writeBigUInt64LE(BigInt(i * 3));
+      m.update(key, value);
+    }
+    key.writeUInt32LE(7);
+    assert.equal(m.lookup(key)!.readBigUInt64LE(0), 21n);
+    assert.equal(m.delete(key), true);
+    assert.equal(m.delete(key), false);
+    assert.equal(m.lookup(key), undefined);
+
+    let { count, keys, values } = m.readAll();
+    assert.equal(count, 999);
+    let sum = 0n;
+    for (let i = 0; i < count; i++) {
+      assert.equal(values.readBigUInt64LE(i * 8), BigInt(keys.readUInt32LE(i * 4) * 3));
+      sum += values.readBigUInt64LE(i * 8);
+    }
+    assert.equal(sum, BigInt(3 * (999 * 1000) / 2 - 21));
+    ({ count } = m.readAll({ delete: true }));
+    assert.equal(count, 999);
+    assert.equal(m.readAll().count, 0);
+  });
+
+  test('errors carry the operation and errno', () => {
+    assert.throws(
+      () => obj.attachRawTracepoint('on_raw_sys_enter', 'no_such_tracepoint'),
+      (e: unknown) => e instanceof BpfError && e.errno === 2 && /attach raw tracepoint no_such_tracepoint/.test(e.op),
+    );
+    assert.throws(() => obj.attachUprobe('on_probe_target', { binary: '/nonexistent', func: 'x' }), BpfError);
+    assert.throws(() => obj.map('no_such_map'), /no map named no_such_map/);
+  });
+
+  test('close detaches every program', async () => {
+    const ids = [...loadedProgramIds()];
+    const tmp = BpfObject.open('selftest');
+    tmp.load();
+    const mine = [...loadedProgramIds()].filter((id) => !ids.includes(id));
+    assert.ok(mine.length >= 7);
+    tmp.close();
+    assert.deepEqual(await programsGone(mine), []);
+  });
+});
