@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { encodePoint, encodePoints } from '../../src/output/lineprotocol';
+import type { Point } from '../../src/output/point';
+
+const p = (over: Partial<Point>): Point => ({ measurement: 'm', tags: {}, fields: { v: 1 }, time: 5n, ...over });
+
+test('integers, bigints, floats, booleans and strings', () => {
+  assert.equal(
+    encodePoint(p({ fields: { i: 42, b: 9007199254740993n, f: { float: 1.5 }, g: { float: 2 }, t: true, u: false, s: 'x' } })),
+    'm i=42i,b=9007199254740993i,f=1.5,g=2,t=true,u=false,s="x" 5',
+  );
+});
+
+test('tags are sorted and empty ones left out', () => {
+  assert.equal(encodePoint(p({ tags: { z: '1', a: '2', empty: '', none: undefined } })), 'm,a=2,z=1 v=1i 5');
+});
+
+test('escaping of measurement, tag keys and values, field keys and strings', () => {
+  assert.equal(encodePoint(p({ measurement: 'a b,c=d' })), 'a\\ b\\,c=d v=1i 5');
+  assert.equal(encodePoint(p({ tags: { 'k ,=': 'v ,="' } })), 'm,k\\ \\,\\==v\\ \\,\\=" v=1i 5');
+  assert.equal(encodePoint(p({ fields: { 'f ,=': 's "q" \\ end' } })), 'm f\\ \\,\\=="s \\"q\\" \\\\ end" 5');
+});
+
+test('no raw newline ever: CR and LF become visible escapes', () => {
+  const line = encodePoint(p({ tags: { t: 'a\nb' }, fields: { s: 'x\r\ny' } }));
+  assert.equal(line, 'm,t=a\\nb s="x\\\\r\\\\ny" 5');
+  assert.ok(!/[\r\n]/.test(line));
+});
+
+test('a tag value ending in a backslash stays parseable', () => {
+  assert.equal(encodePoint(p({ tags: { a: 'x\\', b: 'y' } })), 'm,a=x\\\\ ,b=y v=1i 5');
+});
+
+test('bad values are refused', () => {
+  assert.throws(() => encodePoint(p({ fields: { v: 1.5 } })), /not a safe integer/);
+  assert.throws(() => encodePoint(p({ fields: { v: NaN } })), /not a safe integer/);
+  assert.throws(() => encodePoint(p({ fields: { v: { float: Infinity } } })), /not finite/);
+  assert.throws(() => encodePoint(p({ fields: {} })), /no fields/);
+});
+
+test('points joined by newlines', () => {
+  assert.equal(encodePoints([p({}), p({ time: 6n })]), 'm v=1i 5\nm v=1i 6');
+});
