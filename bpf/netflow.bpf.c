@@ -19,6 +19,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 #define MSG_PEEK 2
 #define SAMPLE_EVERY 16
 
@@ -54,6 +55,31 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space before load */
+	__type(key, struct udp_key);
+	__type(value, struct conn_stats);
+} udp_flows SEC(".maps");
+
+/* The peer of the datagram being sent or received on this CPU, left by the
+ * cgroup sendmsg/recvmsg hooks for the byte tracepoint that follows them in
+ * the same syscall: unconnected sockets have no peer in struct sock. */
+struct udp_peer {
+	__u64 sk;
+	__u8 addr[16];
+	__u16 port;
+	__u16 family;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct udp_peer);
+} udp_stash SEC(".maps");
+
 /* Per-CPU sequence for connection ids. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -88,6 +114,13 @@ static __always_inline bool is_loopback(const __u8 *a, __u16 family)
 	return w2 == bpf_htonl(0x0000ffff) && a[12] == 127;
 }
 
+static __always_inline bool tuple_allowed(const struct conn_tuple *t)
+{
+	if (cfg.include_loopback)
+		return true;
+	return !is_loopback(t->saddr, t->family) && !is_loopback(t->daddr, t->family);
+}
+
 /* Fill addresses and ports; returns false when the flow must not be tracked. */
 static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple *t)
 {
@@ -105,9 +138,7 @@ static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple 
 		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
-	if (cfg.include_loopback)
-		return true;
-	return !is_loopback(t->saddr, t->family) && !is_loopback(t->daddr, t->family);
+	return tuple_allowed(t);
 }
 
 static __always_inline void read_rtt(const struct sock *sk, struct conn_stats *c)
@@ -126,15 +157,21 @@ static __always_inline void set_owner(struct conn_stats *c)
 	}
 }
 
-static __always_inline struct conn_stats *track(__u64 key, __u8 direction, __u8 flags)
+/* A unique id: per-CPU sequence number and CPU. */
+static __always_inline __u64 new_id(void)
 {
-	struct conn_stats fresh = {};
 	__u32 zero = 0;
 	__u64 *seq = bpf_map_lookup_elem(&id_seq, &zero);
 	if (!seq)
-		return NULL;
+		return 0;
 	*seq += 1;
-	fresh.id = (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
+	return (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
+}
+
+static __always_inline struct conn_stats *track(__u64 key, __u8 direction, __u8 flags)
+{
+	struct conn_stats fresh = {};
+	fresh.id = new_id();
 	fresh.direction = direction;
 	fresh.flags = flags;
 	/* BPF_NOEXIST: a concurrent insert for the same socket keeps the first */
@@ -154,38 +191,148 @@ static __always_inline bool is_inet_tcp(const struct sock *sk)
 	return (family == AF_INET || family == AF_INET6) && sk_proto(sk) == IPPROTO_TCP;
 }
 
-static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
+/* Owner and RTT are sampled, not read on every event: the probed reads cost
+ * more than the rest of the hook. Always on the first event, then every
+ * SAMPLE_EVERY events, and again when the connection closes. */
+static __always_inline void account(struct conn_stats *c, const struct sock *sk, int bytes, bool sent)
 {
-	__u64 key = (__u64)sk;
-	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c) {
-		/* not tracked: another family, filtered, or open before we started */
-		if (!is_inet_tcp(sk))
-			return;
-		int state = BPF_CORE_READ(sk, __sk_common.skc_state);
-		if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT)
-			return;
-		struct conn_tuple t = {};
-		if (!read_tuple(sk, &t))
-			return;
-		c = track(key, DIR_UNKNOWN, CONN_F_PREEXISTING);
-		if (!c)
-			return;
-		c->t = t;
-	}
 	if (sent)
 		__sync_fetch_and_add(&c->bytes_sent, bytes);
 	else
 		__sync_fetch_and_add(&c->bytes_recv, bytes);
-	/* Owner and RTT are sampled, not read on every event: the probed reads
-	 * cost more than the rest of this hook. Always on the first event, then
-	 * every SAMPLE_EVERY events, and again when the connection closes. */
 	if (!c->pid || ++c->samples >= SAMPLE_EVERY) {
 		c->samples = 0;
 		set_owner(c);
 		if (c->t.proto == IPPROTO_TCP && !(c->flags & CONN_F_CLOSED))
 			read_rtt(sk, c);
 	}
+}
+
+static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent)
+{
+	struct udp_key k = {.sk = skp};
+	struct conn_tuple t = {};
+	__u32 zero = 0;
+	struct udp_peer *p = bpf_map_lookup_elem(&udp_stash, &zero);
+
+	read_tuple(sk, &t);
+	if (p && p->sk == skp) {
+		/* unconnected socket: the peer came with this datagram */
+		__builtin_memcpy(t.daddr, p->addr, 16);
+		t.dport = p->port;
+		if (p->family == AF_INET6 && t.family == AF_INET)
+			t.family = AF_INET6;
+		p->sk = 0;
+	} else if (!t.dport) {
+		count(CNT_UDP_NO_PEER);
+		return;
+	}
+	if (!tuple_allowed(&t))
+		return;
+	__builtin_memcpy(k.peer, t.daddr, 16);
+	k.peer_port = t.dport;
+
+	struct conn_stats *c = bpf_map_lookup_elem(&udp_flows, &k);
+	if (!c) {
+		struct conn_stats fresh = {};
+		fresh.t = t;
+		fresh.id = new_id();
+		/* the side that received first is the server */
+		fresh.direction = sent ? DIR_OUTGOING : DIR_INCOMING;
+		long err = bpf_map_update_elem(&udp_flows, &k, &fresh, BPF_NOEXIST);
+		if (err && err != -17 /* EEXIST */) {
+			count(CNT_UDP_MAP_FULL);
+			return;
+		}
+		c = bpf_map_lookup_elem(&udp_flows, &k);
+		if (!c)
+			return;
+	}
+	account(c, sk, bytes, sent);
+}
+
+static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
+{
+	__u64 key = (__u64)sk;
+	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+	if (c) {
+		account(c, sk, bytes, sent);
+		return;
+	}
+	/* not tracked: UDP, another family, filtered, or open before we started */
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	__u16 proto = sk_proto(sk);
+	if (proto == IPPROTO_UDP) {
+		on_udp_bytes(sk, key, bytes, sent);
+		return;
+	}
+	if (proto != IPPROTO_TCP)
+		return;
+	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT)
+		return;
+	struct conn_tuple t = {};
+	if (!read_tuple(sk, &t))
+		return;
+	c = track(key, DIR_UNKNOWN, CONN_F_PREEXISTING);
+	if (!c)
+		return;
+	c->t = t;
+	account(c, sk, bytes, sent);
+}
+
+/* cgroup sock_addr hooks: called for sends with an address and receives that
+ * ask for one, in the syscall, just before the byte tracepoint. */
+static __always_inline void stash_peer(struct bpf_sock_addr *ctx, bool v6)
+{
+	__u32 zero = 0;
+	struct udp_peer *p = bpf_map_lookup_elem(&udp_stash, &zero);
+	if (!p)
+		return;
+	p->sk = (__u64)ctx->sk;
+	p->port = bpf_ntohs((__u16)ctx->user_port);
+	__u32 *a = (__u32 *)p->addr;
+	if (v6) {
+		a[0] = ctx->user_ip6[0];
+		a[1] = ctx->user_ip6[1];
+		a[2] = ctx->user_ip6[2];
+		a[3] = ctx->user_ip6[3];
+		p->family = AF_INET6;
+	} else {
+		a[0] = ctx->user_ip4;
+		a[1] = a[2] = a[3] = 0;
+		p->family = AF_INET;
+	}
+}
+
+SEC("cgroup/sendmsg4")
+int udp_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	stash_peer(ctx, false);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int udp_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	stash_peer(ctx, false);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int udp_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	stash_peer(ctx, true);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int udp_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	stash_peer(ctx, true);
+	return 1;
 }
 
 SEC("raw_tp/sock_send_length")
@@ -298,12 +445,17 @@ int BPF_PROG(on_destroy, struct sock *sk)
 }
 
 SEC("raw_tp/tcp_retransmit_skb")
-int BPF_PROG(on_retransmit, const struct sock *sk)
+int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	__u64 key = (__u64)sk;
 	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
-	if (c)
-		__sync_fetch_and_add(&c->retrans, 1);
+	if (!c)
+		return 0;
+	/* one event per skb, which may carry several segments (GSO): count
+	 * segments, as the kernel's own TcpRetransSegs does */
+	const struct tcp_skb_cb *cb = __builtin_preserve_access_index((const void *)&skb->cb);
+	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	__sync_fetch_and_add(&c->retrans, segs ? segs : 1);
 	return 0;
 }
 

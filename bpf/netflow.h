@@ -23,7 +23,9 @@ enum netflow_counter {
 	CNT_CONNS_TRACKED = 2,  /* connections that got a map entry */
 	CNT_CLOSE_EVENTS = 3,   /* close events queued */
 	CNT_CLOSE_LOST = 4,     /* a closed connection's last counters were lost */
-	CNT_MAX = 5,
+	CNT_UDP_MAP_FULL = 5,   /* a new UDP flow could not be tracked */
+	CNT_UDP_NO_PEER = 6,    /* UDP bytes whose peer address was unknown */
+	CNT_MAX = 7,
 };
 
 struct conn_tuple {
@@ -52,6 +54,14 @@ struct conn_stats {
 	__u8 samples;      /* byte events since owner and RTT were last sampled */
 	__u8 _pad[5];
 	char comm[16];     /* command name of `pid` */
+};
+
+/* A UDP flow: one socket and one peer (unconnected sockets talk to many). */
+struct udp_key {
+	__u64 sk;
+	__u8 peer[16];
+	__u16 peer_port;
+	__u16 _pad[3];
 };
 
 struct conn_close_event {

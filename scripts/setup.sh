@@ -9,7 +9,7 @@ exec 1>&2
 # Build tools, then the real peers the integration tests talk to.
 PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
-  iproute2 util-linux procps
+  iproute2 util-linux procps nftables
   influxdb
 )
 

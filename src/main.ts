@@ -5,12 +5,12 @@ import { configureLog, log } from './log';
 import { createOutput, reportLastError } from './output/datakit';
 import { NetflowPlugin } from './plugins/netflow/plugin';
 import type { Plugin } from './plugins/plugin';
-import { checkRuntime, StartupError } from './runtime';
+import { checkRuntime, Runtime, StartupError } from './runtime';
 
-function buildPlugins(config: Config): Plugin[] {
+function buildPlugins(config: Config, runtime: Runtime): Plugin[] {
   const plugins: Plugin[] = [];
   if (config.enabled.includes('ebpf-net')) {
-    plugins.push(new NetflowPlugin({ includeLoopback: config.includeLoopback }));
+    plugins.push(new NetflowPlugin({ includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2 }));
   }
   if (config.enabled.includes('ebpf-bash')) {
     log.warn('ebpf-bash: not available in this version yet');
@@ -33,15 +33,16 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   configureLog(config.logLevel, config.logPath);
   for (const w of config.warnings) log.warn(w);
 
+  let runtime: Runtime;
   try {
-    checkRuntime();
+    runtime = checkRuntime();
   } catch (err) {
     if (err instanceof StartupError) return fatal(config, err.message);
     throw err;
   }
 
   const output = createOutput(config.apiServer);
-  const collector = new Collector(config, buildPlugins(config), output);
+  const collector = new Collector(config, buildPlugins(config, runtime), output);
   try {
     collector.start();
   } catch (err) {

@@ -39,6 +39,7 @@ interface Seen {
   retrans: number;
   establishedCounted: boolean;
   generation: number; // last map read that contained the connection
+  idleReads: number; // consecutive map reads without activity
 }
 
 interface Acc {
@@ -69,9 +70,14 @@ export class NetflowAggregator {
   /** Connections forgotten without a close event (e.g. a close event was lost). */
   vanished = 0;
 
-  /** A live connection from this interval's map read. */
-  addLive(s: ConnSample): void {
-    this.add(s, false);
+  /** A live connection from this interval's map read; returns how many reads in a row it was idle. */
+  addLive(s: ConnSample): number {
+    return this.add(s, false);
+  }
+
+  /** Forgets a connection whose kernel entry user space removed (idle UDP flows). */
+  forget(id: number): void {
+    this.seen.delete(id);
   }
 
   /** A connection that closed: its final totals. */
@@ -79,12 +85,16 @@ export class NetflowAggregator {
     this.add(s, true);
   }
 
-  private add(s: ConnSample, closed: boolean): void {
+  private add(s: ConnSample, closed: boolean): number {
     const prev = this.seen.get(s.id);
     const dWritten = s.bytesSent - (prev?.sent ?? 0);
     const dRead = s.bytesRecv - (prev?.recv ?? 0);
     const dRetrans = s.retransmits - (prev?.retrans ?? 0);
     const establishedNow = (s.flags & (CONN_F_ESTABLISHED | CONN_F_PREEXISTING)) !== 0 && !prev?.establishedCounted;
+    const isTcp = s.transport === 'tcp';
+    const closedNow = closed && isTcp;
+    const active = dWritten > 0 || dRead > 0 || dRetrans > 0 || establishedNow || closedNow;
+    let idleReads = 0;
     if (closed) {
       this.seen.delete(s.id);
     } else if (prev) {
@@ -93,6 +103,8 @@ export class NetflowAggregator {
       prev.retrans = s.retransmits;
       prev.establishedCounted ||= establishedNow;
       prev.generation = this.generation;
+      prev.idleReads = active ? 0 : prev.idleReads + 1;
+      idleReads = prev.idleReads;
     } else {
       this.seen.set(s.id, {
         sent: s.bytesSent,
@@ -100,12 +112,11 @@ export class NetflowAggregator {
         retrans: s.retransmits,
         establishedCounted: establishedNow,
         generation: this.generation,
+        idleReads: 0,
       });
     }
-    const isTcp = s.transport === 'tcp';
-    const closedNow = closed && isTcp;
     // No bytes, no open or close, no retransmit: nothing to report (SPEC §4.1).
-    if (dWritten <= 0 && dRead <= 0 && dRetrans <= 0 && !establishedNow && !closedNow) return;
+    if (!active) return idleReads;
 
     const direction =
       s.direction === DIR_OUTGOING ? 'outgoing' : s.direction === DIR_INCOMING ? 'incoming' : guessDirection(s);
@@ -152,6 +163,7 @@ export class NetflowAggregator {
       acc.rttCount++;
     }
     if (!f.processName && s.processName) f.processName = s.processName;
+    return 0;
   }
 
   /** Call after every full map read: forgets connections that disappeared without a close event. */

@@ -10,7 +10,7 @@ import { parseLine } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
 
-const peer = path.join(__dirname, '..', 'helpers', 'tcp-peer.js');
+const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 
 describe('DataKit HTTP output', { skip }, () => {
   let dk: FakeDataKit;

@@ -9,7 +9,7 @@ import { run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { skip } from '../helpers/privileged';
 
-const peer = path.join(__dirname, '..', 'helpers', 'tcp-peer.js');
+const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 
 /** For assertion messages: points carry bigint timestamps. */
 const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));

@@ -33,7 +33,20 @@ export const CONN_F_PREEXISTING = 2;
 export const CONN_F_CLOSED = 4;
 
 /** Counter slots of the per-CPU `counters` map (enum netflow_counter). */
-export const COUNTER_NAMES = ['conn_map_full', 'ringbuf_full', 'conns_tracked', 'close_events', 'close_lost'] as const;
+export const COUNTER_NAMES = [
+  'conn_map_full',
+  'ringbuf_full',
+  'conns_tracked',
+  'close_events',
+  'close_lost',
+  'udp_map_full',
+  'udp_no_peer',
+] as const;
+
+/** Counters that mean data was lost: logged as a warning when they grow. */
+export const LOSS_COUNTERS: ReadonlySet<string> = new Set(['conn_map_full', 'close_lost', 'udp_map_full']);
+
+export const UDP_KEY_SIZE = 32;
 
 export interface ConnSample {
   id: number;

@@ -10,12 +10,20 @@ import {
   COUNTER_NAMES,
   decodeConnStats,
   encodeNetflowConfig,
+  LOSS_COUNTERS,
+  UDP_KEY_SIZE,
 } from './decode';
+import { log } from '../../log';
 
 export interface NetflowOptions extends PluginOptions {
-  /** Connections tracked at once in the kernel. */
+  /** Connections (and, separately, UDP flows) tracked at once in the kernel. */
   maxConnections?: number;
+  /** cgroup v2 root: the UDP peer hooks attach there to see every process. */
+  cgroup2?: string;
 }
+
+/** A UDP flow idle for this many intervals leaves the kernel map (UDP has no close). */
+const UDP_IDLE_READS = 3;
 
 /** How often queued close events are picked up between kernel wake-ups. */
 const RING_DRAIN_MS = 200;
@@ -59,6 +67,9 @@ export class NetflowPlugin implements Plugin {
   private conns?: BpfMap;
   private counters?: BpfMap;
   private orphans?: BpfMap;
+  private udpFlows?: BpfMap;
+  private udpEvicted = 0;
+  private lossReported = new Map<string, number>();
   private ring?: RingBuffer;
   private drainTimer?: NodeJS.Timeout;
   private readonly agg = new NetflowAggregator();
@@ -72,10 +83,12 @@ export class NetflowPlugin implements Plugin {
     try {
       obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
       obj.setMaxEntries('conns', this.opts.maxConnections ?? 65536);
+      obj.setMaxEntries('udp_flows', this.opts.maxConnections ?? 65536);
       obj.load();
       this.conns = obj.map('conns');
       this.counters = obj.map('counters');
       this.orphans = obj.map('orphans');
+      this.udpFlows = obj.map('udp_flows');
       this.ring = new RingBuffer(obj.map('closed'), (buf, bytes) => this.onCloseEvents(buf, bytes));
       // State changes first, so byte hooks find connections already tracked.
       obj.attachRawTracepoint('on_state', 'inet_sock_set_state');
@@ -86,6 +99,15 @@ export class NetflowPlugin implements Plugin {
     } catch (err) {
       this.stop();
       throw err;
+    }
+    // Peers of unconnected UDP sockets: without these, only connected UDP sockets are seen.
+    try {
+      if (!this.opts.cgroup2) throw new Error('no cgroup v2 hierarchy');
+      for (const prog of ['udp_sendmsg4', 'udp_recvmsg4', 'udp_sendmsg6', 'udp_recvmsg6']) {
+        obj.attachCgroup(prog, this.opts.cgroup2);
+      }
+    } catch (err) {
+      log.warn(`netflow: unconnected UDP sockets will not be reported: ${(err as Error).message.split('\n')[0]}`);
     }
     this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
     this.drainTimer.unref();
@@ -109,6 +131,15 @@ export class NetflowPlugin implements Plugin {
     // closed connections whose event did not fit in the ring buffer
     const orphans = this.orphans!.readAll({ delete: true });
     for (let i = 0; i < orphans.count; i++) this.agg.addClosed(decodeConnStats(orphans.values, i * CONN_STATS.size));
+    const udp = this.udpFlows!.readAll();
+    for (let i = 0; i < udp.count; i++) {
+      const sample = decodeConnStats(udp.values, i * CONN_STATS.size);
+      if (this.agg.addLive(sample) >= UDP_IDLE_READS) {
+        this.udpFlows!.delete(udp.keys.subarray(i * UDP_KEY_SIZE, (i + 1) * UDP_KEY_SIZE));
+        this.agg.forget(sample.id);
+        this.udpEvicted++;
+      }
+    }
     this.agg.endMapRead();
     this.ring.drain();
     return this.agg.takeFlows().map((f) => flowToPoint(f, now));
@@ -120,7 +151,13 @@ export class NetflowPlugin implements Plugin {
     if (this.counters) {
       const sums = this.counters.sumPerCpuCounters();
       COUNTER_NAMES.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
+      for (const name of LOSS_COUNTERS) {
+        const grew = out[name] - (this.lossReported.get(name) ?? 0);
+        if (grew > 0) log.warn(`netflow: ${name} +${grew}: data was lost (kernel table full)`);
+        this.lossReported.set(name, out[name]);
+      }
     }
+    out.udp_flows_evicted = this.udpEvicted;
     out.close_events_read = this.closeEvents;
     out.conns_remembered = this.agg.tracked;
     out.conns_vanished = this.agg.vanished;

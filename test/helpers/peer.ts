@@ -1,0 +1,102 @@
+// Network peers with exactly known traffic, run inside a test namespace:
+//   server HOST PORT RESPONSE_BYTES        TCP: reads each request to EOF, answers, closes
+//   client HOST PORT CONNS REQUEST_BYTES [PARALLEL]
+//                                          TCP: per connection sends, half-closes, reads to EOF
+//   stream HOST PORT CHUNK_BYTES CHUNKS GAP_MS
+//                                          TCP: one connection, a chunk every GAP_MS, then as client
+//   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
+//   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
+//                                          UDP, connected socket: one request and answer at a time
+// Clients print {"pid","sent","received"} when done.
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+
+const [mode, host, portArg, ...rest] = process.argv.slice(2);
+const port = Number(portArg);
+const nums = rest.map(Number);
+
+function done(sent: number, received: number): void {
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, sent, received })}\n`);
+}
+
+function server(responseBytes: number): void {
+  const payload = Buffer.alloc(responseBytes, 0x61);
+  const srv = net.createServer((sock) => {
+    sock.on('data', () => {});
+    sock.on('end', () => sock.end(payload));
+    sock.on('error', () => {});
+  });
+  srv.listen(port, host, () => process.stdout.write('listening\n'));
+}
+
+/** One TCP connection: `chunks` writes of `chunkBytes`, `gapMs` apart, then half-close and read to EOF. */
+function connection(chunkBytes: number, chunks: number, gapMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let received = 0;
+    let sent = 0;
+    const sock = net.connect({ host, port }, () => {
+      const tick = () => {
+        sock.write(Buffer.alloc(chunkBytes, 0x62));
+        if (++sent === chunks) sock.end();
+        else setTimeout(tick, gapMs);
+      };
+      tick();
+    });
+    sock.on('data', (d) => (received += d.length));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(received));
+  });
+}
+
+async function client(conns: number, requestBytes: number, parallel = 1): Promise<void> {
+  let received = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < conns) {
+      next++;
+      const got = await connection(requestBytes, 1, 0);
+      received += got; // not `received += await`: that would read received before the await
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  done(conns * requestBytes, received);
+}
+
+function udpServer(responseBytes: number): void {
+  const payload = Buffer.alloc(responseBytes, 0x61);
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  sock.on('message', (_msg, rinfo) => sock.send(payload, rinfo.port, rinfo.address));
+  sock.bind(port, host, () => process.stdout.write('listening\n'));
+}
+
+function udpClient(datagrams: number, requestBytes: number): void {
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  let received = 0;
+  let sent = 0;
+  const send = () => {
+    sent++;
+    sock.send(Buffer.alloc(requestBytes, 0x62));
+  };
+  sock.on('message', (msg) => {
+    received += msg.length;
+    if (sent < datagrams) send();
+    else sock.close(() => done(sent * requestBytes, received));
+  });
+  sock.connect(port, host, send);
+}
+
+const modes: Record<string, () => unknown> = {
+  server: () => server(nums[0]),
+  client: () => client(nums[0], nums[1], nums[2] || 1),
+  stream: async () => done(nums[0] * nums[1], await connection(nums[0], nums[1], nums[2])),
+  'udp-server': () => udpServer(nums[0]),
+  'udp-client': () => udpClient(nums[0], nums[1]),
+};
+if (!modes[mode]) {
+  process.stderr.write('usage: peer server|client|stream|udp-server|udp-client HOST PORT ...\n');
+  process.exit(2);
+}
+Promise.resolve(modes[mode]()).catch((e: Error) => {
+  process.stderr.write(`${e.message}\n`);
+  process.exit(1);
+});
