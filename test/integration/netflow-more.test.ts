@@ -100,6 +100,34 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     }
   });
 
+  test('a connection already open when the collector starts counts as established once', async () => {
+    const server = await serve(['server', hosts.serverV4, '8085', '777']);
+    // 16 chunks 250 ms apart: about 4 s, most of it after the collector is up
+    const client = run('ip', inClient(['stream', hosts.serverV4, '8085', '1000', '16', '250']));
+    await sleep(800);
+    const collector = await startCollector(['--interval', '1s']);
+    try {
+      const { pid } = await client;
+      await sleep(300);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const points = collector.points('netflow');
+      const out = matching(points, { pid: String(pid) });
+      assert.ok(out.length >= 2, show(out));
+      assert.ok(out.every((p) => p.tags.direction === 'outgoing' && p.tags.src_port === '*'), show(out));
+      assert.equal(sum(out, 'tcp_established'), 1);
+      assert.equal(sum(out, 'tcp_closed'), 1);
+      assert.equal(sum(out, 'bytes_read'), 777);
+      const written = sum(out, 'bytes_written');
+      assert.ok(written > 0 && written < 16000 && written % 1000 === 0, `only what was sent after start: ${written}`);
+      const inc = matching(points, { pid: String(server.pid) });
+      assert.ok(inc.every((p) => p.tags.direction === 'incoming' && p.tags.dst_port === '*'), show(inc));
+      assert.equal(sum(inc, 'tcp_established'), 1);
+      assert.equal(sum(inc, 'bytes_read'), written);
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
   test('a burst of 5,000 short connections in one interval: all counted, nothing lost', async () => {
     const server = await serve(['server', hosts.serverV4, '8082', '10']);
     const collector = await startCollector(['--interval', '60s']);

@@ -1,6 +1,7 @@
 // netflow (SPEC §4.1): TCP connection statistics per interval.
 import { NetflowAggregator, Flow } from '../../aggregate/netflow';
 import { BpfObject, BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
+import type { DomainLookup } from '../../enrich/dns-cache';
 import { ipType } from '../../enrich/iptype';
 import type { Point } from '../../output/point';
 import type { Plugin, PluginOptions } from '../plugin';
@@ -20,6 +21,8 @@ export interface NetflowOptions extends PluginOptions {
   maxConnections?: number;
   /** cgroup v2 root: the UDP peer hooks attach there to see every process. */
   cgroup2?: string;
+  /** Names for dst_domain, learnt from DNS answers. */
+  domains?: DomainLookup;
 }
 
 /** A UDP flow idle for this many intervals leaves the kernel map (UDP has no close). */
@@ -30,7 +33,7 @@ const RING_DRAIN_MS = 200;
 /** The kernel wakes us early once this much is queued. */
 const WAKEUP_BYTES = 512 * 1024;
 
-export function flowToPoint(f: Flow, time: bigint): Point {
+export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup): Point {
   return {
     measurement: 'netflow',
     tags: {
@@ -46,6 +49,7 @@ export function flowToPoint(f: Flow, time: bigint): Point {
       dst_ip: f.dstIp,
       dst_port: f.dstPort,
       dst_ip_type: ipType(f.dstIp),
+      dst_domain: domains?.domainOf(f.dstIp),
     },
     fields: {
       bytes_read: f.bytesRead,
@@ -142,7 +146,7 @@ export class NetflowPlugin implements Plugin {
     }
     this.agg.endMapRead();
     this.ring.drain();
-    return this.agg.takeFlows().map((f) => flowToPoint(f, now));
+    return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains));
   }
 
   /** Kernel counters summed over CPUs, plus user-space ones. */
