@@ -9,8 +9,13 @@ export function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
 
+/** Points emitted between intervals (bash, dnsflow, httpflow) go out at least this often. */
+const EVENT_FLUSH_MS = 1000;
+
 export class Collector {
   private timer?: NodeJS.Timeout;
+  private flushTimer?: NodeJS.Timeout;
+  private pending = false;
   private readonly started: Plugin[] = [];
   private stopping?: Promise<void>;
 
@@ -24,7 +29,7 @@ export class Collector {
   start(): void {
     for (const p of this.plugins) {
       try {
-        p.start();
+        p.start((points) => this.emit(p, points));
         this.started.push(p);
         log.info(`${p.name}: started`);
       } catch (err) {
@@ -34,6 +39,17 @@ export class Collector {
     }
     if (!this.started.length) throw new Error('no plugin could start');
     this.timer = setInterval(() => void this.report(), this.config.intervalMs);
+    this.flushTimer = setInterval(() => {
+      if (!this.pending) return;
+      this.pending = false;
+      void this.output.flush();
+    }, EVENT_FLUSH_MS);
+  }
+
+  private emit(p: Plugin, points: Point[]): void {
+    this.decorate(points);
+    this.output.write(p.category, points);
+    this.pending = true;
   }
 
   get running(): string[] {
@@ -69,6 +85,7 @@ export class Collector {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
+      if (this.flushTimer) clearInterval(this.flushTimer);
       await this.report();
       for (const p of this.started) p.stop();
       await this.output.close();

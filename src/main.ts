@@ -3,6 +3,7 @@ import { Collector } from './collector';
 import { Config, loadConfigOrExit } from './config';
 import { configureLog, log } from './log';
 import { createOutput, reportLastError } from './output/datakit';
+import { BashPlugin } from './plugins/bash/plugin';
 import { NetflowPlugin } from './plugins/netflow/plugin';
 import type { Plugin } from './plugins/plugin';
 import { checkRuntime, Runtime, StartupError } from './runtime';
@@ -12,9 +13,7 @@ function buildPlugins(config: Config, runtime: Runtime): Plugin[] {
   if (config.enabled.includes('ebpf-net')) {
     plugins.push(new NetflowPlugin({ includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2 }));
   }
-  if (config.enabled.includes('ebpf-bash')) {
-    log.warn('ebpf-bash: not available in this version yet');
-  }
+  if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());
   return plugins;
 }
 

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { bpfObjectPath } from '../../src/paths';
-import { CONN_STATS, NETFLOW_CONFIG, TUPLE } from '../../src/plugins/netflow/decode';
+import { BASH_CONFIG, BASH_EVENT } from '../../src/plugins/bash/decode';
+import { CONN_STATS, NETFLOW_CONFIG, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
   size: number;
@@ -43,4 +44,14 @@ test('netflow structs match the decoder', () => {
   assertLayout(structs.get('conn_tuple'), TUPLE, 'conn_tuple');
   assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
   assertLayout(structs.get('netflow_config'), NETFLOW_CONFIG, 'netflow_config');
+});
+
+test('netflow UDP key size matches', () => {
+  assert.equal(btfStructs(bpfObjectPath('netflow')).get('udp_key')?.size, UDP_KEY_SIZE);
+});
+
+test('bash structs match the decoder', () => {
+  const structs = btfStructs(bpfObjectPath('bash'));
+  assertLayout(structs.get('bash_event'), BASH_EVENT, 'bash_event');
+  assertLayout(structs.get('bash_config'), BASH_CONFIG, 'bash_config');
 });

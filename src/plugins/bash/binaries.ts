@@ -1,0 +1,87 @@
+// Where readline lives: in each distinct bash binary (Debian links it in
+// statically), or in a shared libreadline that bash loads.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { elfDefines } from './elf';
+
+const BASH_CANDIDATES = ['/bin/bash', '/usr/bin/bash', '/usr/local/bin/bash', '/bin/rbash', '/usr/bin/rbash'];
+const LIB_DIRS = ['/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, `/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`];
+
+/** Distinct bash binaries (by device and inode: /bin is often /usr/bin), from /etc/shells and the usual places. */
+export function findBashBinaries(shells = '/etc/shells'): string[] {
+  const candidates = [...BASH_CANDIDATES];
+  try {
+    for (const line of fs.readFileSync(shells, 'utf8').split('\n')) {
+      const p = line.trim();
+      if (p.startsWith('/') && /^r?bash$/.test(path.basename(p))) candidates.push(p);
+    }
+  } catch {
+    /* no /etc/shells: the usual places only */
+  }
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const p of candidates) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      continue;
+    }
+    const id = `${st.dev}:${st.ino}`;
+    if (!st.isFile() || seen.has(id)) continue;
+    seen.add(id);
+    out.push(p);
+  }
+  return out;
+}
+
+/** Shared readline libraries present on the system, distinct by inode. */
+export function findReadlineLibraries(): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const dir of LIB_DIRS) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      if (!/^libreadline\.so(\.\d+)*$/.test(n)) continue;
+      const p = path.join(dir, n);
+      try {
+        const st = fs.statSync(p);
+        const id = `${st.dev}:${st.ino}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        out.push(p);
+      } catch {
+        /* dangling link */
+      }
+    }
+  }
+  return out;
+}
+
+export interface ReadlineTarget {
+  path: string;
+  /** A shared library: other programs use it too, so only bash's calls count. */
+  shared: boolean;
+}
+
+/**
+ * One uretprobe target per distinct file that holds readline(): each bash
+ * that has it linked in, plus the shared libreadline when some bash does not.
+ */
+export function readlineTargets(): ReadlineTarget[] {
+  const targets: ReadlineTarget[] = [];
+  let needsLibrary = false;
+  for (const bin of findBashBinaries()) {
+    if (elfDefines(bin, 'readline')) targets.push({ path: bin, shared: false });
+    else needsLibrary = true;
+  }
+  if (needsLibrary) {
+    for (const lib of findReadlineLibraries()) if (elfDefines(lib, 'readline')) targets.push({ path: lib, shared: true });
+  }
+  return targets;
+}
