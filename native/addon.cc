@@ -42,10 +42,16 @@ constexpr size_t kLogCap = 32 * 1024;
 
 int CaptureLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG && !getenv("DATAKIT_EBPF_LIBBPF_DEBUG")) return 0;
-  char buf[2048];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  // the verifier's log arrives as one message of any size: format it whole
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
   if (n <= 0) return 0;
-  g_log.append(buf, std::min<size_t>(n, sizeof(buf) - 1));
+  std::string msg(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(msg.data(), msg.size(), fmt, args);
+  msg.resize(static_cast<size_t>(n));
+  g_log += msg;
   if (g_log.size() > kLogCap) g_log.erase(0, g_log.size() - kLogCap);
   return 0;
 }
