@@ -4,14 +4,22 @@ import { Config, loadConfigOrExit } from './config';
 import { configureLog, log } from './log';
 import { createOutput, reportLastError } from './output/datakit';
 import { BashPlugin } from './plugins/bash/plugin';
+import { DnsflowPlugin } from './plugins/dnsflow/plugin';
 import { NetflowPlugin } from './plugins/netflow/plugin';
+import { DnsCache } from './enrich/dns-cache';
 import type { Plugin } from './plugins/plugin';
 import { checkRuntime, Runtime, StartupError } from './runtime';
+
+/** Addresses remembered for dst_domain. */
+const DNS_CACHE_ENTRIES = 50_000;
 
 function buildPlugins(config: Config, runtime: Runtime): Plugin[] {
   const plugins: Plugin[] = [];
   if (config.enabled.includes('ebpf-net')) {
-    plugins.push(new NetflowPlugin({ includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2 }));
+    // dnsflow learns names from answers, netflow reports them as dst_domain
+    const domains = new DnsCache(DNS_CACHE_ENTRIES, config.intervalMs);
+    const common = { includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2 };
+    plugins.push(new NetflowPlugin({ ...common, domains }), new DnsflowPlugin({ ...common, cache: domains }));
   }
   if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());
   return plugins;

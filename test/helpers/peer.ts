@@ -7,6 +7,7 @@
 //   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
+//   dns-servfail HOST PORT                 a DNS server that answers every query with SERVFAIL
 // Clients print {"pid","sent","received"} when done.
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
@@ -85,7 +86,22 @@ function udpClient(datagrams: number, requestBytes: number): void {
   sock.connect(port, host, send);
 }
 
+function dnsServfail(): void {
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  sock.on('message', (msg, rinfo) => {
+    if (msg.length < 12) return;
+    const reply = Buffer.from(msg);
+    reply.writeUInt16BE(0x8182, 2); // QR, RD, RA, rcode 2 (SERVFAIL); question kept, no answers
+    reply.writeUInt16BE(0, 6);
+    reply.writeUInt16BE(0, 8);
+    reply.writeUInt16BE(0, 10);
+    sock.send(reply, rinfo.port, rinfo.address);
+  });
+  sock.bind(port, host, () => process.stdout.write('listening\n'));
+}
+
 const modes: Record<string, () => unknown> = {
+  'dns-servfail': dnsServfail,
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),
   stream: async () => done(nums[0] * nums[1], await connection(nums[0], nums[1], nums[2])),

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { bpfObjectPath } from '../../src/paths';
 import { BASH_CONFIG, BASH_EVENT } from '../../src/plugins/bash/decode';
+import { DNS_EVENT, DNSFLOW_CONFIG } from '../../src/plugins/dnsflow/decode';
 import { CONN_STATS, NETFLOW_CONFIG, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
@@ -54,4 +55,10 @@ test('bash structs match the decoder', () => {
   const structs = btfStructs(bpfObjectPath('bash'));
   assertLayout(structs.get('bash_event'), BASH_EVENT, 'bash_event');
   assertLayout(structs.get('bash_config'), BASH_CONFIG, 'bash_config');
+});
+
+test('dnsflow structs match the decoder', () => {
+  const structs = btfStructs(bpfObjectPath('dnsflow'));
+  assertLayout(structs.get('dns_event'), DNS_EVENT, 'dns_event');
+  assertLayout(structs.get('dnsflow_config'), DNSFLOW_CONFIG, 'dnsflow_config');
 });

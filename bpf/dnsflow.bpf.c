@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+/* dnsflow: DNS queries leaving, and responses entering, client sockets.
+ *
+ * cgroup_skb programs on the cgroup v2 root see the packets of every socket
+ * on the host, whatever its network namespace, with the socket's own view
+ * (a query is seen once, at the client, even when the server is local too).
+ * Only the client side is taken: egress to port 53, ingress from port 53.
+ * Everything else returns at the port check. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "dnsflow.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
+const volatile struct dnsflow_config cfg = {
+	.include_loopback = 0,
+	.wakeup_bytes = 64 * 1024,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} dns_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DNS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Keeps struct dns_event in the object's BTF, where the layout test reads it. */
+const struct dns_event *dns_event_btf __attribute__((unused));
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+	if (v)
+		*v += 1;
+}
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 */
+static __always_inline bool is_loopback(const __u8 *a, __u16 family)
+{
+	if (family == AF_INET)
+		return a[0] == 127;
+	for (int i = 0; i < 10; i++)
+		if (a[i])
+			return false;
+	if (a[10] == 0xff && a[11] == 0xff)
+		return a[12] == 127;
+	return !a[10] && !a[11] && !a[12] && !a[13] && !a[14] && a[15] == 1;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, bool egress)
+{
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__u16 family;
+	__u8 proto;
+	__u32 l4;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 1;
+		proto = ip.protocol;
+		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+			return 1;
+		if (ip.frag_off & bpf_htons(0x3fff)) {
+			count(DNS_CNT_FRAGMENTS); /* later fragments carry no ports */
+			return 1;
+		}
+		family = AF_INET;
+		l4 = ip.ihl * 4;
+		__builtin_memcpy(saddr, &ip.saddr, 4);
+		__builtin_memcpy(daddr, &ip.daddr, 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 1;
+		proto = ip6.nexthdr; /* extension headers: not DNS as sent by resolvers */
+		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+			return 1;
+		family = AF_INET6;
+		l4 = sizeof(ip6);
+		__builtin_memcpy(saddr, &ip6.saddr, 16);
+		__builtin_memcpy(daddr, &ip6.daddr, 16);
+	} else {
+		return 1;
+	}
+
+	__u16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
+		return 1;
+	__u16 sport = bpf_ntohs(ports[0]), dport = bpf_ntohs(ports[1]);
+	if (egress ? dport != DNS_PORT : sport != DNS_PORT)
+		return 1;
+	if (!cfg.include_loopback && is_loopback(egress ? daddr : saddr, family))
+		return 1;
+
+	__u32 off = l4 + 8; /* UDP header */
+	if (proto == IPPROTO_TCP) {
+		__u8 doff;
+		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+			return 1;
+		off = l4 + (doff >> 4) * 4;
+	}
+	if (skb->len <= off)
+		return 1; /* no payload: a bare TCP ACK or FIN */
+	__u32 payload_len = skb->len - off;
+
+	struct dns_event *e = bpf_ringbuf_reserve(&dns_events, sizeof(*e), 0);
+	if (!e) {
+		count(DNS_CNT_RINGBUF_FULL);
+		return 1;
+	}
+	__u64 len = payload_len < DNS_CAPTURE ? payload_len : DNS_CAPTURE;
+	/* mask in the register the helper gets: the compiler would otherwise
+	 * check a zero-extended copy, whose bounds the verifier cannot carry over */
+	asm volatile("%0 &= 0x3ff" : "+r"(len));
+	if (len == 0 || len > DNS_CAPTURE || bpf_skb_load_bytes(skb, off, e->payload, len)) {
+		bpf_ringbuf_discard(e, 0);
+		return 1;
+	}
+	e->ts = bpf_ktime_get_ns();
+	__builtin_memcpy(e->saddr, saddr, 16);
+	__builtin_memcpy(e->daddr, daddr, 16);
+	e->sport = sport;
+	e->dport = dport;
+	e->family = family;
+	e->proto = proto;
+	e->is_response = !egress;
+	e->len = len;
+	e->_pad0 = 0;
+	e->payload_len = payload_len;
+	count(DNS_CNT_EVENTS);
+	__u64 flags = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int dns_egress(struct __sk_buff *skb)
+{
+	return handle(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int dns_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, false);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,99 @@
+// DNS message parsing: dns-packet for the full message, with a header-only
+// fallback so a response cut short by the capture size still matches its
+// query and reports its rcode.
+import * as dnsPacket from 'dns-packet';
+
+export interface DnsAnswer {
+  name: string;
+  type: string;
+  ttl: number;
+  data: string; // address for A/AAAA, target for CNAME
+}
+
+export interface DnsMessage {
+  id: number;
+  isResponse: boolean;
+  rcode: number;
+  /** First question, when it could be read. */
+  name?: string;
+  qtype?: string;
+  answers: DnsAnswer[];
+  /** Only the header could be read (truncated capture or malformed body). */
+  partial: boolean;
+}
+
+const HEADER = 12;
+
+/**
+ * Parses a DNS message; for TCP, `payload` starts with the 2-byte length.
+ * Returns undefined when not even the header is there.
+ */
+export function parseDnsMessage(payload: Buffer, transport: 'udp' | 'tcp'): DnsMessage | undefined {
+  const msg = transport === 'tcp' ? payload.subarray(2) : payload;
+  if (msg.length < HEADER) return undefined;
+  const id = msg.readUInt16BE(0);
+  const flags = msg.readUInt16BE(2);
+  const base: DnsMessage = { id, isResponse: (flags & 0x8000) !== 0, rcode: flags & 0xf, answers: [], partial: true };
+  let packet: dnsPacket.Packet;
+  try {
+    packet = dnsPacket.decode(msg);
+  } catch {
+    return readQuestion(msg, base);
+  }
+  const q = packet.questions?.[0];
+  const answers: DnsAnswer[] = [];
+  for (const a of packet.answers ?? []) {
+    if ((a.type === 'A' || a.type === 'AAAA' || a.type === 'CNAME') && typeof a.data === 'string') {
+      answers.push({ name: a.name, type: a.type, ttl: a.ttl ?? 0, data: a.data });
+    }
+  }
+  return { ...base, name: q?.name, qtype: q?.type, answers, partial: false };
+}
+
+/** The question alone, when the rest of the message is cut or broken. */
+function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
+  if (msg.readUInt16BE(4) < 1) return base;
+  const labels: string[] = [];
+  let off = HEADER;
+  while (off < msg.length) {
+    const n = msg[off];
+    if (n === 0) {
+      off++;
+      if (off + 2 > msg.length) return base;
+      const qtype = msg.readUInt16BE(off);
+      return { ...base, name: labels.join('.'), qtype: QTYPES[qtype] ?? String(qtype) };
+    }
+    if (n > 63 || off + 1 + n > msg.length) return base; // compression never appears in a first question
+    labels.push(msg.toString('latin1', off + 1, off + 1 + n));
+    off += 1 + n;
+  }
+  return base;
+}
+
+const QTYPES: Record<number, string> = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 65: 'HTTPS', 255: 'ANY' };
+
+/**
+ * Addresses the query name resolved to, following CNAME chains in the
+ * answer section, with the smallest TTL along the way.
+ */
+export function resolvedAddresses(qname: string, answers: DnsAnswer[]): { ip: string; ttl: number }[] {
+  const lower = (s: string) => s.toLowerCase().replace(/\.$/, '');
+  const ttlOf = new Map<string, number>([[lower(qname), Infinity]]);
+  // CNAMEs usually come in order, but follow them until nothing changes
+  for (let changed = true, rounds = 0; changed && rounds < 16; rounds++) {
+    changed = false;
+    for (const a of answers) {
+      const from = ttlOf.get(lower(a.name));
+      if (a.type === 'CNAME' && from !== undefined && !ttlOf.has(lower(a.data))) {
+        ttlOf.set(lower(a.data), Math.min(from, a.ttl));
+        changed = true;
+      }
+    }
+  }
+  const out: { ip: string; ttl: number }[] = [];
+  for (const a of answers) {
+    const via = ttlOf.get(lower(a.name));
+    if ((a.type === 'A' || a.type === 'AAAA') && via !== undefined) out.push({ ip: a.data, ttl: Math.min(via, a.ttl) });
+  }
+  return out;
+}

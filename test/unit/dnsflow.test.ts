@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as dnsPacket from 'dns-packet';
+import { DnsMatcher, DnsFlowKey } from '../../src/plugins/dnsflow/matcher';
+import { parseDnsMessage, resolvedAddresses } from '../../src/plugins/dnsflow/message';
+import { dnsPoint } from '../../src/plugins/dnsflow/plugin';
+
+const query = (id: number, name = 'www.example.test', type: dnsPacket.RecordType = 'A') =>
+  dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
+
+const response = (id: number, rcode: number, answers: dnsPacket.Answer[] = []) => {
+  const buf = dnsPacket.encode({
+    type: 'response',
+    id,
+    flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+    questions: [{ type: 'A', name: 'www.example.test' }],
+    answers,
+  });
+  buf.writeUInt16BE((buf.readUInt16BE(2) & 0xfff0) | rcode, 2);
+  return buf;
+};
+
+test('parses queries and responses over UDP and TCP', () => {
+  const q = parseDnsMessage(query(7, 'a.example', 'AAAA'), 'udp')!;
+  assert.deepEqual(q, { id: 7, isResponse: false, rcode: 0, name: 'a.example', qtype: 'AAAA', answers: [], partial: false });
+  const r = response(9, 3);
+  const tcp = Buffer.concat([Buffer.from([r.length >> 8, r.length & 0xff]), r]);
+  const m = parseDnsMessage(tcp, 'tcp')!;
+  assert.equal(m.id, 9);
+  assert.equal(m.isResponse, true);
+  assert.equal(m.rcode, 3);
+});
+
+test('a response cut by the capture size still gives id, rcode and question', () => {
+  const full = response(11, 0, Array.from({ length: 40 }, (_, i) => ({ type: 'A' as const, name: 'www.example.test', ttl: 30, data: `198.51.100.${i}` })));
+  assert.ok(full.length > 512);
+  const m = parseDnsMessage(full.subarray(0, 512), 'udp')!;
+  assert.equal(m.id, 11);
+  assert.equal(m.rcode, 0);
+  assert.equal(m.partial, true);
+  assert.equal(m.name, 'www.example.test');
+  assert.equal(m.qtype, 'A');
+});
+
+test('garbage is rejected or parsed, never thrown: fuzzing with a fixed seed', () => {
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const samples = [query(1), response(2, 0, [{ type: 'CNAME', name: 'www.example.test', ttl: 5, data: 'x.example' }, { type: 'A', name: 'x.example', ttl: 9, data: '198.51.100.1' }])];
+  let parsed = 0;
+  for (let i = 0; i < 20000; i++) {
+    const base = Buffer.from(samples[i % samples.length]);
+    const mode = i % 4;
+    let buf: Buffer;
+    if (mode === 0) buf = base.subarray(0, Math.floor(rand() * (base.length + 1))); // truncation
+    else if (mode === 1) {
+      buf = base; // bit flips
+      for (let k = 0; k < 1 + rand() * 6; k++) buf[Math.floor(rand() * buf.length)] ^= 1 << Math.floor(rand() * 8);
+    } else if (mode === 2) buf = Buffer.from(Array.from({ length: Math.floor(rand() * 600) }, () => Math.floor(rand() * 256)));
+    else {
+      buf = base; // pointer loops and huge counts
+      buf.writeUInt16BE(0xffff, 4 + 2 * Math.floor(rand() * 4));
+      if (buf.length > 13) buf[12] = 0xc0 | Math.floor(rand() * 4);
+    }
+    for (const transport of ['udp', 'tcp'] as const) {
+      const m = parseDnsMessage(buf, transport);
+      if (m) {
+        parsed++;
+        assert.ok(m.id >= 0 && m.id <= 0xffff && m.rcode >= 0 && m.rcode <= 15);
+        assert.ok(Array.isArray(m.answers));
+      }
+    }
+  }
+  assert.ok(parsed > 1000);
+});
+
+test('answers map to the queried name through CNAME chains, with the smallest TTL', () => {
+  const answers = [
+    { name: 'www.example.test', type: 'CNAME', ttl: 300, data: 'edge.example.net' },
+    { name: 'edge.example.net', type: 'CNAME', ttl: 60, data: 'node7.example.net' },
+    { name: 'node7.example.net', type: 'A', ttl: 120, data: '198.51.100.7' },
+    { name: 'node7.example.net', type: 'AAAA', ttl: 30, data: '2001:db8::7' },
+    { name: 'unrelated.example', type: 'A', ttl: 30, data: '198.51.100.8' },
+  ];
+  assert.deepEqual(resolvedAddresses('WWW.example.test.', answers), [
+    { ip: '198.51.100.7', ttl: 60 },
+    { ip: '2001:db8::7', ttl: 30 },
+  ]);
+});
+
+const key: DnsFlowKey = { transport: 'udp', family: 'IPv4', clientIp: '198.51.100.1', clientPort: 40000, serverIp: '198.51.100.2', serverPort: 53 };
+
+test('matching by addresses, ports, transport and id; duplicates and strays counted', () => {
+  const m = new DnsMatcher();
+  const q = parseDnsMessage(query(5), 'udp')!;
+  m.query(key, q, 1000n);
+  m.query(key, q, 1500n); // a retry
+  assert.equal(m.response({ ...key, clientPort: 40001 }, parseDnsMessage(response(5, 0), 'udp')!, 2000n), undefined);
+  assert.equal(m.response({ ...key, transport: 'tcp' }, parseDnsMessage(response(5, 0), 'udp')!, 2000n), undefined);
+  assert.equal(m.response(key, parseDnsMessage(response(6, 0), 'udp')!, 2000n), undefined);
+  const r = m.response(key, parseDnsMessage(response(5, 2), 'udp')!, 3000n)!;
+  assert.equal(r.rcode, 2);
+  assert.equal(r.respTimeNs, 2000n, 'from the first query');
+  assert.equal(r.domain, 'www.example.test');
+  assert.equal(m.response(key, parseDnsMessage(response(5, 0), 'udp')!, 4000n), undefined, 'answered once');
+  assert.deepEqual(m.counts, { queries: 1, answered: 1, timeouts: 0, unmatched_responses: 4, duplicate_queries: 1, pending_overflow: 0 });
+});
+
+test('unanswered queries time out once, after 6 s; the table is bounded', () => {
+  const m = new DnsMatcher(2);
+  m.query(key, parseDnsMessage(query(1), 'udp')!, 0n);
+  m.query({ ...key, clientPort: 1 }, parseDnsMessage(query(2), 'udp')!, 1_000_000_000n);
+  m.query({ ...key, clientPort: 2 }, parseDnsMessage(query(3), 'udp')!, 1_000_000_000n);
+  assert.equal(m.counts.pending_overflow, 1);
+  assert.deepEqual(m.expire(5_999_999_999n), []);
+  const out = m.expire(6_000_000_000n);
+  assert.equal(out.length, 1);
+  assert.equal(out[0].rcode, undefined);
+  assert.deepEqual(m.expire(6_000_000_000n), [], 'reported once');
+  assert.equal(m.expire(7_000_000_000n).length, 1);
+  assert.equal(m.size, 0);
+});
+
+test('dnsflow points: answered and timed out', () => {
+  const answered = dnsPoint({ ...key, queryNs: 10n, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250n }, 1000n);
+  assert.deepEqual(answered, {
+    measurement: 'dnsflow',
+    tags: {
+      source: 'dnsflow', transport: 'udp', family: 'IPv4', src_ip: '198.51.100.1', src_port: '40000',
+      dst_ip: '198.51.100.2', dst_port: '53', domain: 'www.example.test', qtype: 'A',
+    },
+    fields: { rcode: 3, resp_time: 250n, timeout: false },
+    time: 1010n,
+  });
+  assert.deepEqual(dnsPoint({ ...key, queryNs: 10n, domain: 'a', qtype: 'A' }, 0n).fields, { timeout: true });
+});
