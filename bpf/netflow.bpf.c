@@ -153,7 +153,9 @@ static __always_inline void set_owner(struct conn_stats *c)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (c->pid != tgid) {
 		c->pid = tgid;
-		bpf_get_current_comm(c->comm, sizeof(c->comm));
+		/* the process's name, not the thread's (e.g. dig's "isc-net-0000") */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		BPF_CORE_READ_STR_INTO(&c->comm, task, group_leader, comm);
 	}
 }
 

@@ -121,6 +121,9 @@ describe('dnsflow', { skip }, () => {
       const flow = collector.points('netflow').filter((p) => p.tags.pid === String(conn.pid));
       assert.equal(flow.length, 1, show(flow));
       assert.equal(flow[0].tags.dst_domain, 'www.example.test');
+      // dig sends from a worker thread named isc-net-0000: process_name is the process's
+      const digFlows = collector.points('netflow').filter((p) => p.tags.dst_port === '53' && p.tags.direction === 'outgoing');
+      assert.ok(digFlows.length > 0 && digFlows.every((p) => p.tags.process_name === 'dig'), show(digFlows.map((p) => p.tags)));
     } finally {
       await collector.stop('SIGKILL');
     }
