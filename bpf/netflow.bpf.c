@@ -80,6 +80,33 @@ struct {
 	__type(value, struct udp_peer);
 } udp_stash SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} http_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock pointer */
+	__type(value, struct http_state);
+} http_conns SEC(".maps");
+
+/* Events are built here, then copied out with only their used length. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_event);
+} http_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HTTP_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} http_counters SEC(".maps");
+
 /* Per-CPU sequence for connection ids. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -442,7 +469,9 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 SEC("raw_tp/tcp_destroy_sock")
 int BPF_PROG(on_destroy, struct sock *sk)
 {
-	report_closed((__u64)sk);
+	__u64 key = (__u64)sk;
+	report_closed(key);
+	bpf_map_delete_elem(&http_conns, &key);
 	return 0;
 }
 
@@ -459,6 +488,175 @@ int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	__sync_fetch_and_add(&c->retrans, segs ? segs : 1);
 	return 0;
+}
+
+/* ---- httpflow ----
+ * cgroup_skb programs see every TCP segment of every socket on the host with
+ * the socket itself, so the owner comes from the connection netflow tracks.
+ * A segment whose payload starts like a request line or a status line is an
+ * HTTP message start; only its first bytes go to user space. */
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+static __always_inline void http_count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&http_counters, &slot);
+	if (v)
+		*v += 1;
+}
+
+/* First four payload bytes, as a little-endian u32 of the characters. */
+#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+static __always_inline int http_kind(__u32 w)
+{
+	switch (w) {
+	case W('G', 'E', 'T', ' '):
+	case W('P', 'O', 'S', 'T'):
+	case W('P', 'U', 'T', ' '):
+	case W('H', 'E', 'A', 'D'):
+	case W('D', 'E', 'L', 'E'):
+	case W('O', 'P', 'T', 'I'):
+	case W('P', 'A', 'T', 'C'):
+	case W('C', 'O', 'N', 'N'):
+	case W('T', 'R', 'A', 'C'):
+		return HTTP_REQUEST;
+	case W('H', 'T', 'T', 'P'):
+		return HTTP_RESPONSE;
+	}
+	return 0;
+}
+
+static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
+{
+	struct bpf_sock *bsk = skb->sk;
+	if (!bsk)
+		return 1;
+	__u32 l4, family;
+	__u8 proto;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 vihl;
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
+			return 1;
+		l4 = (vihl & 0xf) * 4;
+		family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return 1;
+		l4 = 40;
+		family = AF_INET6;
+	} else {
+		return 1;
+	}
+	if (proto != IPPROTO_TCP)
+		return 1;
+	__u8 doff;
+	if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+		return 1;
+	__u32 off = l4 + (doff >> 4) * 4;
+	if (skb->len <= off)
+		return 1; /* no payload */
+
+	__u64 key = (__u64)bsk;
+	__u32 word = 0;
+	int kind = 0;
+	if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
+		kind = http_kind(word);
+	struct http_state *st = bpf_map_lookup_elem(&http_conns, &key);
+	__u64 now = bpf_ktime_get_ns();
+	if (!kind) {
+		/* more of a request: its end moves on */
+		if (st && st->in_request && st->request_egress == egress)
+			st->req_end_ts = now;
+		return 1;
+	}
+
+	__u32 zero = 0;
+	struct http_event *e = bpf_map_lookup_elem(&http_scratch, &zero);
+	if (!e)
+		return 1;
+	if (kind == HTTP_REQUEST) {
+		if (!st) {
+			struct http_state fresh = {.request_egress = egress};
+			if (bpf_map_update_elem(&http_conns, &key, &fresh, BPF_NOEXIST) && bpf_map_update_elem(&http_conns, &key, &fresh, BPF_EXIST))
+				http_count(HTTP_CNT_STATE_FULL);
+			st = bpf_map_lookup_elem(&http_conns, &key);
+		}
+		if (st) {
+			st->request_egress = egress;
+			st->in_request = 1;
+			st->req_end_ts = now;
+		}
+		e->req_end_ts = 0;
+	} else {
+		e->req_end_ts = st ? st->req_end_ts : 0;
+		if (st)
+			st->in_request = 0;
+	}
+
+	/* addresses from the socket: local end first, as netflow reports them */
+	e->t.family = family;
+	e->t.proto = IPPROTO_TCP;
+	e->t.sport = bsk->src_port;
+	e->t.dport = bpf_ntohs(bsk->dst_port);
+	e->t.netns = 0;
+	if (family == AF_INET) {
+		__u32 s4 = bsk->src_ip4, d4 = bsk->dst_ip4;
+		__builtin_memset(e->t.saddr, 0, 16);
+		__builtin_memset(e->t.daddr, 0, 16);
+		__builtin_memcpy(e->t.saddr, &s4, 4);
+		__builtin_memcpy(e->t.daddr, &d4, 4);
+	} else {
+		__u32 *sa = (__u32 *)e->t.saddr, *da = (__u32 *)e->t.daddr;
+		sa[0] = bsk->src_ip6[0]; sa[1] = bsk->src_ip6[1]; sa[2] = bsk->src_ip6[2]; sa[3] = bsk->src_ip6[3];
+		da[0] = bsk->dst_ip6[0]; da[1] = bsk->dst_ip6[1]; da[2] = bsk->dst_ip6[2]; da[3] = bsk->dst_ip6[3];
+	}
+	if (!tuple_allowed(&e->t))
+		return 1;
+
+	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+	e->pid = c ? c->pid : 0;
+	if (c)
+		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+	else
+		__builtin_memset(e->comm, 0, sizeof(e->comm));
+	e->ts = now;
+	e->sk = key;
+	e->kind = kind;
+	e->egress = egress;
+
+	__u64 len = skb->len - off;
+	if (len > HTTP_CAPTURE)
+		len = HTTP_CAPTURE;
+	/* mask in the register the helper gets, so the verifier sees the bound */
+	asm volatile("%0 &= 0x7ff" : "+r"(len));
+	if (len == 0 || len > HTTP_CAPTURE || bpf_skb_load_bytes(skb, off, e->data, len))
+		return 1;
+	e->len = len;
+	__u64 size = offsetof(struct http_event, data) + len;
+	asm volatile("%0 &= 0xfff" : "+r"(size));
+	if (size > sizeof(*e))
+		return 1;
+	__u64 wake = bpf_ringbuf_query(&http_events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
+			     ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&http_events, e, size, wake))
+		http_count(HTTP_CNT_RINGBUF_FULL);
+	else
+		http_count(HTTP_CNT_EVENTS);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int http_egress(struct __sk_buff *skb)
+{
+	return http_skb(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int http_ingress(struct __sk_buff *skb)
+{
+	return http_skb(skb, false);
 }
 
 char LICENSE[] SEC("license") = "GPL";

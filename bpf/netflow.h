@@ -69,6 +69,43 @@ struct conn_close_event {
 	struct conn_stats c;
 };
 
+/* ---- httpflow: starts of HTTP/1.x requests and responses ---- */
+
+#define HTTP_CAPTURE 1152 /* request line: method, a path of up to 1024 bytes, version */
+
+enum http_kind {
+	HTTP_REQUEST = 1,
+	HTTP_RESPONSE = 2,
+};
+
+enum http_counter {
+	HTTP_CNT_EVENTS = 0,        /* request and response starts queued */
+	HTTP_CNT_RINGBUF_FULL = 1,  /* lost: ring buffer full */
+	HTTP_CNT_STATE_FULL = 2,    /* connections whose request end time could not be kept */
+	HTTP_CNT_MAX = 3,
+};
+
+struct http_event {
+	__u64 ts;          /* CLOCK_MONOTONIC ns of this packet */
+	__u64 sk;          /* the socket: pairs requests and responses */
+	__u64 req_end_ts;  /* responses: last request byte seen on this connection */
+	struct conn_tuple t; /* local end in saddr/sport */
+	__u32 pid;         /* owner as netflow knows it; 0 when unknown */
+	__u8 kind;         /* enum http_kind */
+	__u8 egress;       /* sent by the local socket (else received) */
+	__u16 len;         /* bytes in data */
+	char comm[16];
+	__u8 data[HTTP_CAPTURE];
+};
+
+/* Per connection with HTTP seen: when its latest request data went by. */
+struct http_state {
+	__u64 req_end_ts;
+	__u8 request_egress; /* direction of requests on this connection */
+	__u8 in_request;     /* request data seen since the last response start */
+	__u8 _pad[6];
+};
+
 /* Read-only configuration, written by user space before load. */
 struct netflow_config {
 	__u32 include_loopback;

@@ -87,7 +87,7 @@ export class Collector {
       if (this.timer) clearInterval(this.timer);
       if (this.flushTimer) clearInterval(this.flushTimer);
       await this.report();
-      for (const p of this.started) p.stop();
+      for (const p of [...this.started].reverse()) p.stop(); // httpflow uses netflow's object
       await this.output.close();
     })();
     return this.stopping;

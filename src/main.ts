@@ -5,6 +5,7 @@ import { configureLog, log } from './log';
 import { createOutput, reportLastError } from './output/datakit';
 import { BashPlugin } from './plugins/bash/plugin';
 import { DnsflowPlugin } from './plugins/dnsflow/plugin';
+import { HttpflowPlugin } from './plugins/httpflow/plugin';
 import { NetflowPlugin } from './plugins/netflow/plugin';
 import { DnsCache } from './enrich/dns-cache';
 import type { Plugin } from './plugins/plugin';
@@ -19,7 +20,9 @@ function buildPlugins(config: Config, runtime: Runtime): Plugin[] {
     // dnsflow learns names from answers, netflow reports them as dst_domain
     const domains = new DnsCache(DNS_CACHE_ENTRIES, config.intervalMs);
     const common = { includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2 };
-    plugins.push(new NetflowPlugin({ ...common, domains }), new DnsflowPlugin({ ...common, cache: domains }));
+    const netflow = new NetflowPlugin({ ...common, domains });
+    // httpflow runs programs of netflow's object: it must start after netflow
+    plugins.push(netflow, new DnsflowPlugin({ ...common, cache: domains }), new HttpflowPlugin(netflow, common));
   }
   if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());
   return plugins;

@@ -8,8 +8,13 @@
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
 //   dns-servfail HOST PORT                 a DNS server that answers every query with SERVFAIL
+//   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms
+//   http-keepalive HOST PORT REQUESTS PATH HTTP requests in turn over one kept-alive connection
+//   noise HOST PORT BYTES                  TCP: random bytes, then close
 // Clients print {"pid","sent","received"} when done.
+import * as crypto from 'node:crypto';
 import * as dgram from 'node:dgram';
+import * as http from 'node:http';
 import * as net from 'node:net';
 
 const [mode, host, portArg, ...rest] = process.argv.slice(2);
@@ -100,7 +105,45 @@ function dnsServfail(): void {
   sock.bind(port, host, () => process.stdout.write('listening\n'));
 }
 
+function httpApp(): void {
+  const srv = http.createServer((req, res) => {
+    if (req.url?.startsWith('/app/fail')) return void res.writeHead(500).end('failed\n');
+    if (req.url?.startsWith('/app/slow')) return void setTimeout(() => res.writeHead(200).end('slow\n'), 300);
+    res.writeHead(200).end('app\n');
+  });
+  srv.listen(port, host, () => process.stdout.write('listening\n'));
+}
+
+async function httpKeepAlive(requests: number, urlPath: string): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const statuses: number[] = [];
+  for (let i = 0; i < requests; i++) {
+    statuses.push(
+      await new Promise<number>((resolve, reject) => {
+        http.get({ host, port, path: urlPath, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        }).on('error', reject);
+      }),
+    );
+  }
+  agent.destroy();
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, statuses })}\n`);
+}
+
+function noise(bytes: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port }, () => sock.end(crypto.randomBytes(bytes)));
+    sock.on('error', reject);
+    sock.on('close', () => resolve());
+    sock.resume();
+  });
+}
+
 const modes: Record<string, () => unknown> = {
+  'http-app': httpApp,
+  'http-keepalive': () => httpKeepAlive(nums[0], rest[1]),
+  noise: () => noise(nums[0]),
   'dns-servfail': dnsServfail,
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),

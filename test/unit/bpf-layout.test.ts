@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { bpfObjectPath } from '../../src/paths';
 import { BASH_CONFIG, BASH_EVENT } from '../../src/plugins/bash/decode';
 import { DNS_EVENT, DNSFLOW_CONFIG } from '../../src/plugins/dnsflow/decode';
+import { HTTP_CAPTURE, HTTP_EVENT } from '../../src/plugins/httpflow/decode';
 import { CONN_STATS, NETFLOW_CONFIG, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
@@ -61,4 +62,8 @@ test('dnsflow structs match the decoder', () => {
   const structs = btfStructs(bpfObjectPath('dnsflow'));
   assertLayout(structs.get('dns_event'), DNS_EVENT, 'dns_event');
   assertLayout(structs.get('dnsflow_config'), DNSFLOW_CONFIG, 'dnsflow_config');
+});
+
+test('http_event matches the decoder', () => {
+  assertLayout(btfStructs(bpfObjectPath('netflow')).get('http_event'), { ...HTTP_EVENT, size: HTTP_EVENT.data + HTTP_CAPTURE }, 'http_event');
 });

@@ -81,6 +81,11 @@ export class NetflowPlugin implements Plugin {
 
   constructor(private readonly opts: NetflowOptions) {}
 
+  /** The loaded object, for httpflow, whose programs share its connection table. */
+  get object(): BpfObject | undefined {
+    return this.obj;
+  }
+
   start(): void {
     const obj = BpfObject.open('netflow');
     this.obj = obj;
@@ -88,6 +93,7 @@ export class NetflowPlugin implements Plugin {
       obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
       obj.setMaxEntries('conns', this.opts.maxConnections ?? 65536);
       obj.setMaxEntries('udp_flows', this.opts.maxConnections ?? 65536);
+      obj.setMaxEntries('http_conns', this.opts.maxConnections ?? 65536);
       obj.load();
       this.conns = obj.map('conns');
       this.counters = obj.map('counters');

@@ -1,0 +1,77 @@
+// Pairs each HTTP response with the oldest unanswered request on the same
+// connection and side (keep-alive: many in turn; pipelining: several queued).
+import type { RequestLine } from './parse';
+
+export interface PendingRequest extends RequestLine {
+  seenNs: bigint;
+  pid: number;
+  processName: string;
+}
+
+export interface Exchange extends PendingRequest {
+  status: number;
+  latencyNs: bigint;
+}
+
+/** Requests waiting per connection beyond this are dropped (counted): nobody pipelines deeper. */
+const MAX_QUEUE = 64;
+
+export class HttpPairer {
+  private readonly waiting = new Map<string, PendingRequest[]>();
+  readonly counts = { requests: 0, responses: 0, unmatched_responses: 0, expired_requests: 0, queue_overflow: 0 };
+
+  constructor(private readonly maxConnections = 65536) {}
+
+  request(conn: string, r: PendingRequest): void {
+    this.counts.requests++;
+    let q = this.waiting.get(conn);
+    if (!q) {
+      if (this.waiting.size >= this.maxConnections) {
+        this.counts.queue_overflow++;
+        return;
+      }
+      q = [];
+      this.waiting.set(conn, q);
+    }
+    if (q.length >= MAX_QUEUE) {
+      this.counts.queue_overflow++;
+      return;
+    }
+    q.push(r);
+  }
+
+  /**
+   * The exchange a response completes. `reqEndNs` is when the connection's
+   * latest request data was seen: the end of the request being answered when
+   * only one is waiting (its start otherwise, for pipelined requests).
+   */
+  response(conn: string, status: number, seenNs: bigint, reqEndNs: bigint, pid: number): Exchange | undefined {
+    const q = this.waiting.get(conn);
+    const r = q?.shift();
+    if (!r) {
+      this.counts.unmatched_responses++;
+      return undefined;
+    }
+    if (!q!.length) this.waiting.delete(conn);
+    this.counts.responses++;
+    const end = !q!.length && reqEndNs > r.seenNs ? reqEndNs : r.seenNs;
+    return { ...r, pid: r.pid || pid, status, latencyNs: seenNs > end ? seenNs - end : 0n };
+  }
+
+  /** Drops requests unanswered for `timeoutNs`. */
+  expire(nowNs: bigint, timeoutNs: bigint): void {
+    for (const [conn, q] of this.waiting) {
+      while (q.length && nowNs - q[0].seenNs >= timeoutNs) {
+        q.shift();
+        this.counts.expired_requests++;
+      }
+      if (!q.length) this.waiting.delete(conn);
+    }
+  }
+
+  get pending(): number {
+    let n = 0;
+    for (const q of this.waiting.values()) n += q.length;
+    return n;
+  }
+}
