@@ -626,9 +626,11 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	e->kind = kind;
 	e->egress = egress;
 
+	/* a request needs its whole first line; a response only its status */
 	__u64 len = skb->len - off;
-	if (len > HTTP_CAPTURE)
-		len = HTTP_CAPTURE;
+	__u64 cap = kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE;
+	if (len > cap)
+		len = cap;
 	/* mask in the register the helper gets, so the verifier sees the bound */
 	asm volatile("%0 &= 0x7ff" : "+r"(len));
 	if (len == 0 || len > HTTP_CAPTURE || bpf_skb_load_bytes(skb, off, e->data, len))

@@ -72,6 +72,7 @@ struct conn_close_event {
 /* ---- httpflow: starts of HTTP/1.x requests and responses ---- */
 
 #define HTTP_CAPTURE 1152 /* request line: method, a path of up to 1024 bytes, version */
+#define HTTP_STATUS_CAPTURE 16 /* "HTTP/1.1 200 OK" */
 
 enum http_kind {
 	HTTP_REQUEST = 1,

@@ -29,7 +29,11 @@ export class Collector {
   start(): void {
     for (const p of this.plugins) {
       try {
-        p.start((points) => this.emit(p, points));
+        p.start({
+          points: (points) => this.emit(p, points),
+          lines: (lines) => this.emitLines(p, lines),
+          commonTags: this.commonTags,
+        });
         this.started.push(p);
         log.info(`${p.name}: started`);
       } catch (err) {
@@ -52,17 +56,24 @@ export class Collector {
     this.pending = true;
   }
 
+  private emitLines(p: Plugin, lines: string[]): void {
+    this.output.writeLines(p.category, lines);
+    this.pending = true;
+  }
+
+  /** The tags every point carries: the user's, then host and service. */
+  get commonTags(): Record<string, string> {
+    return { ...this.config.tags, host: this.config.hostname, service: this.config.service };
+  }
+
   get running(): string[] {
     return this.started.map((p) => p.name);
   }
 
   /** Adds the tags every point carries: host, service and the user's tags. */
   private decorate(points: Point[]): void {
-    for (const p of points) {
-      Object.assign(p.tags, this.config.tags);
-      p.tags.host = this.config.hostname;
-      p.tags.service = this.config.service;
-    }
+    const common = this.commonTags;
+    for (const p of points) Object.assign(p.tags, common);
   }
 
   async report(): Promise<void> {

@@ -34,8 +34,12 @@ export class DataKitOutput implements Output {
   }
 
   write(category: Category, points: Point[]): void {
+    this.writeLines(category, points.map(encodePoint));
+  }
+
+  writeLines(category: Category, lines: string[]): void {
     const q = this.queues[category];
-    for (const p of points) q.push(encodePoint(p));
+    for (const l of lines) q.push(l);
     const excess = q.length - this.maxQueued;
     if (excess > 0) {
       q.splice(0, excess);

@@ -13,8 +13,11 @@ export function escapeMeasurement(s: string): string {
   return noNewlines(s).replace(MEASUREMENT_SPECIAL, '\\$&');
 }
 
+const NEEDS_ESCAPE = /[,= \\\r\n]/;
+
 /** Tag keys, tag values and field keys. */
 export function escapeKey(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return s; // the common case: nothing to do
   let out = noNewlines(s).replace(KEY_SPECIAL, '\\$&');
   // A trailing backslash would escape the separator that follows it; InfluxDB
   // reads "\\" as two characters, so the only safe encoding is to add a space
@@ -51,23 +54,32 @@ function encodeField(key: string, v: FieldValue): string {
   return `${escapeKey(key)}=${text}`;
 }
 
-export function encodePoint(p: Point): string {
-  let line = escapeMeasurement(p.measurement);
+/** Measurement and tags: the part of a line that hot paths cache and reuse. */
+export function encodeSeries(measurement: string, tags: Point['tags']): string {
+  let line = escapeMeasurement(measurement);
   // InfluxDB's canonical order: tags sorted by key
-  const tagKeys = Object.keys(p.tags).sort();
+  const tagKeys = Object.keys(tags).sort();
   for (const k of tagKeys) {
-    const v = p.tags[k];
+    const v = tags[k];
     if (v === undefined || v === '') continue;
     line += `,${escapeKey(k)}=${escapeKey(v)}`;
   }
-  const fieldKeys = Object.keys(p.fields);
-  if (!fieldKeys.length) throw new TypeError(`point ${p.measurement} has no fields`);
-  line += ' ';
+  return line;
+}
+
+export function encodeFields(measurement: string, fields: Point['fields']): string {
+  const fieldKeys = Object.keys(fields);
+  if (!fieldKeys.length) throw new TypeError(`point ${measurement} has no fields`);
+  let out = '';
   for (let i = 0; i < fieldKeys.length; i++) {
-    if (i) line += ',';
-    line += encodeField(fieldKeys[i], p.fields[fieldKeys[i]]);
+    if (i) out += ',';
+    out += encodeField(fieldKeys[i], fields[fieldKeys[i]]);
   }
-  return `${line} ${p.time}`;
+  return out;
+}
+
+export function encodePoint(p: Point): string {
+  return `${encodeSeries(p.measurement, p.tags)} ${encodeFields(p.measurement, p.fields)} ${p.time}`;
 }
 
 export function encodePoints(points: Point[]): string {

@@ -22,6 +22,10 @@ export class StdoutOutput implements Output {
     for (const p of points) this.queued.push(encodePoint(p));
   }
 
+  writeLines(_category: Category, lines: string[]): void {
+    for (const l of lines) this.queued.push(l);
+  }
+
   flush(): Promise<void> {
     const lines = this.queued;
     this.queued = [];

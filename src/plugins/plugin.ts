@@ -1,14 +1,21 @@
 import type { Category, Point } from '../output/point';
 
-/** Hands points to the collector as they happen (event plugins: bash, dnsflow, httpflow). */
-export type Emit = (points: Point[]) => void;
+/** Where event plugins (bash, dnsflow, httpflow) hand over what they see, as it happens. */
+export interface Sink {
+  /** Points; the collector adds host, service and the user's tags. */
+  points(points: Point[]): void;
+  /** Lines already encoded, with `commonTags` in them: for the hottest paths. */
+  lines(lines: string[]): void;
+  /** host, service and the user's tags. */
+  readonly commonTags: Readonly<Record<string, string>>;
+}
 
 /** A source of points: loads its eBPF programs on start, reports on collect. */
 export interface Plugin {
   readonly name: string;
   readonly category: Category;
   /** Loads and attaches; throws when the kernel lacks what it needs. */
-  start(emit: Emit): void;
+  start(sink: Sink): void;
   /** Points for the interval that just ended (called once per interval); event plugins also emit as they go. */
   collect(now: bigint): Point[];
   /** Counters for the collector's log: events, losses, table sizes. */

@@ -58,24 +58,24 @@ const req = (path: string, seenNs: bigint, pid = 0) => ({ method: 'GET', path, v
 
 test('keep-alive and pipelining pair in order; latency from the end of the request', () => {
   const p = new HttpPairer();
-  p.request('c1', req('/a', 100n, 7));
-  let x = p.response('c1', 200, 500n, 150n, 9)!;
+  p.request(1, req('/a', 100n, 7));
+  let x = p.response(1, 200, 500n, 150n, 9)!;
   assert.deepEqual([x.path, x.status, x.latencyNs, x.pid], ['/a', 200, 350n, 7]);
-  p.request('c1', req('/b', 1000n)); // pipelined: two requests, then two responses
-  p.request('c1', req('/c', 1100n));
-  x = p.response('c1', 404, 1300n, 1100n, 9)!;
+  p.request(1, req('/b', 1000n)); // pipelined: two requests, then two responses
+  p.request(1, req('/c', 1100n));
+  x = p.response(1, 404, 1300n, 1100n, 9)!;
   assert.deepEqual([x.path, x.status, x.latencyNs, x.pid], ['/b', 404, 300n, 9]);
-  x = p.response('c1', 200, 1400n, 1100n, 9)!;
+  x = p.response(1, 200, 1400n, 1100n, 9)!;
   assert.deepEqual([x.path, x.latencyNs], ['/c', 300n]);
-  assert.equal(p.response('c1', 200, 1500n, 0n, 9), undefined);
-  assert.equal(p.response('c2', 200, 1500n, 0n, 9), undefined);
+  assert.equal(p.response(1, 200, 1500n, 0n, 9), undefined);
+  assert.equal(p.response(2, 200, 1500n, 0n, 9), undefined);
   assert.equal(p.counts.unmatched_responses, 2);
 });
 
 test('unanswered requests expire and are counted', () => {
   const p = new HttpPairer();
-  p.request('c', req('/x', 0n));
-  p.request('d', req('/y', 50n));
+  p.request(3, req('/x', 0n));
+  p.request(4, req('/y', 50n));
   p.expire(99n, 100n);
   assert.equal(p.pending, 2);
   p.expire(100n, 100n);

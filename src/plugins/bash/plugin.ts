@@ -4,7 +4,7 @@ import { UserNames } from '../../enrich/users';
 import { log } from '../../log';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs, rfc3339 } from '../../timefmt';
-import type { Emit, Plugin } from '../plugin';
+import type { Sink, Plugin } from '../plugin';
 import { readlineTargets } from './binaries';
 import { BASH_CONFIG, BASH_COUNTER_NAMES, BASH_EVENT, decodeBashEvent, BashLine } from './decode';
 
@@ -38,13 +38,13 @@ export class BashPlugin implements Plugin {
   private timer?: NodeJS.Timeout;
   private readonly users = new UserNames();
   private offsetNs = 0n;
-  private emit: Emit = () => {};
+  private emit: (points: Point[]) => void = () => {};
   private reported = 0;
   private truncated = 0;
   attached: string[] = [];
 
-  start(emit: Emit): void {
-    this.emit = emit;
+  start(sink: Sink): void {
+    this.emit = (points) => sink.points(points);
     const targets = readlineTargets();
     if (!targets.length) throw new Error('no bash binary with readline found');
     const obj = BpfObject.open('bash');

@@ -5,7 +5,7 @@ import type { DnsCache } from '../../enrich/dns-cache';
 import { log } from '../../log';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
-import type { Emit, Plugin, PluginOptions } from '../plugin';
+import type { Sink, Plugin, PluginOptions } from '../plugin';
 import { decodeDnsEvent, DNS_COUNTER_NAMES, DNS_EVENT, DNSFLOW_CONFIG, DnsPacketEvent } from './decode';
 import { DnsFlowKey, DnsMatcher, DnsQueryResult } from './matcher';
 import { parseDnsMessage, resolvedAddresses } from './message';
@@ -48,15 +48,15 @@ export class DnsflowPlugin implements Plugin {
   private timers: NodeJS.Timeout[] = [];
   private readonly matcher = new DnsMatcher();
   private offsetNs = 0n;
-  private emit: Emit = () => {};
+  private emit: (points: Point[]) => void = () => {};
   private parseErrors = 0;
   private partial = 0;
   private lossReported = 0;
 
   constructor(private readonly opts: DnsflowOptions) {}
 
-  start(emit: Emit): void {
-    this.emit = emit;
+  start(sink: Sink): void {
+    this.emit = (points) => sink.points(points);
     const obj = BpfObject.open('dnsflow');
     this.obj = obj;
     try {

@@ -1,4 +1,5 @@
 // Decoder for struct http_event (bpf/netflow.h).
+import { ipType, IpType } from '../../enrich/iptype';
 import { CONN_STATS, decodeConnStats } from '../netflow/decode';
 
 export const HTTP_EVENT = { ts: 0, sk: 8, req_end_ts: 16, t: 24, pid: 72, kind: 76, egress: 77, len: 78, comm: 80, data: 96 } as const;
@@ -8,43 +9,72 @@ export const HTTP_RESPONSE = 2;
 export const HTTP_COUNTER_NAMES = ['events', 'ringbuf_full', 'state_full'] as const;
 
 export interface HttpPacketEvent {
+  conn: HttpConnection;
   monotonicNs: bigint;
-  sk: bigint;
+  sk: number;
   reqEndNs: bigint;
+  pid: number;
+  kind: number;
+  egress: boolean;
+  /** Where the captured message start lies in the chunk the event came in. */
+  dataOffset: number;
+  dataLength: number;
+}
+
+export interface HttpConnection {
   family: 'IPv4' | 'IPv6';
   localIp: string;
   localPort: number;
+  localType: IpType;
   remoteIp: string;
   remotePort: number;
-  pid: number;
-  processName: string;
-  kind: number;
-  egress: boolean;
-  data: Buffer;
+  remoteType: IpType;
 }
 
 /** The tuple sits where conn_stats keeps it: reuse that decoder's address handling. */
 const tupleView = Buffer.alloc(CONN_STATS.size);
 
-export function decodeHttpEvent(buf: Buffer, off: number): HttpPacketEvent {
+/** Addresses of the event's connection: decoded once per connection by the caller's cache. */
+export function decodeHttpConnection(buf: Buffer, off: number): HttpConnection {
   buf.copy(tupleView, 0, off + HTTP_EVENT.t, off + HTTP_EVENT.t + 48);
   const t = decodeConnStats(tupleView, 0);
-  const len = Math.min(buf.readUInt16LE(off + HTTP_EVENT.len), HTTP_CAPTURE);
-  let commEnd = off + HTTP_EVENT.comm;
-  while (commEnd < off + HTTP_EVENT.comm + 16 && buf[commEnd] !== 0) commEnd++;
   return {
-    monotonicNs: buf.readBigUInt64LE(off + HTTP_EVENT.ts),
-    sk: buf.readBigUInt64LE(off + HTTP_EVENT.sk),
-    reqEndNs: buf.readBigUInt64LE(off + HTTP_EVENT.req_end_ts),
     family: t.family,
     localIp: t.srcIp,
     localPort: t.srcPort,
+    localType: ipType(t.srcIp),
     remoteIp: t.dstIp,
     remotePort: t.dstPort,
+    remoteType: ipType(t.dstIp),
+  };
+}
+
+/**
+ * The socket, as a Number: kernel addresses are canonical (the top 16 bits
+ * copy bit 47), so the low 48 bits identify the socket exactly.
+ */
+export function httpEventSocket(buf: Buffer, off: number): number {
+  return (buf.readUInt32LE(off + HTTP_EVENT.sk + 4) & 0xffff) * 0x1_0000_0000 + buf.readUInt32LE(off + HTTP_EVENT.sk);
+}
+
+export function decodeHttpEvent(buf: Buffer, off: number, conn: HttpConnection, sk: number): HttpPacketEvent {
+  const len = Math.min(buf.readUInt16LE(off + HTTP_EVENT.len), HTTP_CAPTURE);
+  return {
+    conn,
+    monotonicNs: buf.readBigUInt64LE(off + HTTP_EVENT.ts),
+    sk,
+    reqEndNs: buf.readBigUInt64LE(off + HTTP_EVENT.req_end_ts),
     pid: buf.readUInt32LE(off + HTTP_EVENT.pid),
-    processName: buf.toString('utf8', off + HTTP_EVENT.comm, commEnd),
     kind: buf[off + HTTP_EVENT.kind],
     egress: buf[off + HTTP_EVENT.egress] !== 0,
-    data: buf.subarray(off + HTTP_EVENT.data, off + HTTP_EVENT.data + len),
+    dataOffset: off + HTTP_EVENT.data,
+    dataLength: len,
   };
+}
+
+/** The command name carried by the event (netflow's record of the owner). */
+export function httpEventComm(buf: Buffer, off: number): string {
+  let end = off + HTTP_EVENT.comm;
+  while (end < off + HTTP_EVENT.comm + 16 && buf[end] !== 0) end++;
+  return buf.toString('utf8', off + HTTP_EVENT.comm, end);
 }

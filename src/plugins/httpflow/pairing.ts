@@ -17,12 +17,12 @@ export interface Exchange extends PendingRequest {
 const MAX_QUEUE = 64;
 
 export class HttpPairer {
-  private readonly waiting = new Map<string, PendingRequest[]>();
+  private readonly waiting = new Map<number, PendingRequest[]>();
   readonly counts = { requests: 0, responses: 0, unmatched_responses: 0, expired_requests: 0, queue_overflow: 0 };
 
   constructor(private readonly maxConnections = 65536) {}
 
-  request(conn: string, r: PendingRequest): void {
+  request(conn: number, r: PendingRequest): void {
     this.counts.requests++;
     let q = this.waiting.get(conn);
     if (!q) {
@@ -45,7 +45,7 @@ export class HttpPairer {
    * latest request data was seen: the end of the request being answered when
    * only one is waiting (its start otherwise, for pipelined requests).
    */
-  response(conn: string, status: number, seenNs: bigint, reqEndNs: bigint, pid: number): Exchange | undefined {
+  response(conn: number, status: number, seenNs: bigint, reqEndNs: bigint, pid: number): Exchange | undefined {
     const q = this.waiting.get(conn);
     const r = q?.shift();
     if (!r) {

@@ -55,11 +55,17 @@ export function parseRequestLine(buf: Buffer): RequestLine | undefined {
   return { method, path: truncateUtf8(path, MAX_PATH), version };
 }
 
-/** `HTTP/1.x SP 3DIGIT [SP reason]` */
-export function parseStatusLine(buf: Buffer): StatusLine | undefined {
-  const m = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: |$)/.exec(buf.toString('latin1', 0, Math.min(buf.length, 16)));
-  if (!m) return undefined;
-  return { version: m[1] === '0' ? '1.0' : '1.1', status: Number(m[2]) };
+const digit = (c: number) => c >= 0x30 && c <= 0x39;
+
+/** `HTTP/1.x SP 3DIGIT [SP reason]`, read in place (this runs for every response). */
+export function parseStatusLine(buf: Buffer, off = 0, len = buf.length - off): StatusLine | undefined {
+  if (len < 12 || buf.toString('latin1', off, off + 7) !== 'HTTP/1.') return undefined;
+  const minor = buf[off + 7];
+  if ((minor !== 0x30 && minor !== 0x31) || buf[off + 8] !== 0x20) return undefined;
+  const [a, b, c] = [buf[off + 9], buf[off + 10], buf[off + 11]];
+  if (!digit(a) || !digit(b) || !digit(c) || a < 0x31 || a > 0x35) return undefined;
+  if (len > 12 && buf[off + 12] !== 0x20 && buf[off + 12] !== 0x0d) return undefined;
+  return { version: minor === 0x30 ? '1.0' : '1.1', status: (a - 0x30) * 100 + (b - 0x30) * 10 + (c - 0x30) };
 }
 
 function truncateUtf8(s: string, maxBytes: number): string {

@@ -2,16 +2,27 @@
 // Its programs live in the netflow object, whose connection table gives each
 // socket's owner.
 import { BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
-import { ipType, isEphemeralPort } from '../../enrich/iptype';
+import { isEphemeralPort } from '../../enrich/iptype';
+import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
-import type { Emit, Plugin } from '../plugin';
-import { decodeHttpEvent, HTTP_COUNTER_NAMES, HTTP_EVENT, HTTP_REQUEST, HttpPacketEvent } from './decode';
+import type { Plugin, Sink } from '../plugin';
+import {
+  decodeHttpConnection,
+  decodeHttpEvent,
+  httpEventComm,
+  HTTP_COUNTER_NAMES,
+  HTTP_EVENT,
+  HTTP_REQUEST,
+  HttpConnection,
+  httpEventSocket,
+} from './decode';
 import { Exchange, HttpPairer } from './pairing';
 import { parseRequestLine, parseStatusLine } from './parse';
 
 const DRAIN_MS = 200;
+const TUPLE_BYTES = 48;
 const EXPIRE_MS = 5000;
 /** A request with no response by then is dropped (and counted). */
 export const REQUEST_TIMEOUT_NS = 120_000_000_000n;
@@ -20,36 +31,39 @@ export interface HttpflowOptions {
   cgroup2: string;
 }
 
-export function httpPoint(ev: HttpPacketEvent, x: Exchange, wallOffsetNs: bigint): Point {
-  // the side that sent the request is the client
-  const direction = ev.egress ? 'incoming' : 'outgoing'; // ev is the response
-  const srcPort = direction === 'outgoing' && isEphemeralPort(ev.localPort) ? '*' : String(ev.localPort);
-  const dstPort = direction === 'incoming' && isEphemeralPort(ev.remotePort) ? '*' : String(ev.remotePort);
+/** The tags of an exchange: all of them belong to the connection and its side. */
+export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, processName: string): Point['tags'] {
+  const direction = serverSide ? 'incoming' : 'outgoing';
   return {
-    measurement: 'httpflow',
-    tags: {
-      source: 'httpflow',
-      direction,
-      transport: 'tcp',
-      family: ev.family,
-      pid: x.pid ? String(x.pid) : undefined,
-      process_name: x.processName || ev.processName,
-      src_ip: ev.localIp,
-      src_port: srcPort,
-      src_ip_type: ipType(ev.localIp),
-      dst_ip: ev.remoteIp,
-      dst_port: dstPort,
-      dst_ip_type: ipType(ev.remoteIp),
-    },
-    fields: {
-      http_version: x.version,
-      latency: x.latencyNs,
-      method: x.method,
-      path: x.path,
-      status_code: x.status,
-    },
-    time: x.seenNs + wallOffsetNs,
+    source: 'httpflow',
+    direction,
+    transport: 'tcp',
+    family: c.family,
+    pid: pid ? String(pid) : undefined,
+    process_name: processName,
+    src_ip: c.localIp,
+    src_port: !serverSide && isEphemeralPort(c.localPort) ? '*' : String(c.localPort),
+    src_ip_type: c.localType,
+    dst_ip: c.remoteIp,
+    dst_port: serverSide && isEphemeralPort(c.remotePort) ? '*' : String(c.remotePort),
+    dst_ip_type: c.remoteType,
   };
+}
+
+/** Fields and timestamp of one exchange, after its cached series. */
+export function httpLine(series: string, x: Exchange, wallOffsetNs: bigint): string {
+  return (
+    `${series} http_version="${x.version}",latency=${x.latencyNs}i,method="${x.method}",` +
+    `path=${escapeStringField(x.path)},status_code=${x.status}i ${x.seenNs + wallOffsetNs}`
+  );
+}
+
+interface CachedConnection {
+  tuple: Buffer;
+  conn: HttpConnection;
+  /** Encoded measurement and tags, for the owner and side it was made for. */
+  series?: string;
+  seriesKey?: string;
 }
 
 export class HttpflowPlugin implements Plugin {
@@ -60,16 +74,20 @@ export class HttpflowPlugin implements Plugin {
   private timers: NodeJS.Timeout[] = [];
   private readonly pairer = new HttpPairer();
   private offsetNs = 0n;
-  private emit: Emit = () => {};
+  private emit: (lines: string[]) => void = () => {};
+  private commonTags: Readonly<Record<string, string>> = {};
   private notHttp = 0;
+  /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
+  private connections = new Map<number, CachedConnection>();
 
   constructor(
     private readonly netflow: NetflowPlugin,
     private readonly opts: HttpflowOptions,
   ) {}
 
-  start(emit: Emit): void {
-    this.emit = emit;
+  start(sink: Sink): void {
+    this.emit = (lines) => sink.lines(lines);
+    this.commonTags = sink.commonTags;
     const obj = this.netflow.object;
     if (!obj) throw new Error('needs netflow, which did not start');
     this.counters = obj.map('http_counters');
@@ -83,31 +101,50 @@ export class HttpflowPlugin implements Plugin {
     }
     this.offsetNs = monotonicToWallOffsetNs();
     const drain = setInterval(() => this.ring?.drain(), DRAIN_MS);
-    const expire = setInterval(() => this.pairer.expire(process.hrtime.bigint(), REQUEST_TIMEOUT_NS), EXPIRE_MS);
+    const expire = setInterval(() => {
+      this.pairer.expire(process.hrtime.bigint(), REQUEST_TIMEOUT_NS);
+      this.connections = new Map();
+    }, EXPIRE_MS);
     drain.unref();
     expire.unref();
     this.timers = [drain, expire];
   }
 
   private onEvents(buf: Buffer, bytes: number): void {
-    const points: Point[] = [];
+    const lines: string[] = [];
     forEachRecord(buf, bytes, (off, len) => {
       if (len < HTTP_EVENT.data) return;
-      const ev = decodeHttpEvent(buf, off);
-      // requests and responses of one connection, on one side of it
-      const conn = `${ev.sk}`;
+      // requests and responses of one socket: addresses formatted once per connection
+      const sk = httpEventSocket(buf, off);
+      let cached = this.connections.get(sk);
+      // a socket's memory is reused by later sockets: trust the cache only for the same addresses
+      if (!cached || buf.compare(cached.tuple, 0, TUPLE_BYTES, off + HTTP_EVENT.t, off + HTTP_EVENT.t + TUPLE_BYTES) !== 0) {
+        cached = { tuple: Buffer.from(buf.subarray(off + HTTP_EVENT.t, off + HTTP_EVENT.t + TUPLE_BYTES)), conn: decodeHttpConnection(buf, off) };
+        this.connections.set(sk, cached);
+      }
+      const ev = decodeHttpEvent(buf, off, cached.conn, sk);
       if (ev.kind === HTTP_REQUEST) {
-        const r = parseRequestLine(ev.data);
+        const r = parseRequestLine(buf.subarray(ev.dataOffset, ev.dataOffset + ev.dataLength));
         if (!r) return void this.notHttp++;
-        this.pairer.request(conn, { ...r, seenNs: ev.monotonicNs, pid: ev.pid, processName: ev.processName });
+        const processName = ev.pid ? httpEventComm(buf, off) : '';
+        this.pairer.request(sk, { ...r, seenNs: ev.monotonicNs, pid: ev.pid, processName });
         return;
       }
-      const s = parseStatusLine(ev.data);
+      const s = parseStatusLine(buf, ev.dataOffset, ev.dataLength);
       if (!s) return void this.notHttp++;
-      const x = this.pairer.response(conn, s.status, ev.monotonicNs, ev.reqEndNs, ev.pid);
-      if (x) points.push(httpPoint(ev, x, this.offsetNs));
+      const x = this.pairer.response(sk, s.status, ev.monotonicNs, ev.reqEndNs, ev.pid);
+      if (!x) return;
+      // the server learns its owner only once it has read the request
+      if (!x.processName) x.processName = httpEventComm(buf, off);
+      // ev is the response: sent from here means this side is the server
+      const key = `${ev.egress}|${x.pid}|${x.processName}`;
+      if (cached.seriesKey !== key) {
+        cached.series = encodeSeries('httpflow', { ...httpTags(cached.conn, ev.egress, x.pid, x.processName), ...this.commonTags });
+        cached.seriesKey = key;
+      }
+      lines.push(httpLine(cached.series!, x, this.offsetNs));
     });
-    if (points.length) this.emit(points);
+    if (lines.length) this.emit(lines);
   }
 
   collect(): Point[] {
