@@ -134,6 +134,14 @@ export class BpfMap {
     return { count, keys, values };
   }
 
+  /** A per-CPU array of u64 counters, summed over CPUs, by slot name. */
+  namedCounters(names: readonly string[]): Record<string, number> {
+    const sums = this.sumPerCpuCounters();
+    const out: Record<string, number> = {};
+    names.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
+    return out;
+  }
+
   /** Sums a per-CPU array of u64 counters into one bigint per slot. */
   sumPerCpuCounters(): bigint[] {
     const cpus = possibleCpus();

@@ -4,6 +4,7 @@ import { UserNames } from '../../enrich/users';
 import { log } from '../../log';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs, rfc3339 } from '../../timefmt';
+import { LossWarnings } from '../loss';
 import type { Sink, Plugin } from '../plugin';
 import { readlineTargets } from './binaries';
 import { BASH_CONFIG, BASH_COUNTER_NAMES, BASH_EVENT, decodeBashEvent, BashLine } from './decode';
@@ -41,6 +42,10 @@ export class BashPlugin implements Plugin {
   private emit: (points: Point[]) => void = () => {};
   private reported = 0;
   private truncated = 0;
+  private readonly losses = new LossWarnings('bash', {
+    ringbuf_full: 'command lines lost: ring buffer full',
+    read_failed: 'command lines that could not be read from bash',
+  });
   attached: string[] = [];
 
   start(sink: Sink): void {
@@ -95,13 +100,8 @@ export class BashPlugin implements Plugin {
   }
 
   stats(): Record<string, number> {
-    const out: Record<string, number> = {};
-    if (this.counters) {
-      const sums = this.counters.sumPerCpuCounters();
-      BASH_COUNTER_NAMES.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
-    }
-    out.reported = this.reported;
-    out.truncated = this.truncated;
+    const out = { ...(this.counters?.namedCounters(BASH_COUNTER_NAMES) ?? {}), reported: this.reported, truncated: this.truncated };
+    this.losses.check(out);
     return out;
   }
 

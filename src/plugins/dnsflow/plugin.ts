@@ -2,7 +2,7 @@
 // timed out; A/AAAA answers feed netflow's dst_domain.
 import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { DnsCache } from '../../enrich/dns-cache';
-import { log } from '../../log';
+import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
 import type { Sink, Plugin, PluginOptions } from '../plugin';
@@ -51,7 +51,10 @@ export class DnsflowPlugin implements Plugin {
   private emit: (points: Point[]) => void = () => {};
   private parseErrors = 0;
   private partial = 0;
-  private lossReported = 0;
+  private readonly losses = new LossWarnings('dnsflow', {
+    ringbuf_full: 'DNS packets lost: ring buffer full',
+    pending_overflow: 'queries not tracked: pending table full',
+  });
 
   constructor(private readonly opts: DnsflowOptions) {}
 
@@ -124,16 +127,9 @@ export class DnsflowPlugin implements Plugin {
   }
 
   stats(): Record<string, number> {
-    const out: Record<string, number> = {};
-    if (this.counters) {
-      const sums = this.counters.sumPerCpuCounters();
-      DNS_COUNTER_NAMES.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
-      if (out.ringbuf_full > this.lossReported) {
-        log.warn(`dnsflow: ringbuf_full +${out.ringbuf_full - this.lossReported}: DNS packets were lost`);
-        this.lossReported = out.ringbuf_full;
-      }
-    }
+    const out = this.counters?.namedCounters(DNS_COUNTER_NAMES) ?? {};
     Object.assign(out, this.matcher.counts, { pending: this.matcher.size, parse_errors: this.parseErrors, partial: this.partial });
+    this.losses.check(out);
     if (this.opts.cache) out.dns_cache = this.opts.cache.size;
     return out;
   }

@@ -7,6 +7,7 @@ import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
+import { LossWarnings } from '../loss';
 import type { Plugin, Sink } from '../plugin';
 import {
   decodeHttpConnection,
@@ -77,6 +78,11 @@ export class HttpflowPlugin implements Plugin {
   private emit: (lines: string[]) => void = () => {};
   private commonTags: Readonly<Record<string, string>> = {};
   private notHttp = 0;
+  private readonly losses = new LossWarnings('httpflow', {
+    ringbuf_full: 'HTTP message starts lost: ring buffer full',
+    state_full: 'request end times not kept: connection table full',
+    queue_overflow: 'requests not tracked: too many waiting',
+  });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
   private connections = new Map<number, CachedConnection>();
 
@@ -153,12 +159,10 @@ export class HttpflowPlugin implements Plugin {
   }
 
   stats(): Record<string, number> {
-    const out: Record<string, number> = {};
-    if (this.counters) {
-      const sums = this.counters.sumPerCpuCounters();
-      HTTP_COUNTER_NAMES.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
-    }
-    return Object.assign(out, this.pairer.counts, { pending: this.pairer.pending, not_http: this.notHttp });
+    const out = this.counters?.namedCounters(HTTP_COUNTER_NAMES) ?? {};
+    Object.assign(out, this.pairer.counts, { pending: this.pairer.pending, not_http: this.notHttp });
+    this.losses.check(out);
+    return out;
   }
 
   stop(): void {

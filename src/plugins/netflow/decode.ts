@@ -44,7 +44,11 @@ export const COUNTER_NAMES = [
 ] as const;
 
 /** Counters that mean data was lost: logged as a warning when they grow. */
-export const LOSS_COUNTERS: ReadonlySet<string> = new Set(['conn_map_full', 'close_lost', 'udp_map_full']);
+export const LOSS_COUNTERS: Record<string, string> = {
+  conn_map_full: 'connections not tracked: connection table full',
+  close_lost: 'closed connections lost: ring buffer and fallback table full',
+  udp_map_full: 'UDP flows not tracked: flow table full',
+};
 
 export const UDP_KEY_SIZE = 32;
 

@@ -15,6 +15,7 @@ import {
   UDP_KEY_SIZE,
 } from './decode';
 import { log } from '../../log';
+import { LossWarnings } from '../loss';
 
 export interface NetflowOptions extends PluginOptions {
   /** Connections (and, separately, UDP flows) tracked at once in the kernel. */
@@ -73,7 +74,7 @@ export class NetflowPlugin implements Plugin {
   private orphans?: BpfMap;
   private udpFlows?: BpfMap;
   private udpEvicted = 0;
-  private lossReported = new Map<string, number>();
+  private readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
   private ring?: RingBuffer;
   private drainTimer?: NodeJS.Timeout;
   private readonly agg = new NetflowAggregator();
@@ -157,16 +158,8 @@ export class NetflowPlugin implements Plugin {
 
   /** Kernel counters summed over CPUs, plus user-space ones. */
   stats(): Record<string, number> {
-    const out: Record<string, number> = {};
-    if (this.counters) {
-      const sums = this.counters.sumPerCpuCounters();
-      COUNTER_NAMES.forEach((name, i) => (out[name] = Number(sums[i] ?? 0n)));
-      for (const name of LOSS_COUNTERS) {
-        const grew = out[name] - (this.lossReported.get(name) ?? 0);
-        if (grew > 0) log.warn(`netflow: ${name} +${grew}: data was lost (kernel table full)`);
-        this.lossReported.set(name, out[name]);
-      }
-    }
+    const out = this.counters?.namedCounters(COUNTER_NAMES) ?? {};
+    this.losses.check(out);
     out.udp_flows_evicted = this.udpEvicted;
     out.close_events_read = this.closeEvents;
     out.conns_remembered = this.agg.tracked;
