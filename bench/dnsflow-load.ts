@@ -40,10 +40,11 @@ async function main(): Promise<void> {
   try {
     for (let round = 1; round <= rounds; round++) {
       const base = await dnsperf(hosts.client, hosts.serverV4, queries);
-      const collector = await startCollector(['--interval', '5s']);
+      const collector = await startCollector(['--interval', '5s'], {}, path.join(dir, 'points'));
       const withCollector = await dnsperf(hosts.client, hosts.serverV4, queries);
       await new Promise((r) => setTimeout(r, 500));
-      await collector.stop('SIGTERM');
+      const { code } = await collector.stop('SIGTERM', 120_000);
+      if (code !== 0) throw new Error(`collector exited ${code}: ${collector.stderr()}`);
       const reported = collector.points('dnsflow').filter((p) => p.tags.dst_ip === hosts.serverV4);
       const answered = reported.filter((p) => p.fields.timeout === false).length;
       const stats = collector.stderr().split('\n').filter((l) => l.includes('dnsflow: ') && l.includes(' points; ')).pop() ?? '';

@@ -1,8 +1,9 @@
-// Short-connection load against the collector: wrk with `Connection: close`
-// against nginx, between two test namespaces, with and without the collector,
-// alternating. Prints the connection rate, the connections the collector
-// reported against those made, and its loss counters.
-//   node dist/bench/netflow-conns.js [seconds] [rounds]
+// HTTP load against the collector: wrk against nginx between two test
+// namespaces, with and without the collector, alternating. Short connections
+// (`Connection: close`, the default) or keep-alive (KEEPALIVE=1). Prints the
+// rate ratio, the connections and requests the collector reported against
+// those made, and its loss counters.
+//   [KEEPALIVE=1] node dist/bench/http-load.js [seconds] [rounds]
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,10 +13,11 @@ import { createHostPair } from '../test/helpers/netns';
 
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
+const keepAlive = !!process.env.KEEPALIVE;
 
 function wrk(ns: string, url: string): Promise<{ pid: number; requests: number; errors: number }> {
   return new Promise((resolve, reject) => {
-    const p = spawn('ip', ['netns', 'exec', ns, 'wrk', '-t1', '-c50', `-d${seconds}s`, '-H', 'Connection: close', url]);
+    const p = spawn('ip', ['netns', 'exec', ns, 'wrk', '-t1', '-c50', `-d${seconds}s`, ...(keepAlive ? [] : ['-H', 'Connection: close']), url]);
     let out = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     p.on('exit', (code) => {
@@ -46,21 +48,26 @@ http { access_log off; server { listen ${hosts.serverV4}:80 reuseport; location 
     const rows: string[] = [];
     for (let round = 1; round <= rounds; round++) {
       const base = await wrk(hosts.client, url);
-      const collector = await startCollector(['--interval', '5s']);
+      const collector = await startCollector(['--interval', '5s'], {}, path.join(dir, 'points'));
       const withCollector = await wrk(hosts.client, url);
       await new Promise((r) => setTimeout(r, 500));
-      await collector.stop('SIGTERM');
+      const { code } = await collector.stop('SIGTERM', 120_000);
+      if (code !== 0) throw new Error(`collector exited ${code}: ${collector.stderr()}`);
       const mine = collector.points('netflow').filter((p) => p.tags.pid === String(withCollector.pid));
       const reported = mine.reduce((a, p) => a + (p.fields.tcp_established as number), 0);
       const closed = mine.reduce((a, p) => a + (p.fields.tcp_closed as number), 0);
-      const stats = collector.stderr().split('\n').filter((l) => l.includes(' points; ')).pop() ?? '';
-      const losses = ['conn_map_full', 'ringbuf_full', 'close_lost', 'conns_vanished']
-        .map((k) => `${k}=${new RegExp(`${k}=(\\d+)`).exec(stats)?.[1] ?? '?'}`)
-        .join(' ');
+      const http = collector.points('httpflow');
+      const httpOut = http.filter((p) => p.tags.pid === String(withCollector.pid)).length;
+      const httpIn = http.filter((p) => p.tags.direction === 'incoming' && p.tags.process_name === 'nginx').length;
+      const stderr = collector.stderr().split('\n');
+      const last = (plugin: string) => stderr.filter((l) => l.includes(`${plugin}: `) && l.includes(' points; ')).pop() ?? '';
+      const pick = (line: string, keys: string[]) => keys.map((k) => `${k}=${new RegExp(`\\b${k}=(\\d+)`).exec(line)?.[1] ?? '?'}`).join(' ');
+      const losses = `netflow ${pick(last('netflow'), ['conn_map_full', 'ringbuf_full', 'close_lost', 'conns_vanished'])}; httpflow ${pick(last('httpflow'), ['ringbuf_full', 'state_full', 'unmatched_responses', 'queue_overflow'])}`;
       rows.push(
-        `round ${round}: baseline ${(base.requests / seconds).toFixed(0)} conn/s, with collector ${(withCollector.requests / seconds).toFixed(0)} conn/s ` +
-          `(ratio ${(withCollector.requests / base.requests).toFixed(3)}); connections made ${withCollector.requests} ` +
-          `(+${withCollector.errors} errors, up to 50 in flight at the end), reported established ${reported}, closed ${closed}; ${losses}`,
+        `round ${round}: baseline ${(base.requests / seconds).toFixed(0)} req/s, with collector ${(withCollector.requests / seconds).toFixed(0)} req/s ` +
+          `(ratio ${(withCollector.requests / base.requests).toFixed(3)}); requests made ${withCollector.requests} ` +
+          `(+${withCollector.errors} errors, up to 50 in flight at the end); connections reported established ${reported}, closed ${closed}; ` +
+          `httpflow points outgoing ${httpOut}, incoming ${httpIn}; ${losses}`,
       );
       console.log(rows[rows.length - 1]);
     }

@@ -1,5 +1,6 @@
 // Runs bin/datakit-ebpf as a child process and collects what it prints.
 import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ParsedPoint, parseLine } from './lineprotocol-parse';
 
@@ -13,7 +14,8 @@ export interface RunningCollector {
   points(measurement?: string): ParsedPoint[];
   /** Resolves once a printed line satisfies `pred`. */
   waitForLine(pred: (line: string) => boolean, timeoutMs: number): Promise<string>;
-  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Signals the collector and waits for it to exit; SIGKILL after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 const running = new Set<ChildProcess>();
@@ -21,17 +23,25 @@ process.on('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningCollector> {
+/**
+ * With `stdoutFile` the collector writes there instead of to a pipe (so a
+ * benchmark does not pay for reading it live); lines and points are then read
+ * from the file when asked for.
+ */
+export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}, stdoutFile?: string): Promise<RunningCollector> {
+  const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
   const proc = spawn(process.execPath, [binPath, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', out, 'pipe'],
   });
+  if (typeof out === 'number') fs.closeSync(out);
   running.add(proc);
   const lines: string[] = [];
+  const allLines = () => (stdoutFile ? fs.readFileSync(stdoutFile, 'utf8').split('\n') : lines);
   let err = '';
   let partial = '';
   const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     const parts = (partial + chunk).split('\n');
     partial = parts.pop()!;
     for (const l of parts) {
@@ -66,7 +76,7 @@ export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}
     proc,
     lines,
     stderr: () => err,
-    points: (m) => lines.filter((l) => l && (!m || l.startsWith(`${m},`))).map(parseLine),
+    points: (m) => allLines().filter((l) => l && (!m || l.startsWith(`${m},`))).map(parseLine),
     waitForLine(pred, timeoutMs) {
       const found = lines.find(pred);
       if (found) return Promise.resolve(found);
@@ -81,9 +91,9 @@ export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}
         });
       });
     },
-    async stop(signal = 'SIGTERM') {
+    async stop(signal = 'SIGTERM', graceMs = 15000) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 15000);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
       const res = await exited;
       clearTimeout(timer);
       return res;
