@@ -1,157 +1,237 @@
 // Command line and DataKit's ebpf.conf (SPEC §2).
+//
+// Sources, lowest precedence first:
+//   1. defaults
+//   2. environment: K8S_URL, K8S_BEARER_TOKEN_PATH, K8S_BEARER_TOKEN_STRING
+//   3. --config FILE: the keys of its [[inputs.ebpf]] table
+//   4. --config FILE: the flags in that table's `args`
+//   5. the command line
+// The host name follows the seed instead: --hostname (command line or `args`), else
+// ENV_HOSTNAME, else the OS host name. DataKit itself turns ENV_HOSTNAME into a --hostname
+// in `args`, so an explicit flag must win over the variable.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { parseArgs } from 'node:util';
-import { parse as parseToml } from 'smol-toml';
+import { parse as parseToml, TomlError } from 'smol-toml';
 import type { LogLevel } from '../log';
-import { parseDuration } from './duration';
+import { DurationError, parseDuration } from './duration';
 
 export type PluginName = 'ebpf-net' | 'ebpf-bash';
 export const PLUGINS: readonly PluginName[] = ['ebpf-net', 'ebpf-bash'];
 
 export interface Config {
+  /** "host:port" or "[v6]:port"; absent: line protocol goes to stdout. */
   apiServer?: string;
+  /** Value of the `host` tag. */
   hostname: string;
+  /** Log file; absent: stderr. */
   logPath?: string;
   logLevel: LogLevel;
+  /** Value of the `service` tag. */
   service: string;
+  /** Deduplicated, in the order the user gave them. */
   enabled: PluginName[];
   intervalMs: number;
+  /** Extra tags on every point; never `host`, `service` or `source`. */
   tags: Record<string, string>;
   includeLoopback: boolean;
+  /** Both token forms may be set when one source gave both; the k8s client picks. */
   k8s: { url?: string; bearerTokenPath?: string; bearerTokenString?: string };
+  /** Reserved for the collector's self-metrics endpoint. */
   metricsListen?: string;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
   warnings: string[];
 }
 
-/** Bad input from the user: one line naming the flag or key; exit status 2. */
-export class UsageError extends Error {}
+/** Bad input from the user: exit status 2. The message is one line naming the flag or key. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    // file names and parser messages could carry newlines: the contract is one line
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
+    this.name = 'UsageError';
+  }
+}
 
+export const DEFAULT_SERVICE = 'ebpf';
+export const DEFAULT_INTERVAL_MS = 60_000;
+/** Shorter reports would flood DataKit with tiny batches. */
+export const MIN_INTERVAL_MS = 1_000;
+/** Longer ones overflow Node's timers (2^31-1 ms) long before they would be useful. */
+export const MAX_INTERVAL_MS = 24 * 3_600_000;
+
+interface FlagSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** Placeholder for the value in the help text. */
+  arg?: string;
+  help: string;
+}
+
+// The single list of flags: parsing and the help text are both built from it.
 const FLAGS = {
-  'datakit-apiserver': { type: 'string' },
-  hostname: { type: 'string' },
-  log: { type: 'string' },
-  'log-level': { type: 'string' },
-  service: { type: 'string' },
-  enabled: { type: 'string' },
-  interval: { type: 'string' },
-  tags: { type: 'string' },
-  config: { type: 'string' },
-  'include-loopback': { type: 'boolean' },
-  'metrics-listen': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean' },
-} as const;
+  'datakit-apiserver': {
+    type: 'string',
+    arg: 'HOST:PORT',
+    help: "send points to DataKit's HTTP API (default: none, line protocol on stdout)",
+  },
+  hostname: {
+    type: 'string',
+    arg: 'NAME',
+    help: 'value of the host tag (default: $ENV_HOSTNAME, else the OS host name)',
+  },
+  log: { type: 'string', arg: 'PATH', help: 'log file (default: stderr)' },
+  'log-level': { type: 'string', arg: 'LEVEL', help: 'debug, info, warn (or warning) or error (default: info)' },
+  service: { type: 'string', arg: 'NAME', help: `value of the service tag (default: ${DEFAULT_SERVICE})` },
+  enabled: { type: 'string', arg: 'LIST', help: `comma list of plugins: ${PLUGINS.join(', ')} (default: ebpf-net)` },
+  interval: {
+    type: 'string',
+    arg: 'DURATION',
+    help: 'netflow aggregation and report interval, e.g. 5s, 1m30s; 1s to 24h (default: 60s)',
+  },
+  tags: { type: 'string', arg: '"k=v;k2=v2"', help: 'extra tags on every point; may be repeated (default: none)' },
+  config: {
+    type: 'string',
+    arg: 'PATH',
+    help: 'DataKit ebpf.conf, its [[inputs.ebpf]] table; flags override it (default: none)',
+  },
+  'include-loopback': {
+    type: 'boolean',
+    help: 'also report flows and queries on loopback addresses; =false turns it off (default: off)',
+  },
+  'metrics-listen': {
+    type: 'string',
+    arg: 'HOST:PORT',
+    help: "reserved for the collector's own metrics (default: none)",
+  },
+  help: { type: 'boolean', short: 'h', help: 'show this help and exit' },
+  version: { type: 'boolean', help: 'show the version and exit' },
+} as const satisfies Record<string, FlagSpec>;
 
-type FlagValues = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+type FlagName = keyof typeof FLAGS;
 
-/** Tags the product sets itself; user tags may not replace them. */
-const RESERVED_TAGS = new Set(['host', 'service', 'source']);
-/** Keys of DataKit's [[inputs.ebpf]] that are DataKit's business, not ours. */
-const DATAKIT_KEYS = new Set(['daemon', 'name', 'cmd', 'envs']);
-const MIN_INTERVAL_MS = 1000;
+const ENVIRONMENT: readonly [string, string][] = [
+  ['ENV_HOSTNAME', 'host tag when no --hostname is given (command line or config args)'],
+  ['K8S_URL', 'Kubernetes API server URL (below config kubernetes_url)'],
+  ['K8S_BEARER_TOKEN_PATH', 'file holding the API token (below config bearer_token)'],
+  ['K8S_BEARER_TOKEN_STRING', 'the API token itself (below config bearer_token_string)'],
+];
+
+/** Tags the collector sets itself, and what to do instead of passing them in --tags. */
+const RESERVED_TAGS: ReadonlyMap<string, string> = new Map([
+  ['host', 'use --hostname'],
+  ['service', 'use --service'],
+  ['source', 'it names the kind of data'],
+]);
+
+/** Keys of DataKit's [[inputs.ebpf]] that concern DataKit's launcher, not the collector. */
+const DATAKIT_KEYS: ReadonlySet<string> = new Set(['daemon', 'name', 'cmd', 'envs']);
 
 export function helpText(): string {
+  const rows = Object.entries(FLAGS).map(([name, f]: [string, FlagSpec]): [string, string] => {
+    const short = f.short ? `-${f.short}, ` : '';
+    return [`${short}--${name}${f.arg ? ` ${f.arg}` : ''}`, f.help];
+  });
+  const width = Math.max(...rows.map(([left]) => left.length), ...ENVIRONMENT.map(([n]) => n.length)) + 2;
+  const table = (entries: readonly (readonly [string, string])[]) =>
+    entries.map(([left, right]) => `  ${left.padEnd(width)}${right}`).join('\n');
   return `Usage: datakit-ebpf [flags]
 
-eBPF host agent: netflow, dnsflow and httpflow (ebpf-net), bash command lines (ebpf-bash).
+eBPF host agent for DataKit: netflow, dnsflow, httpflow (plugin ebpf-net)
+and bash command lines (plugin ebpf-bash).
 
-Flags:
-  --datakit-apiserver HOST:PORT  send points to DataKit's HTTP API (default: line protocol on stdout)
-  --hostname NAME                value of the host tag (default: $ENV_HOSTNAME, else the OS host name)
-  --log PATH                     log file (default: stderr)
-  --log-level LEVEL              debug, info, warn or error (default: info)
-  --service NAME                 value of the service tag (default: ebpf)
-  --enabled LIST                 comma list of plugins: ebpf-net, ebpf-bash (default: ebpf-net)
-  --interval DURATION            netflow report interval, e.g. 5s, 1m (default: 60s, at least 1s)
-  --tags "k=v;k2=v2"             extra tags on every point
-  --config PATH                  DataKit ebpf.conf ([[inputs.ebpf]] table); flags override it
-  --include-loopback             also report flows and queries on loopback addresses
-  --metrics-listen HOST:PORT     serve the collector's own metrics (Prometheus format)
-  -h, --help                     show this help
-  --version                      show the version
+Flags (--flag VALUE and --flag=VALUE are both accepted):
+${table(rows)}
 
 Environment:
-  ENV_HOSTNAME             host tag, below --hostname
-  K8S_URL                  Kubernetes API server (config: kubernetes_url)
-  K8S_BEARER_TOKEN_PATH    file holding the API token (config: bearer_token)
-  K8S_BEARER_TOKEN_STRING  the API token itself (config: bearer_token_string)
+${table(ENVIRONMENT)}
 
-Exit status: 0 on SIGINT/SIGTERM, 1 when the system cannot run the collector, 2 on bad flags or config.
+Precedence, lowest first: defaults, environment, config file keys, the
+config file's args, the command line.
+
+Exit status: 0 after SIGINT/SIGTERM, 1 when the system cannot run the
+collector, 2 on bad flags or configuration.
 `;
 }
 
-function parseFlags(argv: string[], where: string): FlagValues {
-  try {
-    return parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values as FlagValues;
-  } catch (err) {
-    const msg = (err as Error).message.split('\n')[0].replace(/\. To specify a positional.*$/, '');
-    throw new UsageError(`${where}${msg}`);
-  }
+/** What one command line (or a config file's `args`) asked for; absent: not given. */
+interface FlagValues {
+  'datakit-apiserver'?: string;
+  hostname?: string;
+  log?: string;
+  'log-level'?: string;
+  service?: string;
+  enabled?: string;
+  interval?: string;
+  /** --tags may be repeated: every occurrence, in order. */
+  tags?: string[];
+  config?: string;
+  'include-loopback'?: boolean;
+  'metrics-listen'?: string;
+  help?: boolean;
+  version?: boolean;
 }
 
-/** "host:port" or "[v6]:port". */
-function validateHostPort(value: string, name: string): string {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d+)$/.exec(value);
-  const port = m ? Number(m[2]) : 0;
-  if (!m || port < 1 || port > 65535) throw new UsageError(`${name}: expected HOST:PORT, got "${value}"`);
-  return value;
-}
+const PARSE_OPTIONS = Object.fromEntries(
+  Object.entries(FLAGS).map(([name, f]: [string, FlagSpec]) => [
+    name,
+    f.short ? { type: f.type, short: f.short } : { type: f.type },
+  ]),
+);
 
-function parseLogLevel(value: string, name: string): LogLevel {
-  const v = value.toLowerCase();
-  if (v === 'debug' || v === 'info' || v === 'warn' || v === 'error') return v;
-  if (v === 'warning') return 'warn';
-  throw new UsageError(`${name}: unknown log level "${value}" (debug, info, warn, error)`);
-}
+const isFlagName = (name: string): name is FlagName => Object.hasOwn(FLAGS, name);
 
-function parsePlugins(list: string[], name: string): PluginName[] {
-  const out: PluginName[] = [];
-  for (const raw of list) {
-    const p = raw.trim();
-    if (!p) continue;
-    if (!(PLUGINS as readonly string[]).includes(p)) {
-      throw new UsageError(`${name}: unknown plugin "${p}" (valid: ${PLUGINS.join(', ')})`);
+/**
+ * Reads flags with parseArgs in non-strict mode and checks every token itself, so that messages
+ * are ours (stable across Node versions) and name the flag as the user typed it.
+ * `where` prefixes messages for flags that come from a config file.
+ */
+function readFlags(argv: readonly string[], where: string): FlagValues {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: PARSE_OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const out: FlagValues = {};
+  const fail = (msg: string) => new UsageError(`${where}${msg}`);
+
+  for (const t of tokens) {
+    if (t.kind === 'option-terminator') continue; // "--": what follows is positional, refused below
+    if (t.kind === 'positional') throw fail(`unexpected argument ${quote(t.value)}`);
+
+    const typed = argv[t.index];
+    // parseArgs splits "-hostname" into -h -o -s ...; only a lone "-h" is the short help flag
+    const isShort = !t.rawName.startsWith('--');
+    if (!isFlagName(t.name) || (isShort && typed !== t.rawName)) {
+      const word = isShort ? typed.split('=')[0] : t.rawName;
+      const long = word.replace(/^-+/, '');
+      const hint = isShort && long.length > 1 && isFlagName(long) ? ` (did you mean --${long}?)` : '';
+      throw fail(`unknown flag ${word}${hint}`);
     }
-    if (!out.includes(p as PluginName)) out.push(p as PluginName);
+
+    const name = t.name;
+    const flag = `--${name}`;
+    if (name === 'include-loopback') {
+      // Go's flag package allows --bool=false; it is the only way to undo a config file's args
+      out[name] = t.value === undefined ? true : parseBool(t.value, `${where}${flag}`);
+      continue;
+    }
+    if (name === 'help' || name === 'version') {
+      if (t.value !== undefined) throw fail(`${flag}: does not take a value`);
+      out[name] = true;
+      continue;
+    }
+
+    // "--interval --hostname h": parseArgs would take "--hostname" as the interval
+    if (t.value === undefined || (!t.inlineValue && t.value.startsWith('-'))) throw fail(`${flag}: missing value`);
+    if (name === 'tags') (out.tags ??= []).push(t.value);
+    else out[name] = t.value; // repeated flags: the last one counts, as with Go's flag package
   }
-  if (!out.length) throw new UsageError(`${name}: no plugin enabled (valid: ${PLUGINS.join(', ')})`);
   return out;
 }
 
-function parseInterval(value: string, name: string): number {
-  let ms: number;
-  try {
-    ms = parseDuration(value);
-  } catch (err) {
-    throw new UsageError(`${name}: ${(err as Error).message}`);
-  }
-  if (ms < MIN_INTERVAL_MS) throw new UsageError(`${name}: "${value}" is shorter than the minimum of 1s`);
-  return ms;
-}
-
-function checkTag(key: string, value: string, name: string): void {
-  if (!key) throw new UsageError(`${name}: empty tag key`);
-  if (RESERVED_TAGS.has(key)) throw new UsageError(`${name}: tag "${key}" is set by the collector itself`);
-  if (typeof value !== 'string') throw new UsageError(`${name}: tag "${key}" must be a string`);
-}
-
-/** "k=v;k2=v2" */
-export function parseTags(text: string, name = '--tags'): Record<string, string> {
-  const tags: Record<string, string> = {};
-  for (const segment of text.split(';')) {
-    const s = segment.trim();
-    if (!s) continue;
-    const eq = s.indexOf('=');
-    if (eq < 0) throw new UsageError(`${name}: "${s}" is not key=value`);
-    const key = s.slice(0, eq).trim();
-    const value = s.slice(eq + 1).trim();
-    checkTag(key, value, name);
-    tags[key] = value;
-  }
-  return tags;
-}
-
+/** Everything gathered so far; undefined fields fall back to defaults at the end. */
 interface Settings {
   apiServer?: string;
   hostname?: string;
@@ -164,94 +244,242 @@ interface Settings {
   includeLoopback?: boolean;
   metricsListen?: string;
   k8s: Config['k8s'];
+  /** Where k8s.url came from, to name it if it turns out invalid. */
+  k8sUrlSource?: string;
 }
 
-/** Applies parsed flags over `s`; `where` prefixes messages for flags that came from a config file. */
+/** Applies one source's flags over `s`; `where` prefixes messages ("" on the command line). */
 function applyFlags(v: FlagValues, s: Settings, where: string): void {
-  const name = (flag: string) => `${where}--${flag}`;
-  if (v['datakit-apiserver'] !== undefined) s.apiServer = validateHostPort(v['datakit-apiserver'], name('datakit-apiserver'));
-  if (v.hostname !== undefined) {
-    if (!v.hostname.trim()) throw new UsageError(`${name('hostname')}: empty host name`);
-    s.hostname = v.hostname;
+  const name = (flag: FlagName) => `${where}--${flag}`;
+  if (v['datakit-apiserver'] !== undefined) {
+    s.apiServer = checkHostPort(v['datakit-apiserver'], name('datakit-apiserver'));
   }
-  if (v.log !== undefined) s.logPath = v.log;
+  if (v.hostname !== undefined) s.hostname = checkLabel(v.hostname, name('hostname'), 'host name');
+  if (v.log !== undefined) {
+    if (v.log === '') throw new UsageError(`${name('log')}: empty path`);
+    s.logPath = v.log;
+  }
   if (v['log-level'] !== undefined) s.logLevel = parseLogLevel(v['log-level'], name('log-level'));
-  if (v.service !== undefined) {
-    if (!v.service.trim()) throw new UsageError(`${name('service')}: empty service name`);
-    s.service = v.service;
-  }
+  if (v.service !== undefined) s.service = checkLabel(v.service, name('service'), 'service name');
   if (v.enabled !== undefined) s.enabled = parsePlugins(v.enabled.split(','), name('enabled'));
   if (v.interval !== undefined) s.intervalMs = parseInterval(v.interval, name('interval'));
-  if (v.tags !== undefined) Object.assign(s.tags, parseTags(v.tags, name('tags')));
+  for (const text of v.tags ?? []) Object.assign(s.tags, parseTags(text, name('tags')));
   if (v['include-loopback'] !== undefined) s.includeLoopback = v['include-loopback'];
-  if (v['metrics-listen'] !== undefined) s.metricsListen = validateHostPort(v['metrics-listen'], name('metrics-listen'));
+  if (v['metrics-listen'] !== undefined) s.metricsListen = checkHostPort(v['metrics-listen'], name('metrics-listen'));
 }
 
-function typeName(v: unknown): string {
-  return Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v;
+function quote(text: string): string {
+  return JSON.stringify(text);
 }
 
-/** Reads the [[inputs.ebpf]] table of a DataKit ebpf.conf into `s`. */
-function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
-  const where = `config ${path}`;
-  let text: string;
+function parseBool(value: string, name: string): boolean {
+  const v = value.toLowerCase();
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new UsageError(`${name}: expected true or false, got ${quote(value)}`);
+}
+
+// Characters that cannot travel in a line protocol tag (escaping covers only , = and space).
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** A tag value the user names (host, service): not blank, no control characters. */
+function checkLabel(value: string, name: string, what: string): string {
+  if (value.trim() === '') throw new UsageError(`${name}: empty ${what}`);
+  if (CONTROL.test(value)) throw new UsageError(`${name}: ${what} ${quote(value)} contains a control character`);
+  return value;
+}
+
+// DNS names, IPv4 addresses, and names with "_" that container setups produce.
+const HOST_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
+
+/** "host:port" or "[v6]:port": returned as given, ready to go after "http://". */
+function checkHostPort(value: string, name: string): string {
+  const bad = (why: string) => new UsageError(`${name}: ${why}`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw bad(`expected HOST:PORT without a scheme, got ${quote(value)}`);
+  const m = /^(?:\[([^\]]*)\]|([^[\]]*)):(\d+)$/.exec(value);
+  if (!m) {
+    throw bad(`expected HOST:PORT, got ${quote(value)}`);
+  }
+  const [, v6, host, portText] = m;
+  if (v6 !== undefined) {
+    if (!net.isIPv6(v6)) throw bad(`invalid IPv6 address ${quote(v6)} in ${quote(value)}`);
+  } else if (host === '') {
+    throw bad(`missing host in ${quote(value)}`);
+  } else if (host.includes(':')) {
+    throw bad(`IPv6 addresses need brackets, e.g. [::1]:9529, got ${quote(value)}`);
+  } else if (!HOST_NAME.test(host)) {
+    throw bad(`invalid host ${quote(host)} in ${quote(value)}`);
+  }
+  const port = Number(portText);
+  if (port < 1 || port > 65535) throw bad(`port ${portText} out of range 1-65535 in ${quote(value)}`);
+  return value;
+}
+
+/** Accepts any case, and "warning" as DataKit's own configs sometimes spell it. */
+function parseLogLevel(value: string, name: string): LogLevel {
+  const v = value.trim().toLowerCase();
+  if (v === 'debug' || v === 'info' || v === 'warn' || v === 'error') return v;
+  if (v === 'warning') return 'warn';
+  throw new UsageError(`${name}: unknown log level ${quote(value)} (valid: debug, info, warn, error)`);
+}
+
+/** Trims names and skips empty ones (a trailing comma is harmless); unknown names and an empty result are errors. */
+function parsePlugins(list: readonly string[], name: string): PluginName[] {
+  const valid = `valid: ${PLUGINS.join(', ')}`;
+  const out: PluginName[] = [];
+  for (const raw of list) {
+    const p = raw.trim();
+    if (p === '') continue;
+    if (!(PLUGINS as readonly string[]).includes(p)) {
+      throw new UsageError(`${name}: unknown plugin ${quote(p)} (${valid})`);
+    }
+    if (!out.includes(p as PluginName)) out.push(p as PluginName);
+  }
+  if (out.length === 0) throw new UsageError(`${name}: no plugin given (${valid})`);
+  return out;
+}
+
+function parseInterval(value: string, name: string): number {
+  let ms: number;
   try {
-    text = fs.readFileSync(path, 'utf8');
+    ms = parseDuration(value);
+  } catch (err) {
+    if (err instanceof DurationError) throw new UsageError(`${name}: ${err.message}`);
+    throw err;
+  }
+  if (ms < MIN_INTERVAL_MS) throw new UsageError(`${name}: ${quote(value)} is shorter than the minimum of 1s`);
+  if (ms > MAX_INTERVAL_MS) throw new UsageError(`${name}: ${quote(value)} is longer than the maximum of 24h`);
+  return ms;
+}
+
+/** Checks one user tag; values may be empty (the output leaves such tags out). */
+function checkTag(key: string, value: string, name: string): void {
+  if (key === '') throw new UsageError(`${name}: empty tag key`);
+  const reserved = RESERVED_TAGS.get(key);
+  if (reserved) throw new UsageError(`${name}: tag ${quote(key)} is set by the collector itself; ${reserved}`);
+  if (CONTROL.test(key) || CONTROL.test(value)) {
+    throw new UsageError(`${name}: tag ${quote(key)} contains a control character`);
+  }
+}
+
+/** "k=v;k2=v2": spaces around keys and values are trimmed, empty segments skipped. */
+export function parseTags(text: string, name = '--tags'): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const segment of text.split(';')) {
+    const s = segment.trim();
+    if (s === '') continue;
+    const eq = s.indexOf('=');
+    if (eq < 0) throw new UsageError(`${name}: ${quote(s)} is not key=value`);
+    const key = s.slice(0, eq).trim();
+    const value = s.slice(eq + 1).trim(); // a value may itself contain "="
+    checkTag(key, value, name);
+    tags[key] = value;
+  }
+  return tags;
+}
+
+/** TOML type names for messages. */
+function tomlType(v: unknown): string {
+  if (Array.isArray(v)) return 'array';
+  if (v instanceof Date) return 'date-time';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'float';
+  if (typeof v === 'bigint') return 'integer';
+  if (typeof v === 'object' && v !== null) return 'table';
+  return typeof v;
+}
+
+function isTable(v: unknown): v is Record<string, unknown> {
+  return tomlType(v) === 'table';
+}
+
+function readConfigText(path: string, where: string): string {
+  try {
+    return fs.readFileSync(path, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new UsageError(`${where}: cannot read: ${e.code ?? e.message}`);
+    // "ENOENT: no such file or directory, open '/x'" -> "no such file or directory"
+    const why = /^[A-Z]+: ([^,]+)/.exec(e.message)?.[1] ?? e.code ?? e.message;
+    throw new UsageError(`${where}: cannot read: ${why}`);
   }
-  let doc: Record<string, unknown>;
+}
+
+function parseConfigText(text: string, where: string): Record<string, unknown> {
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    return parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    throw new UsageError(`${where}: invalid TOML: ${(err as Error).message.split('\n')[0]}`);
+    if (!(err instanceof TomlError)) throw err;
+    // smol-toml appends a code excerpt after a blank line: keep the reason only
+    const reason = err.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
+    throw new UsageError(`${where}: invalid TOML at line ${err.line}, column ${err.column}: ${reason}`);
   }
-  const inputs = doc.inputs as Record<string, unknown> | undefined;
-  const table = inputs?.ebpf;
-  const ebpf = (Array.isArray(table) ? table[0] : table) as Record<string, unknown> | undefined;
-  if (!ebpf || typeof ebpf !== 'object') throw new UsageError(`${where}: no [[inputs.ebpf]] table`);
+}
+
+/** Reads the first [[inputs.ebpf]] table of a DataKit ebpf.conf into `s`, then its `args`. */
+function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
+  const where = `config ${path}`;
+  const doc = parseConfigText(readConfigText(path, where), where);
+
+  for (const top of Object.keys(doc)) {
+    if (top !== 'inputs') warnings.push(`${where}: unknown key ${top} ignored`);
+  }
+  // other [[inputs.*]] tables may share the file: they belong to other DataKit inputs
+  const inputs = doc.inputs;
+  const entry = isTable(inputs) ? inputs.ebpf : undefined;
+  const tables = Array.isArray(entry) ? entry : entry === undefined ? [] : [entry];
+  const ebpf = tables[0];
+  if (ebpf === undefined) throw new UsageError(`${where}: no [[inputs.ebpf]] table`);
+  if (!isTable(ebpf)) throw new UsageError(`${where}: inputs.ebpf: expected a table, got ${tomlType(ebpf)}`);
+  if (tables.length > 1) warnings.push(`${where}: ${tables.length} [[inputs.ebpf]] tables, only the first is used`);
 
   const key = (k: string) => `${where}: inputs.ebpf.${k}`;
+  const wrongType = (k: string, expected: string, v: unknown) =>
+    new UsageError(`${key(k)}: expected ${expected}, got ${tomlType(v)}`);
   const str = (k: string, v: unknown): string => {
-    if (typeof v !== 'string') throw new UsageError(`${key(k)}: expected a string, got ${typeName(v)}`);
+    if (typeof v !== 'string') throw wrongType(k, 'a string', v);
     return v;
   };
   const strArray = (k: string, v: unknown): string[] => {
-    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
-      throw new UsageError(`${key(k)}: expected an array of strings`);
-    }
+    if (!Array.isArray(v)) throw wrongType(k, 'an array of strings', v);
+    const i = v.findIndex((x) => typeof x !== 'string');
+    if (i >= 0) throw new UsageError(`${key(k)}[${i}]: expected a string, got ${tomlType(v[i])}`);
     return v as string[];
   };
 
   let args: string[] = [];
+  let tokenPath: string | undefined;
+  let tokenString: string | undefined;
   for (const [k, v] of Object.entries(ebpf)) {
     switch (k) {
       case 'enabled_plugins':
         s.enabled = parsePlugins(strArray(k, v), key(k));
         break;
-      case 'tags': {
-        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key(k)}: expected a table`);
+      case 'tags':
+        if (!isTable(v)) throw wrongType(k, 'a table', v);
         for (const [tk, tv] of Object.entries(v)) {
-          checkTag(tk, tv as string, key(k));
-          s.tags[tk] = tv as string;
+          if (typeof tv !== 'string') throw new UsageError(`${key(k)}.${tk}: expected a string, got ${tomlType(tv)}`);
+          checkTag(tk, tv, key(k));
+          s.tags[tk] = tv;
         }
         break;
-      }
       case 'kubernetes_url':
-        s.k8s.url = str(k, v);
+        // empty means "not set", as in the sample's commented-out lines
+        if (str(k, v) !== '') {
+          s.k8s.url = v as string;
+          s.k8sUrlSource = key(k);
+        }
         break;
       case 'bearer_token':
-        s.k8s.bearerTokenPath = str(k, v);
+        tokenPath = str(k, v) || undefined;
         break;
       case 'bearer_token_string':
-        s.k8s.bearerTokenString = str(k, v);
+        tokenString = str(k, v) || undefined;
         break;
       case 'interval':
-        s.intervalMs = parseInterval(str(k, v), key(k));
+        if (typeof v !== 'string') throw wrongType(k, 'a duration string such as "10s"', v);
+        s.intervalMs = parseInterval(v, key(k));
         break;
       case 'include_loopback':
-        if (typeof v !== 'boolean') throw new UsageError(`${key(k)}: expected true or false, got ${typeName(v)}`);
+        if (typeof v !== 'boolean') throw wrongType(k, 'true or false', v);
         s.includeLoopback = v;
         break;
       case 'args':
@@ -261,47 +489,89 @@ function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
         if (!DATAKIT_KEYS.has(k)) warnings.push(`${where}: unknown key inputs.ebpf.${k} ignored`);
     }
   }
-  // args sit above the file's own keys, below the real command line
-  const fromArgs = parseFlags(args, `${key('args')}: `);
-  if (fromArgs.config !== undefined) throw new UsageError(`${key('args')}: --config is not allowed inside a config file`);
-  if (fromArgs.help || fromArgs.version) throw new UsageError(`${key('args')}: --help/--version are not allowed here`);
-  applyFlags(fromArgs, s, `${key('args')}: `);
+  // The token is one setting in two forms: the file's replaces the environment's whole, so a
+  // stale K8S_BEARER_TOKEN_STRING cannot shadow the file's bearer_token.
+  if (tokenPath !== undefined || tokenString !== undefined) {
+    s.k8s.bearerTokenPath = tokenPath;
+    s.k8s.bearerTokenString = tokenString;
+  }
+
+  // args sit above the file's own keys and below the real command line
+  const argsWhere = `${key('args')}: `;
+  const fromArgs = readFlags(args, argsWhere);
+  if (fromArgs.config !== undefined) throw new UsageError(`${argsWhere}--config is not allowed inside a config file`);
+  if (fromArgs.help || fromArgs.version) {
+    throw new UsageError(`${argsWhere}--${fromArgs.help ? 'help' : 'version'} is not allowed inside a config file`);
+  }
+  applyFlags(fromArgs, s, argsWhere);
+}
+
+function checkK8sUrl(url: string, source: string): void {
+  let ok = false;
+  try {
+    const u = new URL(url);
+    ok = (u.protocol === 'https:' || u.protocol === 'http:') && u.hostname !== '';
+  } catch {
+    // not a URL at all
+  }
+  if (!ok) throw new UsageError(`${source}: expected an http(s) URL, got ${quote(url)}`);
+}
+
+/** Environment values: empty or blank means unset. */
+function envValue(env: Record<string, string | undefined>, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+/** Whether `argv` holds one of `flags` (before any "--"), whatever else it contains. */
+function asks(argv: readonly string[], ...flags: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).some((a) => flags.includes(a));
 }
 
 /**
- * Precedence, lowest first: defaults, environment (K8S_*), config file keys,
- * config `args`, command-line flags. The host name follows the seed:
- * --hostname, else ENV_HOSTNAME, else the OS host name.
+ * Builds the configuration from the command line, the environment and an optional ebpf.conf.
+ * Returns 'help' or 'version' when asked for, even alongside other flags or mistakes;
+ * throws UsageError for anything the user got wrong.
  */
 export function parseConfig(
   argv: string[],
   env: Record<string, string | undefined>,
   osHostname: string,
 ): Config | 'help' | 'version' {
-  const flags = parseFlags(argv, '');
-  if (flags.help) return 'help';
-  if (flags.version) return 'version';
+  if (asks(argv, '--help', '-h')) return 'help';
+  if (asks(argv, '--version')) return 'version';
+  const flags = readFlags(argv, '');
 
   const s: Settings = {
     tags: {},
     k8s: {
-      url: env.K8S_URL || undefined,
-      bearerTokenPath: env.K8S_BEARER_TOKEN_PATH || undefined,
-      bearerTokenString: env.K8S_BEARER_TOKEN_STRING || undefined,
+      url: envValue(env, 'K8S_URL'),
+      bearerTokenPath: envValue(env, 'K8S_BEARER_TOKEN_PATH'),
+      bearerTokenString: envValue(env, 'K8S_BEARER_TOKEN_STRING'),
     },
+    k8sUrlSource: 'K8S_URL',
   };
   const warnings: string[] = [];
-  if (flags.config !== undefined) applyConfigFile(flags.config, s, warnings);
+  if (flags.config !== undefined) {
+    if (flags.config === '') throw new UsageError('--config: empty path');
+    applyConfigFile(flags.config, s, warnings);
+  }
   applyFlags(flags, s, '');
+
+  // only the URL in effect is checked: a bad K8S_URL overridden by the file does no harm
+  if (s.k8s.url !== undefined) checkK8sUrl(s.k8s.url, s.k8sUrlSource ?? 'K8S_URL');
+  const envHostname = envValue(env, 'ENV_HOSTNAME');
 
   return {
     apiServer: s.apiServer,
-    hostname: s.hostname ?? (env.ENV_HOSTNAME || osHostname),
+    hostname:
+      s.hostname ?? (envHostname !== undefined ? checkLabel(envHostname, 'ENV_HOSTNAME', 'host name') : osHostname),
     logPath: s.logPath,
     logLevel: s.logLevel ?? 'info',
-    service: s.service ?? 'ebpf',
+    service: s.service ?? DEFAULT_SERVICE,
     enabled: s.enabled ?? ['ebpf-net'],
-    intervalMs: s.intervalMs ?? 60_000,
+    intervalMs: s.intervalMs ?? DEFAULT_INTERVAL_MS,
     tags: s.tags,
     includeLoopback: s.includeLoopback ?? false,
     k8s: s.k8s,

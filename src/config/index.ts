@@ -1,34 +1,46 @@
+// Configuration entry point: parsing lives in ./config and ./duration; this adds the
+// process-level behaviour of the executable (help, version, usage errors and exit codes).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { repoRoot } from '../paths';
 import { Config, helpText, parseConfig, UsageError } from './config';
 
 export * from './config';
-export { parseDuration } from './duration';
+export * from './duration';
 
-export function version(): string {
-  return (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+/** The compiled file is dist/src/config/index.js: package.json is three levels up. */
+const PACKAGE_JSON = path.resolve(__dirname, '..', '..', '..', 'package.json');
+
+/** The package version, or "unknown" when package.json cannot be read (a broken install). */
+export function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(PACKAGE_JSON, 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
-/** Parses argv and env; prints help/version or a one-line usage error and exits. */
+/**
+ * Parses argv and env for the executable. --help and --version print to stdout and exit 0;
+ * a usage error prints exactly one line to stderr and exits 2 (SPEC §2).
+ */
 export function loadConfigOrExit(argv: string[], env: Record<string, string | undefined>): Config {
   let result: ReturnType<typeof parseConfig>;
   try {
     result = parseConfig(argv, env, os.hostname());
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`datakit-ebpf: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
+    if (!(err instanceof UsageError)) throw err;
+    // stdout and stderr writes are synchronous for files and pipes on Linux: nothing is lost on exit
+    process.stderr.write(`datakit-ebpf: ${err.message}\n`);
+    process.exit(2);
   }
   if (result === 'help') {
     process.stdout.write(helpText());
     process.exit(0);
   }
   if (result === 'version') {
-    process.stdout.write(`datakit-ebpf ${version()}\n`);
+    process.stdout.write(`datakit-ebpf ${packageVersion()}\n`);
     process.exit(0);
   }
   return result;
