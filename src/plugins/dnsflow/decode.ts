@@ -37,9 +37,10 @@ function ip(buf: Buffer, off: number, v4: boolean): string {
   return v4 ? `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}` : formatV6(buf, off);
 }
 
-export function decodeDnsEvent(buf: Buffer, off: number): DnsPacketEvent {
+/** `recordLen`: the ring buffer record's length; records carry only the captured bytes. */
+export function decodeDnsEvent(buf: Buffer, off: number, recordLen: number): DnsPacketEvent {
   const v4 = buf.readUInt16LE(off + DNS_EVENT.family) === 2;
-  const len = Math.min(buf.readUInt16LE(off + DNS_EVENT.len), DNS_EVENT.size - DNS_EVENT.payload);
+  const len = Math.max(0, Math.min(buf.readUInt16LE(off + DNS_EVENT.len), recordLen - DNS_EVENT.payload));
   return {
     monotonicNs: buf.readBigUInt64LE(off + DNS_EVENT.ts),
     srcIp: ip(buf, off + DNS_EVENT.saddr, v4),

@@ -1,6 +1,7 @@
-// DNS message parsing: dns-packet for the full message, with a header-only
-// fallback so a response cut short by the capture size still matches its
-// query and reports its rcode.
+// DNS message parsing. Header and question are read directly (every query
+// and response needs them, and only them); dns-packet decodes the full message
+// only when there are answers to learn from. A response cut short by the
+// capture size still matches its query and reports its rcode.
 import * as dnsPacket from 'dns-packet';
 
 export interface DnsAnswer {
@@ -33,12 +34,14 @@ export function parseDnsMessage(payload: Buffer, transport: 'udp' | 'tcp'): DnsM
   if (msg.length < HEADER) return undefined;
   const id = msg.readUInt16BE(0);
   const flags = msg.readUInt16BE(2);
-  const base: DnsMessage = { id, isResponse: (flags & 0x8000) !== 0, rcode: flags & 0xf, answers: [], partial: true };
+  const base: DnsMessage = { id, isResponse: (flags & 0x8000) !== 0, rcode: flags & 0xf, answers: [], partial: false };
+  // only a successful response with answers has anything more to give
+  if (!base.isResponse || base.rcode !== 0 || msg.readUInt16BE(6) === 0) return readQuestion(msg, base);
   let packet: dnsPacket.Packet;
   try {
     packet = dnsPacket.decode(msg);
   } catch {
-    return readQuestion(msg, base);
+    return readQuestion(msg, { ...base, partial: true });
   }
   const q = packet.questions?.[0];
   const answers: DnsAnswer[] = [];
@@ -50,27 +53,31 @@ export function parseDnsMessage(payload: Buffer, transport: 'udp' | 'tcp'): DnsM
   return { ...base, name: q?.name, qtype: q?.type, answers, partial: false };
 }
 
-/** The question alone, when the rest of the message is cut or broken. */
+/** The first question; a question that cannot be read marks the message partial. */
 function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
   if (msg.readUInt16BE(4) < 1) return base;
+  const partial = { ...base, partial: true };
   const labels: string[] = [];
   let off = HEADER;
   while (off < msg.length) {
     const n = msg[off];
     if (n === 0) {
       off++;
-      if (off + 2 > msg.length) return base;
+      if (off + 2 > msg.length) return partial;
       const qtype = msg.readUInt16BE(off);
       return { ...base, name: labels.join('.'), qtype: QTYPES[qtype] ?? String(qtype) };
     }
-    if (n > 63 || off + 1 + n > msg.length) return base; // compression never appears in a first question
+    if (n > 63 || off + 1 + n > msg.length) return partial; // compression never appears in a first question
     labels.push(msg.toString('latin1', off + 1, off + 1 + n));
     off += 1 + n;
   }
-  return base;
+  return partial;
 }
 
-const QTYPES: Record<number, string> = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 65: 'HTTPS', 255: 'ANY' };
+const QTYPES: Record<number, string> = {
+  1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 13: 'HINFO', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 35: 'NAPTR',
+  43: 'DS', 48: 'DNSKEY', 52: 'TLSA', 64: 'SVCB', 65: 'HTTPS', 99: 'SPF', 252: 'AXFR', 255: 'ANY', 257: 'CAA',
+};
 
 /**
  * Addresses the query name resolved to, following CNAME chains in the

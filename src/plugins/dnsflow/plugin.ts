@@ -88,7 +88,7 @@ export class DnsflowPlugin implements Plugin {
     const points: Point[] = [];
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
-      const r = this.handle(decodeDnsEvent(buf, off));
+      const r = this.handle(decodeDnsEvent(buf, off, len));
       if (r) points.push(dnsPoint(r, this.offsetNs));
     });
     if (points.length) this.emit(points);
