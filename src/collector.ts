@@ -70,6 +70,11 @@ export class Collector {
     return this.started.map((p) => p.name);
   }
 
+  /** The plugins that started. */
+  get startedPlugins(): Plugin[] {
+    return this.started;
+  }
+
   /** Adds the tags every point carries: host, service and the user's tags. */
   private decorate(points: Point[]): void {
     const common = this.commonTags;
@@ -84,6 +89,7 @@ export class Collector {
         this.decorate(points);
         if (points.length) this.output.write(p.category, points);
         const stats = p.stats();
+        p.losses?.check(stats);
         log.info(`${p.name}: ${points.length} points; ${Object.entries(stats).map(([k, v]) => `${k}=${v}`).join(' ')}`);
       } catch (err) {
         log.error(`${p.name}: collect failed: ${(err as Error).stack ?? err}`);

@@ -1,4 +1,5 @@
 import type { Category, Point } from '../output/point';
+import type { LossWarnings } from './loss';
 
 /** Where event plugins (bash, dnsflow, httpflow) hand over what they see, as it happens. */
 export interface Sink {
@@ -18,8 +19,12 @@ export interface Plugin {
   start(sink: Sink): void;
   /** Points for the interval that just ended (called once per interval); event plugins also emit as they go. */
   collect(now: bigint): Point[];
-  /** Counters for the collector's log: events, losses, table sizes. */
+  /** Counters for the collector's log and metrics: events, losses, table sizes. No side effects. */
   stats(): Record<string, number>;
+  /** Which of stats() mean lost data: warned about by the collector when they grow. */
+  readonly losses?: LossWarnings;
+  /** Names in stats() that are current sizes, not running totals. */
+  readonly gauges?: ReadonlySet<string>;
   /** Detaches everything; safe to call twice. */
   stop(): void;
 }

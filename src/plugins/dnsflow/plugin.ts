@@ -51,7 +51,8 @@ export class DnsflowPlugin implements Plugin {
   private emit: (points: Point[]) => void = () => {};
   private parseErrors = 0;
   private partial = 0;
-  private readonly losses = new LossWarnings('dnsflow', {
+  readonly gauges = new Set(['pending', 'dns_cache']);
+  readonly losses = new LossWarnings('dnsflow', {
     ringbuf_full: 'DNS packets lost: ring buffer full',
     pending_overflow: 'queries not tracked: pending table full',
   });
@@ -129,7 +130,6 @@ export class DnsflowPlugin implements Plugin {
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(DNS_COUNTER_NAMES) ?? {};
     Object.assign(out, this.matcher.counts, { pending: this.matcher.size, parse_errors: this.parseErrors, partial: this.partial });
-    this.losses.check(out);
     if (this.opts.cache) out.dns_cache = this.opts.cache.size;
     return out;
   }

@@ -78,7 +78,8 @@ export class HttpflowPlugin implements Plugin {
   private emit: (lines: string[]) => void = () => {};
   private commonTags: Readonly<Record<string, string>> = {};
   private notHttp = 0;
-  private readonly losses = new LossWarnings('httpflow', {
+  readonly gauges = new Set(['pending']);
+  readonly losses = new LossWarnings('httpflow', {
     ringbuf_full: 'HTTP message starts lost: ring buffer full',
     state_full: 'request end times not kept: connection table full',
     queue_overflow: 'requests not tracked: too many waiting',
@@ -160,9 +161,7 @@ export class HttpflowPlugin implements Plugin {
 
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(HTTP_COUNTER_NAMES) ?? {};
-    Object.assign(out, this.pairer.counts, { pending: this.pairer.pending, not_http: this.notHttp });
-    this.losses.check(out);
-    return out;
+    return Object.assign(out, this.pairer.counts, { pending: this.pairer.pending, not_http: this.notHttp });
   }
 
   stop(): void {

@@ -74,7 +74,8 @@ export class NetflowPlugin implements Plugin {
   private orphans?: BpfMap;
   private udpFlows?: BpfMap;
   private udpEvicted = 0;
-  private readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
+  readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
+  readonly gauges = new Set(['conns_remembered']);
   private ring?: RingBuffer;
   private drainTimer?: NodeJS.Timeout;
   private readonly agg = new NetflowAggregator();
@@ -159,7 +160,6 @@ export class NetflowPlugin implements Plugin {
   /** Kernel counters summed over CPUs, plus user-space ones. */
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(COUNTER_NAMES) ?? {};
-    this.losses.check(out);
     out.udp_flows_evicted = this.udpEvicted;
     out.close_events_read = this.closeEvents;
     out.conns_remembered = this.agg.tracked;
