@@ -9,6 +9,7 @@ import { HttpflowPlugin } from './plugins/httpflow/plugin';
 import { NetflowPlugin } from './plugins/netflow/plugin';
 import { DnsCache } from './enrich/dns-cache';
 import type { Plugin } from './plugins/plugin';
+import { metricsRegistry, serveMetrics } from './metrics';
 import { checkRuntime, Runtime, StartupError } from './runtime';
 
 /** Addresses remembered for dst_domain. */
@@ -57,6 +58,14 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     collector.start();
   } catch (err) {
     return fatal(config, `cannot start: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (config.metricsListen) {
+    try {
+      await serveMetrics(config.metricsListen, metricsRegistry(() => collector.startedPlugins, output));
+      log.info(`metrics at http://${config.metricsListen}/metrics`);
+    } catch (err) {
+      return fatal(config, `cannot serve metrics on ${config.metricsListen}: ${(err as Error).message}`);
+    }
   }
   log.info(
     `datakit-ebpf started: plugins ${collector.running.join(',')}, interval ${config.intervalMs} ms, ` +

@@ -2,7 +2,7 @@
 // logging points to /v1/write/logging, fatal start-up errors to /v1/lasterror.
 import { log } from '../log';
 import { encodePoint } from './lineprotocol';
-import type { Category, Output, Point } from './point';
+import type { Category, Output, OutputStats, Point } from './point';
 import { StdoutOutput } from './stdout';
 
 const ENDPOINTS: Record<Category, string> = {
@@ -85,7 +85,7 @@ export class DataKitOutput implements Output {
     return this.flush();
   }
 
-  stats(): { sent: number; failed: number; dropped: number } {
+  stats(): OutputStats {
     return { sent: this.sent, failed: this.failed, dropped: this.dropped };
   }
 }

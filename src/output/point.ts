@@ -28,4 +28,12 @@ export interface Output {
   flush(): Promise<void>;
   /** Flush and release resources. */
   close(): Promise<void>;
+  /** Points handed on, points whose sending failed (and will be retried), points given up on. */
+  stats(): OutputStats;
+}
+
+export interface OutputStats {
+  sent: number;
+  failed: number;
+  dropped: number;
 }

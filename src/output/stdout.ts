@@ -2,7 +2,7 @@
 import type { Writable } from 'node:stream';
 import { log } from '../log';
 import { encodePoint } from './lineprotocol';
-import type { Category, Output, Point } from './point';
+import type { Category, Output, OutputStats, Point } from './point';
 
 export class StdoutOutput implements Output {
   private queued: string[] = [];
@@ -43,7 +43,7 @@ export class StdoutOutput implements Output {
     return this.flush();
   }
 
-  stats(): Record<string, number> {
-    return { points_written: this.written, points_dropped: this.dropped };
+  stats(): OutputStats {
+    return { sent: this.written, failed: 0, dropped: this.dropped };
   }
 }
