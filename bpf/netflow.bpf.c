@@ -31,6 +31,8 @@ const volatile struct netflow_config cfg = {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536); /* resized by user space before load */
+	/* allocated as connections come: the bound is large, most hosts use little of it */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);         /* struct sock pointer */
 	__type(value, struct conn_stats);
 } conns SEC(".maps");

@@ -125,8 +125,10 @@ export class BpfMap {
    */
   readAll(opts: { delete?: boolean } = {}): BatchResult {
     if (!this.batchKeys || !this.batchValues) {
-      this.batchKeys = Buffer.alloc(this.keySize * this.maxEntries);
-      this.batchValues = Buffer.alloc(this.valueSize * this.maxEntries);
+      // unsafe (not zeroed): pages the kernel never writes are never touched, so
+      // a large bound costs memory only as entries exist
+      this.batchKeys = Buffer.allocUnsafeSlow(this.keySize * this.maxEntries);
+      this.batchValues = Buffer.allocUnsafeSlow(this.valueSize * this.maxEntries);
     }
     const keys = this.batchKeys;
     const values = this.batchValues;

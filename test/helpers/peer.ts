@@ -11,6 +11,8 @@
 //   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms
 //   http-keepalive HOST PORT REQUESTS PATH HTTP requests in turn over one kept-alive connection
 //   noise HOST PORT BYTES                  TCP: random bytes, then close
+//   hold-server HOST PORT                  TCP: accepts and keeps every connection, silent
+//   hold HOST PORT COUNT                   TCP: opens COUNT connections, prints "held", keeps them
 // Clients print {"pid","sent","received"} when done.
 import * as crypto from 'node:crypto';
 import * as dgram from 'node:dgram';
@@ -140,7 +142,33 @@ function noise(bytes: number): Promise<void> {
   });
 }
 
+function holdServer(): void {
+  const held: net.Socket[] = [];
+  const srv = net.createServer((sock) => {
+    held.push(sock);
+    sock.on('error', () => {});
+  });
+  srv.maxConnections = Infinity;
+  srv.listen({ port, host, backlog: 4096 }, () => process.stdout.write('listening\n'));
+}
+
+async function hold(count: number): Promise<void> {
+  const held: net.Socket[] = [];
+  const open = () =>
+    new Promise<void>((resolve, reject) => {
+      const sock = net.connect({ host, port }, () => resolve());
+      sock.on('error', reject);
+      held.push(sock);
+    });
+  // a few hundred at a time: the listener's backlog is finite
+  for (let i = 0; i < count; i += 200) await Promise.all(Array.from({ length: Math.min(200, count - i) }, open));
+  process.stdout.write('held\n');
+  await new Promise(() => {}); // until killed
+}
+
 const modes: Record<string, () => unknown> = {
+  'hold-server': holdServer,
+  hold: () => hold(nums[0]),
   'http-app': httpApp,
   'http-keepalive': () => httpKeepAlive(nums[0], rest[1]),
   noise: () => noise(nums[0]),

@@ -26,6 +26,11 @@ export interface NetflowOptions extends PluginOptions {
   domains?: DomainLookup;
 }
 
+/** TCP connections tracked at once: a busy server holds 100,000 and more. */
+const DEFAULT_MAX_CONNECTIONS = 262_144;
+const MAX_UDP_FLOWS = 65_536;
+const MAX_HTTP_CONNECTIONS = 65_536;
+
 /** A UDP flow idle for this many intervals leaves the kernel map (UDP has no close). */
 const UDP_IDLE_READS = 3;
 
@@ -93,9 +98,9 @@ export class NetflowPlugin implements Plugin {
     this.obj = obj;
     try {
       obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
-      obj.setMaxEntries('conns', this.opts.maxConnections ?? 65536);
-      obj.setMaxEntries('udp_flows', this.opts.maxConnections ?? 65536);
-      obj.setMaxEntries('http_conns', this.opts.maxConnections ?? 65536);
+      obj.setMaxEntries('conns', this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+      obj.setMaxEntries('udp_flows', Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_UDP_FLOWS));
+      obj.setMaxEntries('http_conns', Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_HTTP_CONNECTIONS));
       obj.load();
       this.conns = obj.map('conns');
       this.counters = obj.map('counters');

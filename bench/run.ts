@@ -1,0 +1,239 @@
+// The overhead benchmark (`npm run bench`, root): each workload runs without
+// and with the collector (all plugins on), alternating, between two test
+// namespaces, and the table shows what the collector costs and whether it
+// reported what was made.
+//   ROUNDS=3 SECONDS=10 IDLE_CONNECTIONS=100000 npm run bench
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { RunningCollector, startCollector, startDaemon } from '../test/helpers/collector';
+import { ParsedPoint } from '../test/helpers/lineprotocol-parse';
+import { createHostPair, HostPair } from '../test/helpers/netns';
+
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const SECONDS = Number(process.env.SECONDS ?? 10);
+const IDLE = Number(process.env.IDLE_CONNECTIONS ?? 100_000);
+const peer = path.join(__dirname, '..', 'test', 'helpers', 'peer.js');
+
+interface RunResult {
+  rate: number; // per second, in the workload's unit
+  made: number; // events the workload made (requests, connections, queries, bytes)
+  pid: number; // the load generator
+}
+
+interface Workload {
+  name: string;
+  unit: string;
+  run(): Promise<RunResult>;
+  /** What the collector reported of `r`, and the loss counters that matter. */
+  reported(points: ParsedPoint[], r: RunResult): number;
+  losses: string[];
+}
+
+interface Usage {
+  cpuSeconds: number;
+  peakRssMb: number;
+}
+
+function usage(pid: number): Usage {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const ticks = Number(stat[11]) + Number(stat[12]); // utime + stime
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { cpuSeconds: ticks / 100, peakRssMb: Number(hwm?.[1] ?? 0) / 1024 };
+}
+
+function spawnOut(cmd: string, args: string[]): Promise<{ pid: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args);
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr.resume();
+    p.on('exit', (code) => (code === 0 ? resolve({ pid: p.pid!, out }) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`))));
+  });
+}
+
+const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + ((p.fields[f] as number) ?? 0), 0);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function stat(stderr: string, plugin: string, key: string): number {
+  const line = stderr.split('\n').filter((l) => l.includes(`${plugin}: `) && l.includes(' points; ')).pop() ?? '';
+  return Number(new RegExp(`\\b${key}=(\\d+)`).exec(line)?.[1] ?? NaN);
+}
+
+function workloads(hosts: HostPair, dir: string): Workload[] {
+  const inClient = (cmd: string[]) => ['netns', 'exec', hosts.client, ...cmd];
+  const url = `http://${hosts.serverV4}/`;
+  const wrk = async (extra: string[]): Promise<RunResult> => {
+    const { pid, out } = await spawnOut('ip', inClient(['wrk', '-t1', '-c50', `-d${SECONDS}s`, ...extra, url]));
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+    return { rate: requests / SECONDS, made: requests, pid };
+  };
+  const queries = path.join(dir, 'queries');
+  fs.writeFileSync(queries, 'www.example.test A\nnx.example.test A\nwww.example.test AAAA\n');
+  return [
+    {
+      name: 'HTTP keep-alive (wrk -> nginx)',
+      unit: 'req/s',
+      run: () => wrk([]),
+      reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
+      losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'netflow:conn_map_full'],
+    },
+    {
+      name: 'short connections (wrk Connection: close)',
+      unit: 'conn/s',
+      run: () => wrk(['-H', 'Connection: close']),
+      reported: (ps, r) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'tcp_closed'),
+      losses: ['netflow:conn_map_full', 'netflow:close_lost', 'httpflow:ringbuf_full'],
+    },
+    {
+      name: 'bulk TCP (iperf3)',
+      unit: 'Gbit/s',
+      run: async () => {
+        const { pid, out } = await spawnOut('ip', inClient(['iperf3', '-c', hosts.serverV4, '-p', '5201', '-t', String(SECONDS), '-J']));
+        const end = JSON.parse(out).end;
+        return { rate: end.sum_received.bits_per_second / 1e9, made: end.sum_sent.bytes, pid };
+      },
+      // bytes written by the client, control connection included
+      reported: (ps, r) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'bytes_written'),
+      losses: ['netflow:conn_map_full', 'netflow:close_lost'],
+    },
+    {
+      name: 'DNS (dnsperf -> dnsmasq)',
+      unit: 'q/s',
+      run: async () => {
+        const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200']));
+        return { rate: Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]), made: Number(/Queries sent:\s+(\d+)/.exec(out)?.[1]), pid };
+      },
+      reported: (ps) => ps.filter((p) => p.measurement === 'dnsflow' && p.tags.dst_ip === hosts.serverV4).length,
+      losses: ['dnsflow:ringbuf_full', 'dnsflow:pending_overflow'],
+    },
+  ];
+}
+
+async function measure(w: Workload, dir: string): Promise<string[]> {
+  const ratios: number[] = [];
+  let base = 0;
+  let withC = 0;
+  let cpuPerM = 0;
+  let rss = 0;
+  let made = 0;
+  let reported = 0;
+  const losses = new Map<string, number>();
+  for (let round = 0; round < ROUNDS; round++) {
+    const b = await w.run();
+    const collector = await startCollector(['--interval', '5s'], {}, path.join(dir, 'points'));
+    const before = usage(collector.proc.pid!);
+    const r = await w.run();
+    await new Promise((res) => setTimeout(res, 500));
+    const after = usage(collector.proc.pid!);
+    await collector.stop('SIGTERM', 300_000);
+    ratios.push(r.rate / b.rate);
+    base += b.rate / ROUNDS;
+    withC += r.rate / ROUNDS;
+    cpuPerM += ((after.cpuSeconds - before.cpuSeconds) / r.made) * 1e6 / ROUNDS;
+    rss = Math.max(rss, after.peakRssMb);
+    made += r.made;
+    reported += w.reported(collector.points(), r);
+    for (const l of w.losses) {
+      const [plugin, key] = l.split(':');
+      losses.set(l, (losses.get(l) ?? 0) + (stat(collector.stderr(), plugin, key) || 0));
+    }
+  }
+  const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
+  return [
+    w.name,
+    `${fmt(base)} ${w.unit}`,
+    `${fmt(withC)} ${w.unit}`,
+    median(ratios).toFixed(3),
+    cpuPerM.toFixed(2),
+    rss.toFixed(0),
+    `${reported} / ${made}`,
+    [...losses].map(([k, v]) => `${k.split(':')[1]}=${v}`).join(' '),
+  ];
+}
+
+/** IDLE connections held open by several processes (20,000 descriptors each at most). */
+async function idle(hosts: HostPair, dir: string): Promise<string[]> {
+  const perProcess = 20_000 - 200;
+  const procs: ChildProcess[] = [];
+  const collector: RunningCollector = await startCollector(['--interval', '5s'], {}, path.join(dir, 'points'));
+  try {
+    const servers = Math.ceil(IDLE / perProcess);
+    for (let i = 0; i < servers; i++) {
+      procs.push(await startDaemon('ip', ['netns', 'exec', hosts.server, process.execPath, peer, 'hold-server', hosts.serverV4, String(7100 + i)], 'listening'));
+    }
+    for (let i = 0; i < servers; i++) {
+      const n = Math.min(perProcess, IDLE - i * perProcess);
+      procs.push(await startDaemon('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'hold', hosts.serverV4, String(7100 + i), String(n)], 'held'));
+    }
+    await new Promise((r) => setTimeout(r, 6000)); // one report with everything open
+    const u = usage(collector.proc.pid!);
+    await collector.stop('SIGTERM', 300_000);
+    const established = collector.points('netflow').filter((p) => p.tags.process_name === 'node' && p.tags.direction === 'outgoing');
+    return [
+      `${IDLE} idle connections held`,
+      '-',
+      '-',
+      '-',
+      '-',
+      u.peakRssMb.toFixed(0),
+      `${sum(established, 'tcp_established')} / ${IDLE}`,
+      `conn_map_full=${stat(collector.stderr(), 'netflow', 'conn_map_full')}`,
+    ];
+  } finally {
+    for (const p of procs) p.kill('SIGKILL');
+    await collector.stop('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  const hosts = createHostPair(9);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-bench-'));
+  fs.chmodSync(dir, 0o755);
+  const daemons: ChildProcess[] = [];
+  try {
+    // the test hosts hold many sockets: raise what a namespace allows
+    for (const ns of [hosts.client, hosts.server]) {
+      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1', 'net.core.somaxconn=4096', 'net.ipv4.tcp_max_syn_backlog=4096']);
+    }
+    fs.writeFileSync(
+      path.join(dir, 'nginx.conf'),
+      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000; server { listen ${hosts.serverV4}:80; location / { return 200 "ok\\n"; } } }
+`,
+    );
+    daemons.push(spawn('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', `${dir}/nginx.conf`], { stdio: 'ignore' }));
+    daemons.push(spawn('ip', ['netns', 'exec', hosts.server, 'iperf3', '-s', '-B', hosts.serverV4, '-p', '5201'], { stdio: 'ignore' }));
+    daemons.push(
+      spawn('ip', ['netns', 'exec', hosts.server, 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces',
+        `--listen-address=${hosts.serverV4}`, '--pid-file=', '--user=root', `--host-record=www.example.test,${hosts.serverV4},${hosts.serverV6}`,
+        '--address=/nx.example.test/', '--log-facility=/dev/null', '--dns-forward-max=1000'], { stdio: 'ignore' }),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+
+    const header = ['workload', 'baseline', 'with collector', 'ratio (median)', 'collector CPU s / 1M events', 'peak RSS MB', 'reported / made', 'losses'];
+    const rows: string[][] = [];
+    for (const w of workloads(hosts, dir)) {
+      rows.push(await measure(w, dir));
+      console.error(`done: ${w.name}`);
+    }
+    if (IDLE > 0) rows.push(await idle(hosts, dir));
+
+    const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+    const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
+    const report = `# Benchmark results\n\n${new Date().toISOString()} on ${machine}; ${ROUNDS} rounds of ${SECONDS} s per workload.\n\n${table}\n`;
+    console.log(report);
+    fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
+  } finally {
+    for (const d of daemons) d.kill('SIGKILL');
+    hosts.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
