@@ -37,7 +37,7 @@ export interface Config {
   includeLoopback: boolean;
   /** Both token forms may be set when one source gave both; the k8s client picks. */
   k8s: { url?: string; bearerTokenPath?: string; bearerTokenString?: string };
-  /** Reserved for the collector's self-metrics endpoint. */
+  /** Where to serve the collector's own metrics (Prometheus format). */
   metricsListen?: string;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
   warnings: string[];
@@ -101,7 +101,7 @@ const FLAGS = {
   'metrics-listen': {
     type: 'string',
     arg: 'HOST:PORT',
-    help: "reserved for the collector's own metrics (default: none)",
+    help: "serve the collector's own metrics at /metrics, Prometheus format (default: none)",
   },
   help: { type: 'boolean', short: 'h', help: 'show this help and exit' },
   version: { type: 'boolean', help: 'show the version and exit' },

@@ -4,6 +4,9 @@ import { log } from '../log';
 import { encodePoint } from './lineprotocol';
 import type { Category, Output, OutputStats, Point } from './point';
 
+/** Lines queued before a write is forced, between the collector's regular flushes. */
+const FLUSH_LINES = 4096;
+
 export class StdoutOutput implements Output {
   private queued: string[] = [];
   private broken = false;
@@ -20,10 +23,17 @@ export class StdoutOutput implements Output {
 
   write(_category: Category, points: Point[]): void {
     for (const p of points) this.queued.push(encodePoint(p));
+    this.flushIfLarge();
   }
 
   writeLines(_category: Category, lines: string[]): void {
     for (const l of lines) this.queued.push(l);
+    this.flushIfLarge();
+  }
+
+  /** Under heavy load, write in moderate chunks rather than one huge string a second. */
+  private flushIfLarge(): void {
+    if (this.queued.length >= FLUSH_LINES) void this.flush();
   }
 
   flush(): Promise<void> {

@@ -30,7 +30,8 @@ process.on('exit', () => {
  */
 export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}, stdoutFile?: string): Promise<RunningCollector> {
   const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
-  const proc = spawn(process.execPath, [binPath, ...args], {
+  // run the executable itself, as users do, so its interpreter flags apply
+  const proc = spawn(binPath, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', out, 'pipe'],
   });
