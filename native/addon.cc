@@ -483,7 +483,7 @@ class Addon : public Napi::Addon<Addon> {
     Napi::HandleScope scope(env);
     // Bounded so a producer faster than us cannot starve the event loop;
     // level-triggered polling brings us back for the rest.
-    for (int round = 0; round < 64; round++) {
+    for (int round = 0; round < 16; round++) {
       size_t n = ring->reader.Drain(ring->buffer, ring->capacity);
       if (!n) break;
       try {

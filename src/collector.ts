@@ -95,6 +95,9 @@ export class Collector {
         log.error(`${p.name}: collect failed: ${(err as Error).stack ?? err}`);
       }
     }
+    const m = process.memoryUsage();
+    const mb = (n: number) => (n / 2 ** 20).toFixed(0);
+    log.info(`memory: rss=${mb(m.rss)}MB heap=${mb(m.heapUsed)}/${mb(m.heapTotal)}MB external=${mb(m.external)}MB buffers=${mb(m.arrayBuffers)}MB`);
     await this.output.flush();
   }
 

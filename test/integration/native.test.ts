@@ -51,7 +51,7 @@ describe('native layer', { skip }, () => {
     try {
       const N = 5000;
       for (let i = 0; i < N; i++) assert.equal(probeTarget(i), i + 1);
-      ring.drain();
+      while (ring.drain()); // each call takes a bounded share
       assert.equal(values.length, N);
       assert.deepEqual(values, Array.from({ length: N }, (_, i) => i));
       assert.ok(chunks >= (N * 24) / 4096, `delivered in ${chunks} chunks`);
@@ -63,7 +63,7 @@ describe('native layer', { skip }, () => {
       values.length = 0;
       const M = 20000;
       for (let i = 0; i < M; i++) probeTarget(i);
-      ring.drain();
+      while (ring.drain());
       const lost = hits(hitMap, SLOT.ringFull);
       assert.ok(lost > 0, 'a full ring buffer is counted');
       assert.equal(values.length + lost, M, 'every event delivered or counted');

@@ -36,6 +36,8 @@ const UDP_IDLE_READS = 3;
 
 /** How often queued close events are picked up between kernel wake-ups. */
 const RING_DRAIN_MS = 200;
+/** The ring holds 4 MiB and a chunk is 1 MiB: this empties it even while it fills. */
+const RING_CHUNKS_PER_REPORT = 64;
 /** The kernel wakes us early once this much is queued. */
 const WAKEUP_BYTES = 512 * 1024;
 
@@ -142,7 +144,8 @@ export class NetflowPlugin implements Plugin {
     if (!this.conns || !this.ring) return [];
     // Closed connections queued so far, then every live one, then closes that
     // raced with the read (the kernel removes an entry before queueing its event).
-    this.ring.drain();
+    // Once an interval, a whole ring's worth may be taken at once.
+    this.ring.drain(RING_CHUNKS_PER_REPORT);
     const live = this.conns.readAll();
     for (let i = 0; i < live.count; i++) this.agg.addLive(decodeConnStats(live.values, i * CONN_STATS.size));
     // closed connections whose event did not fit in the ring buffer
@@ -158,7 +161,7 @@ export class NetflowPlugin implements Plugin {
       }
     }
     this.agg.endMapRead();
-    this.ring.drain();
+    this.ring.drain(RING_CHUNKS_PER_REPORT);
     return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains));
   }
 
