@@ -3,6 +3,7 @@
 // namespaces, and the table shows what the collector costs and whether it
 // reported what was made.
 //   ROUNDS=3 SECONDS=10 IDLE_CONNECTIONS=100000 npm run bench
+//   ONLY=DNS DNS_QPS=20000 npm run bench     (workloads whose name contains ONLY; a capped query rate)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,6 +15,8 @@ import { createHostPair, HostPair } from '../test/helpers/netns';
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 10);
 const IDLE = Number(process.env.IDLE_CONNECTIONS ?? 100_000);
+const ONLY = process.env.ONLY ?? '';
+const DNS_QPS = process.env.DNS_QPS ? ['-Q', process.env.DNS_QPS] : [];
 const peer = path.join(__dirname, '..', 'test', 'helpers', 'peer.js');
 
 interface RunResult {
@@ -102,7 +105,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       name: 'DNS (dnsperf -> dnsmasq)',
       unit: 'q/s',
       run: async () => {
-        const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200']));
+        const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200', ...DNS_QPS]));
         return { rate: Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]), made: Number(/Queries sent:\s+(\d+)/.exec(out)?.[1]), pid };
       },
       reported: (ps) => ps.filter((p) => p.measurement === 'dnsflow' && p.tags.dst_ip === hosts.serverV4).length,
@@ -215,17 +218,18 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
 
     const header = ['workload', 'baseline', 'with collector', 'ratio (median)', 'collector CPU s / 1M events', 'peak RSS MB', 'reported / made', 'losses'];
     const rows: string[][] = [];
-    for (const w of workloads(hosts, dir)) {
+    for (const w of workloads(hosts, dir).filter((w) => w.name.includes(ONLY))) {
       rows.push(await measure(w, dir));
       console.error(`done: ${w.name}`);
     }
-    if (IDLE > 0) rows.push(await idle(hosts, dir));
+    if (IDLE > 0 && 'idle connections'.includes(ONLY)) rows.push(await idle(hosts, dir));
 
     const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
     const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
     const report = `# Benchmark results\n\n${new Date().toISOString()} on ${machine}; ${ROUNDS} rounds of ${SECONDS} s per workload.\n\n${table}\n`;
     console.log(report);
-    fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
+    // a partial run does not replace the full table
+    if (!ONLY && !DNS_QPS.length) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
   } finally {
     for (const d of daemons) d.kill('SIGKILL');
     hosts.destroy();
