@@ -109,6 +109,13 @@ struct {
 	__type(value, __u64);
 } http_counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* a hint: the least recently used may go */
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock pointer */
+	__type(value, struct udp_last_peer);
+} udp_last_peers SEC(".maps");
+
 /* Per-CPU sequence for connection ids. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -239,6 +246,12 @@ static __always_inline void account(struct conn_stats *c, const struct sock *sk,
 	}
 }
 
+static __always_inline bool same_addr(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
 static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent)
 {
 	struct udp_key k = {.sk = skp};
@@ -254,9 +267,24 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		if (p->family == AF_INET6 && t.family == AF_INET)
 			t.family = AF_INET6;
 		p->sk = 0;
+		if (sent) {
+			struct udp_last_peer *lp = bpf_map_lookup_elem(&udp_last_peers, &skp);
+			if (!lp || lp->port != t.dport || lp->local_port != t.sport || !same_addr(lp->addr, t.daddr)) {
+				struct udp_last_peer np = {.port = t.dport, .family = t.family, .local_port = t.sport};
+				__builtin_memcpy(np.addr, t.daddr, 16);
+				bpf_map_update_elem(&udp_last_peers, &skp, &np, BPF_ANY);
+			}
+		}
 	} else if (!t.dport) {
-		count(CNT_UDP_NO_PEER);
-		return;
+		struct udp_last_peer *lp = bpf_map_lookup_elem(&udp_last_peers, &skp);
+		if (!lp || lp->local_port != t.sport) {
+			count(CNT_UDP_NO_PEER);
+			return;
+		}
+		__builtin_memcpy(t.daddr, lp->addr, 16);
+		t.dport = lp->port;
+		t.family = lp->family;
+		count(CNT_UDP_LAST_PEER);
 	}
 	if (!tuple_allowed(&t))
 		return;

@@ -25,7 +25,8 @@ enum netflow_counter {
 	CNT_CLOSE_LOST = 4,     /* a closed connection's last counters were lost */
 	CNT_UDP_MAP_FULL = 5,   /* a new UDP flow could not be tracked */
 	CNT_UDP_NO_PEER = 6,    /* UDP bytes whose peer address was unknown */
-	CNT_MAX = 7,
+	CNT_UDP_LAST_PEER = 7,  /* UDP receives without an address, given the socket's last peer */
+	CNT_MAX = 8,
 };
 
 struct conn_tuple {
@@ -62,6 +63,17 @@ struct udp_key {
 	__u8 peer[16];
 	__u16 peer_port;
 	__u16 _pad[3];
+};
+
+/* The peer an unconnected UDP socket last sent to, checked by its local port
+ * (socket memory is reused): a receive that asks for no address most likely
+ * comes from there, as for a client talking to one server. */
+struct udp_last_peer {
+	__u8 addr[16];
+	__u16 port;
+	__u16 family;
+	__u16 local_port;
+	__u16 _pad;
 };
 
 struct conn_close_event {

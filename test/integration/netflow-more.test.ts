@@ -79,6 +79,28 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     });
   }
 
+  test('UDP: an unconnected client that receives without asking for the address', async () => {
+    const server = await serve(['udp-server', hosts.serverV4, '9055', '300']);
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      // sendto() with an address, then recv(), which asks for none: the peer is the one it sent to
+      const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(10):\n    s.sendto(b"q" * 100, ("${hosts.serverV4}", 9055))\n    assert len(s.recv(4096)) == 300\n`;
+      const client = await run('ip', ['netns', 'exec', hosts.client, 'python3', '-c', script]);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const out = matching(collector.points('netflow'), { pid: String(client.pid) });
+      assert.equal(out.length, 1, show(out));
+      assert.deepEqual(
+        [out[0].tags.direction, out[0].tags.dst_ip, out[0].tags.dst_port, out[0].fields.bytes_written, out[0].fields.bytes_read],
+        ['outgoing', hosts.serverV4, '9055', 1000, 3000],
+      );
+      const inc = matching(collector.points('netflow'), { pid: String(server.pid) });
+      assert.equal(inc[0].fields.bytes_read, 1000);
+      assert.equal(lastStats(collector.stderr()).udp_last_peer, 10);
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
   test('a long-lived connection: per-interval deltas add up, established once', async () => {
     await serve(['server', hosts.serverV4, '8081', '5000']);
     const collector = await startCollector(['--interval', '1s']);

@@ -41,6 +41,7 @@ export const COUNTER_NAMES = [
   'close_lost',
   'udp_map_full',
   'udp_no_peer',
+  'udp_last_peer',
 ] as const;
 
 /** Counters that mean data was lost: logged as a warning when they grow. */
