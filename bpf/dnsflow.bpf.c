@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "dnsflow.h"
+#include "ringbuf.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -142,13 +143,7 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 	e->_pad0 = 0;
 	e->payload_len = payload_len;
 	/* a query is some 50 bytes: send what was captured, not the whole record */
-	__u64 size = offsetof(struct dns_event, payload) + len;
-	asm volatile("%0 &= 0x3ff" : "+r"(size));
-	if (size > sizeof(*e))
-		return 1;
-	__u64 flags = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&dns_events, e, size, flags))
+	if (output_prefix(&dns_events, e, offsetof(struct dns_event, payload) + len, sizeof(*e), cfg.wakeup_bytes))
 		count(DNS_CNT_RINGBUF_FULL);
 	else
 		count(DNS_CNT_EVENTS);

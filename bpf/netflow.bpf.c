@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "netflow.h"
+#include "ringbuf.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -436,9 +437,7 @@ static __always_inline void report_closed(__u64 key)
 	 * user space never counts the same bytes from both the map and the event */
 	bpf_map_delete_elem(&conns, &key);
 	count(CNT_CLOSE_EVENTS);
-	__u64 flags = bpf_ringbuf_query(&closed, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	bpf_ringbuf_submit(e, wakeup_flags(&closed, cfg.wakeup_bytes));
 }
 
 SEC("raw_tp/inet_sock_set_state")
@@ -666,13 +665,7 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	if (len == 0 || len > HTTP_CAPTURE || bpf_skb_load_bytes(skb, off, e->data, len))
 		return 1;
 	e->len = len;
-	__u64 size = offsetof(struct http_event, data) + len;
-	asm volatile("%0 &= 0xfff" : "+r"(size));
-	if (size > sizeof(*e))
-		return 1;
-	__u64 wake = bpf_ringbuf_query(&http_events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
-			     ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&http_events, e, size, wake))
+	if (output_prefix(&http_events, e, offsetof(struct http_event, data) + len, sizeof(*e), cfg.wakeup_bytes))
 		http_count(HTTP_CNT_RINGBUF_FULL);
 	else
 		http_count(HTTP_CNT_EVENTS);
