@@ -8,7 +8,7 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RunningCollector, startCollector, startDaemon } from '../test/helpers/collector';
+import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
 import { ParsedPoint } from '../test/helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../test/helpers/netns';
 
@@ -185,7 +185,7 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
       `conn_map_full=${stat(collector.stderr(), 'netflow', 'conn_map_full')}`,
     ];
   } finally {
-    for (const p of procs) p.kill('SIGKILL');
+    for (const p of procs) killGroup(p);
     await collector.stop('SIGKILL');
   }
 }
@@ -207,10 +207,10 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000; server { listen ${hosts.serverV4}:80; location / { return 200 "ok\\n"; } } }
 `,
     );
-    daemons.push(spawn('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', `${dir}/nginx.conf`], { stdio: 'ignore' }));
-    daemons.push(spawn('ip', ['netns', 'exec', hosts.server, 'iperf3', '-s', '-B', hosts.serverV4, '-p', '5201'], { stdio: 'ignore' }));
+    daemons.push(spawnGroup('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', `${dir}/nginx.conf`], { stdio: 'ignore' }));
+    daemons.push(spawnGroup('ip', ['netns', 'exec', hosts.server, 'iperf3', '-s', '-B', hosts.serverV4, '-p', '5201'], { stdio: 'ignore' }));
     daemons.push(
-      spawn('ip', ['netns', 'exec', hosts.server, 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces',
+      spawnGroup('ip', ['netns', 'exec', hosts.server, 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces',
         `--listen-address=${hosts.serverV4}`, '--pid-file=', '--user=root', `--host-record=www.example.test,${hosts.serverV4},${hosts.serverV6}`,
         '--address=/nx.example.test/', '--log-facility=/dev/null', '--dns-forward-max=1000'], { stdio: 'ignore' }),
     );
@@ -231,7 +231,7 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     // a partial run does not replace the full table
     if (!ONLY && !DNS_QPS.length) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
   } finally {
-    for (const d of daemons) d.kill('SIGKILL');
+    for (const d of daemons) killGroup(d);
     hosts.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,5 @@
 // Runs bin/datakit-ebpf as a child process and collects what it prints.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ParsedPoint, parseLine } from './lineprotocol-parse';
@@ -20,8 +20,26 @@ export interface RunningCollector {
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
-  for (const p of running) p.kill('SIGKILL');
+  for (const p of running) killGroup(p);
 });
+
+/**
+ * Starts a process in a process group of its own, so that killGroup() also
+ * ends what it forks (nginx's workers, dnsmasq's TCP children): killing only
+ * the parent would leave them running in a namespace nobody can see.
+ */
+export function spawnGroup(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  return spawn(cmd, args, { ...opts, detached: true });
+}
+
+export function killGroup(p: ChildProcess | undefined): void {
+  if (!p?.pid) return;
+  try {
+    process.kill(-p.pid, 'SIGKILL');
+  } catch {
+    p.kill('SIGKILL'); // not a group leader, or already gone
+  }
+}
 
 /**
  * With `stdoutFile` the collector writes there instead of to a pipe (so a
@@ -120,7 +138,7 @@ export function run(cmd: string, args: string[]): Promise<{ pid: number; stdout:
 /** Starts a long-running process and resolves once it prints `ready`. */
 export function startDaemon(cmd: string, args: string[], ready: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawnGroup(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(p);
     let out = '';
     let err = '';

@@ -1,7 +1,8 @@
 // An interactive bash on a pseudo-terminal (util-linux `script`), typed into
 // line by line: what a person at a terminal does.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import { killGroup, spawnGroup } from './collector';
 
 export interface InteractiveBash {
   proc: ChildProcess;
@@ -41,7 +42,7 @@ function findBash(pid: number): number | undefined {
 export async function startInteractiveBash(asUid?: number): Promise<InteractiveBash> {
   const bash = 'bash --norc --noprofile -i';
   const cmd = asUid === undefined ? bash : `setpriv --reuid=${asUid} --regid=${asUid} --clear-groups ${bash}`;
-  const proc = spawn('script', ['-qfec', cmd, '/dev/null'], {
+  const proc = spawnGroup('script', ['-qfec', cmd, '/dev/null'], {
     env: { PATH: process.env.PATH, LANG: 'C.UTF-8', TERM: 'dumb', PS1: '$ ', HOME: '/', SHELL: '/bin/sh' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -64,7 +65,7 @@ export async function startInteractiveBash(asUid?: number): Promise<InteractiveB
     },
     async exit() {
       proc.stdin!.write('exit\r');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      const t = setTimeout(() => killGroup(proc), 5000);
       await exited;
       clearTimeout(t);
     },

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { sleep, startCollector } from '../helpers/collector';
+import { killGroup, sleep, startCollector } from '../helpers/collector';
 import { FakeDataKit, startFakeDataKit } from '../helpers/fake-datakit';
 import { startInteractiveBash } from '../helpers/interactive-bash';
 import { parseLine, ParsedPoint } from '../helpers/lineprotocol-parse';
@@ -64,7 +64,7 @@ describe('ebpf-bash', { skip }, () => {
       assert.ok(!collector.points('bash').some((p) => (p.fields.cmd as string).includes('not-interactive')), 'bash -c is not reported');
     } finally {
       await collector.stop('SIGKILL');
-      early.proc.kill('SIGKILL');
+      killGroup(early.proc);
     }
   });
 

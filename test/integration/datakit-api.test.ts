@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { binPath, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { binPath, killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { FakeDataKit, startFakeDataKit } from '../helpers/fake-datakit';
 import { parseLine } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
@@ -23,7 +23,7 @@ describe('DataKit HTTP output', { skip }, () => {
     server = await startDaemon('ip', ['netns', 'exec', hosts.server, process.execPath, peer, 'server', hosts.serverV4, '9000', '4321'], 'listening');
   });
   after(async () => {
-    server?.kill('SIGKILL');
+    killGroup(server);
     hosts?.destroy();
     await dk?.close();
   });

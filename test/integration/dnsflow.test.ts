@@ -2,10 +2,10 @@
 // client: exact rcodes, response times, a timeout, TCP, IPv6, and the answer
 // feeding netflow's dst_domain.
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -23,7 +23,7 @@ describe('dnsflow', { skip }, () => {
     silent = createHostPair(6);
     // upstream for fail.example.test, inside the server's namespace: answers SERVFAIL
     daemons.push(await startDaemon('ip', ['netns', 'exec', hosts.server, process.execPath, peer, 'dns-servfail', '127.0.0.1', '5399'], 'listening'));
-    const dnsmasq = spawn(
+    const dnsmasq = spawnGroup(
       'ip',
       [
         'netns', 'exec', hosts.server, 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces',
@@ -50,7 +50,7 @@ describe('dnsflow', { skip }, () => {
     }
   });
   after(() => {
-    for (const d of daemons) d.kill('SIGKILL');
+    for (const d of daemons) killGroup(d);
     hosts?.destroy();
     silent?.destroy();
   });
@@ -131,7 +131,7 @@ describe('dnsflow', { skip }, () => {
 
   test('loopback DNS servers are dropped unless --include-loopback', async () => {
     // dnsmasq on the server's own loopback, queried from inside that namespace
-    const lo = spawn('ip', ['netns', 'exec', hosts.server, 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', '--except-interface=veth*', '--pid-file=', '--user=root', '--address=/lo.example.test/198.51.100.99', '--log-facility=/dev/null', '--port=53'], { stdio: 'ignore' });
+    const lo = spawnGroup('ip', ['netns', 'exec', hosts.server, 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', '--except-interface=veth*', '--pid-file=', '--user=root', '--address=/lo.example.test/198.51.100.99', '--log-facility=/dev/null', '--port=53'], { stdio: 'ignore' });
     daemons.push(lo);
     await sleep(300);
     for (const include of [false, true]) {

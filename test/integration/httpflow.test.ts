@@ -2,12 +2,12 @@
 // curl and Node's http client: exact method, path, status, version and pid on
 // both sides, keep-alive, latency, and silence for non-HTTP bytes.
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -48,7 +48,7 @@ http {
 }
 `,
     );
-    nginx = spawn('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
+    nginx = spawnGroup('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
     for (let i = 0; i < 50 && !worker; i++) {
       await sleep(100);
       worker = childrenOf(nginx.pid!)[0];
@@ -56,8 +56,8 @@ http {
     assert.ok(worker, 'nginx worker started');
   });
   after(() => {
-    nginx?.kill('SIGKILL');
-    for (const d of daemons) d.kill('SIGKILL');
+    killGroup(nginx);
+    for (const d of daemons) killGroup(d);
     hosts?.destroy();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });

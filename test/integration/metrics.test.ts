@@ -5,7 +5,7 @@ import { spawnSync, ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { binPath, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { binPath, killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { skip } from '../helpers/privileged';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
@@ -30,7 +30,7 @@ describe('self-metrics', { skip }, () => {
   before(async () => {
     server = await startDaemon(process.execPath, [peer, 'server', '127.0.0.1', '18181', '500'], 'listening');
   });
-  after(() => server?.kill('SIGKILL'));
+  after(() => killGroup(server));
 
   test('served at --metrics-listen, accepted by promtool, counting what happened', async () => {
     const port = await freePort();

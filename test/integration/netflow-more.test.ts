@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -40,7 +40,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     hosts = createHostPair(3);
   });
   after(() => {
-    for (const d of daemons) d.kill('SIGKILL');
+    for (const d of daemons) killGroup(d);
     hosts?.destroy();
   });
 

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
 import { createHostPair, HostPair } from '../helpers/netns';
-import { run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { skip } from '../helpers/privileged';
 
@@ -43,8 +43,8 @@ describe('netflow over TCP between test hosts', { skip }, () => {
     server6 = await startDaemon('ip', ['netns', 'exec', hosts.server, process.execPath, peer, 'server', hosts.serverV6, String(PORT6), String(RESPONSE)], 'listening');
   });
   after(() => {
-    server?.kill('SIGKILL');
-    server6?.kill('SIGKILL');
+    killGroup(server);
+    killGroup(server6);
     hosts?.destroy();
   });
 
@@ -155,7 +155,7 @@ describe('netflow on loopback', { skip }, () => {
   before(async () => {
     server = await startDaemon(process.execPath, [peer, 'server', '127.0.0.1', String(PORT), '1234'], 'listening');
   });
-  after(() => server?.kill('SIGKILL'));
+  after(() => killGroup(server));
 
   for (const include of [false, true]) {
     test(`loopback flows are ${include ? 'reported with' : 'dropped without'} --include-loopback`, async () => {
