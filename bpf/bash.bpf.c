@@ -4,6 +4,7 @@
  * the ring buffer record. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "counters.h"
 #include <bpf/bpf_tracing.h>
 #include "bash.h"
 
@@ -26,9 +27,7 @@ struct {
 
 static __always_inline void count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
-	if (v)
-		*v += 1;
+	counter_inc(&counters, slot);
 }
 
 static __always_inline bool is_bash(void)

@@ -8,6 +8,7 @@
  * Everything else returns at the port check. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "counters.h"
 #include <bpf/bpf_endian.h>
 #include "dnsflow.h"
 #include "ringbuf.h"
@@ -46,9 +47,7 @@ struct {
 
 static __always_inline void count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
-	if (v)
-		*v += 1;
+	counter_inc(&counters, slot);
 }
 
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 */

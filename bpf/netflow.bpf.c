@@ -11,6 +11,7 @@
  * Only raw tracepoints are used: no kprobes, no tracefs. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "counters.h"
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
@@ -127,9 +128,7 @@ struct {
 
 static __always_inline void count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
-	if (v)
-		*v += 1;
+	counter_inc(&counters, slot);
 }
 
 static __always_inline __u16 sk_proto(const struct sock *sk)
@@ -530,9 +529,7 @@ int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 
 static __always_inline void http_count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&http_counters, &slot);
-	if (v)
-		*v += 1;
+	counter_inc(&http_counters, slot);
 }
 
 /* First four payload bytes, as a little-endian u32 of the characters. */
