@@ -10,7 +10,7 @@ exec 1>&2
 PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
   iproute2 util-linux procps nftables
-  influxdb nginx-light wrk dnsmasq-base dnsutils dnsperf prometheus iperf3
+  influxdb nginx-light wrk dnsmasq-base dnsutils dnsperf prometheus iperf3 openssl
 )
 
 missing=()

@@ -8,6 +8,7 @@ import { DnsflowPlugin } from './plugins/dnsflow/plugin';
 import { HttpflowPlugin } from './plugins/httpflow/plugin';
 import { NetflowPlugin } from './plugins/netflow/plugin';
 import { DnsCache } from './enrich/dns-cache';
+import { k8sConnection, Kubernetes } from './enrich/k8s';
 import type { Plugin } from './plugins/plugin';
 import { metricsRegistry, serveMetrics } from './metrics';
 import { checkRuntime, Runtime, StartupError } from './runtime';
@@ -15,14 +16,16 @@ import { checkRuntime, Runtime, StartupError } from './runtime';
 /** Addresses remembered for dst_domain. */
 const DNS_CACHE_ENTRIES = 50_000;
 
-function buildPlugins(config: Config, runtime: Runtime): Plugin[] {
+function buildPlugins(config: Config, runtime: Runtime, k8s?: Kubernetes): Plugin[] {
   const plugins: Plugin[] = [];
   if (config.enabled.includes('ebpf-net')) {
     // dnsflow learns names from answers, netflow reports them as dst_domain
     const domains = new DnsCache(DNS_CACHE_ENTRIES, config.intervalMs);
-    const common = { includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2 };
+    const common = { includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2, k8s };
     const netflow = new NetflowPlugin({ ...common, domains });
-    // httpflow runs programs of netflow's object: it must start after netflow
+    // the cluster is followed first and let go of last; httpflow runs programs
+    // of netflow's object, so it must start after netflow
+    if (k8s) plugins.push(k8s);
     plugins.push(netflow, new DnsflowPlugin({ ...common, cache: domains }), new HttpflowPlugin(netflow, common));
   }
   if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());
@@ -52,8 +55,17 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     throw err;
   }
 
+  // Kubernetes enrichment serves ebpf-net's flows; a CA or token that cannot be read stops start-up
+  const k8sConn = config.enabled.includes('ebpf-net') ? k8sConnection(config.k8s, process.env) : undefined;
+  const k8s = k8sConn ? new Kubernetes(k8sConn) : undefined;
+  try {
+    k8s?.prepare();
+  } catch (err) {
+    return fatal(config, (err as Error).message);
+  }
+
   const output = createOutput(config.apiServer);
-  const collector = new Collector(config, buildPlugins(config, runtime), output);
+  const collector = new Collector(config, buildPlugins(config, runtime, k8s), output);
   try {
     collector.start();
   } catch (err) {

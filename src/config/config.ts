@@ -36,7 +36,7 @@ export interface Config {
   tags: Record<string, string>;
   includeLoopback: boolean;
   /** Both token forms may be set when one source gave both; the k8s client picks. */
-  k8s: { url?: string; bearerTokenPath?: string; bearerTokenString?: string };
+  k8s: { url?: string; bearerTokenPath?: string; bearerTokenString?: string; caPath?: string; insecureSkipTlsVerify?: boolean };
   /** Where to serve the collector's own metrics (Prometheus format). */
   metricsListen?: string;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
@@ -114,6 +114,9 @@ const ENVIRONMENT: readonly [string, string][] = [
   ['K8S_URL', 'Kubernetes API server URL (below config kubernetes_url)'],
   ['K8S_BEARER_TOKEN_PATH', 'file holding the API token (below config bearer_token)'],
   ['K8S_BEARER_TOKEN_STRING', 'the API token itself (below config bearer_token_string)'],
+  ['K8S_CA_PATH', "CA bundle for the API server's certificate (below config kubernetes_ca)"],
+  ['K8S_INSECURE_SKIP_TLS_VERIFY', 'true: do not verify the API server\'s certificate (below config kubernetes_insecure_skip_tls_verify)'],
+  ['HOST_ROOT', "where the host's root file system is mounted, when running in a container"],
 ];
 
 /** Tags the collector sets itself, and what to do instead of passing them in --tags. */
@@ -468,6 +471,13 @@ function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
           s.k8sUrlSource = key(k);
         }
         break;
+      case 'kubernetes_ca':
+        s.k8s.caPath = str(k, v) || undefined;
+        break;
+      case 'kubernetes_insecure_skip_tls_verify':
+        if (typeof v !== 'boolean') throw wrongType(k, 'true or false', v);
+        s.k8s.insecureSkipTlsVerify = v;
+        break;
       case 'bearer_token':
         tokenPath = str(k, v) || undefined;
         break;
@@ -523,6 +533,15 @@ function envValue(env: Record<string, string | undefined>, name: string): string
   return v === undefined || v.trim() === '' ? undefined : v;
 }
 
+/** A true/false environment value; anything else is a usage error. */
+function envBoolean(env: Record<string, string | undefined>, name: string): boolean | undefined {
+  const v = envValue(env, name)?.trim().toLowerCase();
+  if (v === undefined) return undefined;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new UsageError(`${name}: expected true or false, got ${quote(v)}`);
+}
+
 /** Whether `argv` holds one of `flags` (before any "--"), whatever else it contains. */
 function asks(argv: readonly string[], ...flags: string[]): boolean {
   const end = argv.indexOf('--');
@@ -549,6 +568,8 @@ export function parseConfig(
       url: envValue(env, 'K8S_URL'),
       bearerTokenPath: envValue(env, 'K8S_BEARER_TOKEN_PATH'),
       bearerTokenString: envValue(env, 'K8S_BEARER_TOKEN_STRING'),
+      caPath: envValue(env, 'K8S_CA_PATH'),
+      insecureSkipTlsVerify: envBoolean(env, 'K8S_INSECURE_SKIP_TLS_VERIFY'),
     },
     k8sUrlSource: 'K8S_URL',
   };

@@ -3,6 +3,7 @@
 // socket's owner.
 import { BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
+import type { FlowTagger } from '../../enrich/k8s';
 import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
@@ -30,12 +31,14 @@ export const REQUEST_TIMEOUT_NS = 120_000_000_000n;
 
 export interface HttpflowOptions {
   cgroup2: string;
+  /** Kubernetes tags for each end. */
+  k8s?: FlowTagger;
 }
 
 /** The tags of an exchange: all of them belong to the connection and its side. */
-export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, processName: string): Point['tags'] {
+export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, processName: string, k8s?: FlowTagger): Point['tags'] {
   const direction = serverSide ? 'incoming' : 'outgoing';
-  return {
+  const tags: Point['tags'] = {
     source: 'httpflow',
     direction,
     transport: 'tcp',
@@ -49,6 +52,10 @@ export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, pr
     dst_port: serverSide && isEphemeralPort(c.remotePort) ? '*' : String(c.remotePort),
     dst_ip_type: c.remoteType,
   };
+  k8s?.enrich(tags, { srcIp: c.localIp, srcPort: c.localPort, dstIp: c.remoteIp, dstPort: c.remotePort, transport: 'tcp', pid });
+  // the HTTP exchange itself says which side serves: a service's port does not overrule it
+  tags.direction = direction;
+  return tags;
 }
 
 /** Fields and timestamp of one exchange, after its cached series. */
@@ -144,9 +151,11 @@ export class HttpflowPlugin implements Plugin {
       // the server learns its owner only once it has read the request
       if (!x.processName) x.processName = httpEventComm(buf, off);
       // ev is the response: sent from here means this side is the server
-      const key = `${ev.egress}|${x.pid}|${x.processName}`;
+      // k8s answers change with the cluster: its generation is part of what the cache was made for
+      const key = `${ev.egress}|${x.pid}|${x.processName}|${this.opts.k8s?.generation() ?? 0}`;
       if (cached.seriesKey !== key) {
-        cached.series = encodeSeries('httpflow', { ...httpTags(cached.conn, ev.egress, x.pid, x.processName), ...this.commonTags });
+        const tags = httpTags(cached.conn, ev.egress, x.pid, x.processName, this.opts.k8s);
+        cached.series = encodeSeries('httpflow', { ...tags, ...this.commonTags });
         cached.seriesKey = key;
       }
       lines.push(httpLine(cached.series!, x, this.offsetNs));

@@ -2,6 +2,7 @@
 import { NetflowAggregator, Flow } from '../../aggregate/netflow';
 import { BpfObject, BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { DomainLookup } from '../../enrich/dns-cache';
+import type { FlowTagger } from '../../enrich/k8s';
 import { ipType } from '../../enrich/iptype';
 import type { Point } from '../../output/point';
 import type { Plugin, PluginOptions } from '../plugin';
@@ -24,6 +25,8 @@ export interface NetflowOptions extends PluginOptions {
   cgroup2?: string;
   /** Names for dst_domain, learnt from DNS answers. */
   domains?: DomainLookup;
+  /** Kubernetes tags for each end. */
+  k8s?: FlowTagger;
 }
 
 /** TCP connections tracked at once: a busy server holds 100,000 and more. */
@@ -41,8 +44,8 @@ const RING_CHUNKS_PER_REPORT = 64;
 /** The kernel wakes us early once this much is queued. */
 const WAKEUP_BYTES = 512 * 1024;
 
-export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup): Point {
-  return {
+export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup, k8s?: FlowTagger): Point {
+  const p: Point = {
     measurement: 'netflow',
     tags: {
       source: 'netflow',
@@ -70,6 +73,8 @@ export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup): Poin
     },
     time,
   };
+  k8s?.enrich(p.tags, f);
+  return p;
 }
 
 export class NetflowPlugin implements Plugin {
@@ -162,7 +167,7 @@ export class NetflowPlugin implements Plugin {
     }
     this.agg.endMapRead();
     this.ring.drain(RING_CHUNKS_PER_REPORT);
-    return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains));
+    return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s));
   }
 
   /** Kernel counters summed over CPUs, plus user-space ones. */
