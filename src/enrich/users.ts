@@ -1,5 +1,6 @@
 // uid → login name from /etc/passwd, cached and re-read when the file changes.
 import * as fs from 'node:fs';
+import { hostPath } from '../paths';
 
 export class UserNames {
   private names = new Map<number, string>();
@@ -8,7 +9,7 @@ export class UserNames {
 
   /** @param recheckMs how often at most the file's mtime is looked at */
   constructor(
-    private readonly passwd = '/etc/passwd',
+    private readonly passwd = hostPath('/etc/passwd'),
     private readonly recheckMs = 1000,
   ) {}
 
