@@ -114,9 +114,9 @@ const ENVIRONMENT: readonly [string, string][] = [
   ['K8S_URL', 'Kubernetes API server URL (below config kubernetes_url)'],
   ['K8S_BEARER_TOKEN_PATH', 'file holding the API token (below config bearer_token)'],
   ['K8S_BEARER_TOKEN_STRING', 'the API token itself (below config bearer_token_string)'],
-  ['K8S_CA_PATH', "CA bundle for the API server's certificate (below config kubernetes_ca)"],
-  ['K8S_INSECURE_SKIP_TLS_VERIFY', 'true: do not verify the API server\'s certificate (below config kubernetes_insecure_skip_tls_verify)'],
-  ['HOST_ROOT', "where the host's root file system is mounted, when running in a container"],
+  ['K8S_CA_PATH', "the API server's CA (below config kubernetes_ca)"],
+  ['K8S_INSECURE_SKIP_TLS_VERIFY', 'true: trust any API server certificate'],
+  ['HOST_ROOT', "the host's / when running in a container"],
 ];
 
 /** Tags the collector sets itself, and what to do instead of passing them in --tags. */

@@ -52,7 +52,7 @@ const DEFAULTS: Config = {
   intervalMs: 60_000,
   tags: {},
   includeLoopback: false,
-  k8s: { url: undefined, bearerTokenPath: undefined, bearerTokenString: undefined },
+  k8s: { url: undefined, bearerTokenPath: undefined, bearerTokenString: undefined, caPath: undefined, insecureSkipTlsVerify: undefined },
   metricsListen: undefined,
   warnings: [],
 };
@@ -379,6 +379,8 @@ args = ["--service", "from-args"]
         url: 'https://kubernetes.default:443',
         bearerTokenPath: '/run/secrets/kubernetes.io/serviceaccount/token',
         bearerTokenString: undefined,
+        caPath: undefined,
+        insecureSkipTlsVerify: undefined,
       },
     });
     assert.deepEqual(cfg([`--config=${ebpfConf('bearer_token_string = "tok"')}`]).k8s.bearerTokenString, 'tok');
@@ -424,6 +426,8 @@ args = ["--service", "from-args"]
       url: 'https://env:6443',
       bearerTokenPath: '/env/token',
       bearerTokenString: undefined,
+      caPath: undefined,
+      insecureSkipTlsVerify: undefined,
     });
   });
 });
@@ -490,7 +494,7 @@ c = "file"
 
   test('Kubernetes: the environment alone', () => {
     const env = { K8S_URL: 'https://env:6443', K8S_BEARER_TOKEN_PATH: '/env/token', K8S_BEARER_TOKEN_STRING: 'env-tok' };
-    assert.deepEqual(cfg([], env).k8s, { url: 'https://env:6443', bearerTokenPath: '/env/token', bearerTokenString: 'env-tok' });
+    assert.deepEqual(cfg([], env).k8s, { url: 'https://env:6443', bearerTokenPath: '/env/token', bearerTokenString: 'env-tok', caPath: undefined, insecureSkipTlsVerify: undefined });
     assert.deepEqual(cfg([], { K8S_URL: '', K8S_BEARER_TOKEN_STRING: ' ' }).k8s, DEFAULTS.k8s);
   });
 
@@ -498,12 +502,22 @@ c = "file"
     const env = { K8S_URL: 'https://env:6443', K8S_BEARER_TOKEN_STRING: 'env-tok' };
     const p = ebpfConf('kubernetes_url = "https://file:443"\nbearer_token = "/file/token"');
     // the file's bearer_token replaces the environment's token string: no stale token survives
-    assert.deepEqual(cfg(['--config', p], env).k8s, { url: 'https://file:443', bearerTokenPath: '/file/token', bearerTokenString: undefined });
+    assert.deepEqual(cfg(['--config', p], env).k8s, { url: 'https://file:443', bearerTokenPath: '/file/token', bearerTokenString: undefined, caPath: undefined, insecureSkipTlsVerify: undefined });
     // a file without k8s keys leaves the environment alone
-    assert.deepEqual(cfg(['--config', ebpfConf('')], env).k8s, { url: 'https://env:6443', bearerTokenPath: undefined, bearerTokenString: 'env-tok' });
+    assert.deepEqual(cfg(['--config', ebpfConf('')], env).k8s, { url: 'https://env:6443', bearerTokenPath: undefined, bearerTokenString: 'env-tok', caPath: undefined, insecureSkipTlsVerify: undefined });
     // both forms in one source: both kept
     const both = ebpfConf('bearer_token = "/p"\nbearer_token_string = "s"');
-    assert.deepEqual(cfg(['--config', both]).k8s, { url: undefined, bearerTokenPath: '/p', bearerTokenString: 's' });
+    assert.deepEqual(cfg(['--config', both]).k8s, { url: undefined, bearerTokenPath: '/p', bearerTokenString: 's', caPath: undefined, insecureSkipTlsVerify: undefined });
+  });
+
+  test('Kubernetes TLS: CA bundle and skipping verification, from the environment or the file', () => {
+    const env = { K8S_CA_PATH: '/env/ca.crt', K8S_INSECURE_SKIP_TLS_VERIFY: 'true' };
+    assert.deepEqual(cfg([], env).k8s, { url: undefined, bearerTokenPath: undefined, bearerTokenString: undefined, caPath: '/env/ca.crt', insecureSkipTlsVerify: true });
+    const p = ebpfConf('kubernetes_ca = "/file/ca.crt"\nkubernetes_insecure_skip_tls_verify = false');
+    assert.deepEqual(cfg(['--config', p], env).k8s, { url: undefined, bearerTokenPath: undefined, bearerTokenString: undefined, caPath: '/file/ca.crt', insecureSkipTlsVerify: false });
+    usage([], 'K8S_INSECURE_SKIP_TLS_VERIFY: expected true or false, got "yes"', { K8S_INSECURE_SKIP_TLS_VERIFY: 'yes' });
+    const bad = ebpfConf('kubernetes_insecure_skip_tls_verify = "true"');
+    usage(['--config', bad], `config ${bad}: inputs.ebpf.kubernetes_insecure_skip_tls_verify: expected true or false, got string`);
   });
 
   test('Kubernetes URL errors name their source; only the URL in effect is checked', () => {
