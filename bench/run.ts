@@ -4,6 +4,7 @@
 // reported what was made.
 //   ROUNDS=3 SECONDS=10 IDLE_CONNECTIONS=100000 npm run bench
 //   ONLY=DNS DNS_QPS=20000 npm run bench     (workloads whose name contains ONLY; a capped query rate)
+//   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,6 +12,7 @@ import * as path from 'node:path';
 import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
 import { ParsedPoint } from '../test/helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../test/helpers/netns';
+import { k8sApiBench } from './k8s-api';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 10);
@@ -225,8 +227,9 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     if (IDLE > 0 && 'idle connections'.includes(ONLY)) rows.push(await idle(hosts, dir));
 
     const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+    const k8s = !ONLY || 'kubernetes'.includes(ONLY) ? `\n## Kubernetes API load\n\n${(await k8sApiBench()).join('\n')}\n` : '';
     const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
-    const report = `# Benchmark results\n\n${new Date().toISOString()} on ${machine}; ${ROUNDS} rounds of ${SECONDS} s per workload.\n\n${table}\n`;
+    const report = `# Benchmark results\n\n${new Date().toISOString()} on ${machine}; ${ROUNDS} rounds of ${SECONDS} s per workload.\n\n${table}\n${k8s}`;
     console.log(report);
     // a partial run does not replace the full table
     if (!ONLY && !DNS_QPS.length) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
