@@ -191,6 +191,20 @@ describe('k8s: connection settings and failures', () => {
     assert.equal(both?.token, undefined, 'the token file wins');
   });
 
+  test("a pod's mounted cluster CA is used even with an explicit URL, unless another is configured", () => {
+    const sa = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-sa-'));
+    try {
+      fs.writeFileSync(path.join(sa, 'ca.crt'), 'PEM');
+      const seed = { url: 'https://kubernetes.default:443', bearerTokenPath: '/run/secrets/kubernetes.io/serviceaccount/token' };
+      assert.equal(k8sConnection(seed, {}, sa)?.caPath, path.join(sa, 'ca.crt'));
+      assert.equal(k8sConnection({ ...seed, caPath: '/etc/my-ca.pem' }, {}, sa)?.caPath, '/etc/my-ca.pem');
+      const inCluster = k8sConnection({}, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, sa);
+      assert.deepEqual(inCluster, { url: 'https://10.96.0.1:443', tokenPath: path.join(sa, 'token'), token: undefined, caPath: path.join(sa, 'ca.crt'), insecureSkipTlsVerify: false });
+    } finally {
+      fs.rmSync(sa, { recursive: true, force: true });
+    }
+  });
+
   test('cgroup paths of both cgroup drivers name the pod UID', () => {
     assert.equal(
       podUidFromCgroup('0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod6f1e2a3b_4c5d_6e7f_8091_a2b3c4d5e6f7.slice/cri-containerd-0123.scope\n'),

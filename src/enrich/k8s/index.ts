@@ -27,10 +27,15 @@ export interface K8sConnection {
 
 /**
  * Where and how to reach the API server: the configured URL and token, or,
- * inside a pod with nothing configured, the in-cluster service account.
+ * inside a pod with nothing configured, the in-cluster service account. The
+ * pod's mounted cluster CA is used unless another CA is configured.
  * Undefined when Kubernetes enrichment is off.
  */
-export function k8sConnection(cfg: Config['k8s'], env: Record<string, string | undefined>): K8sConnection | undefined {
+export function k8sConnection(
+  cfg: Config['k8s'],
+  env: Record<string, string | undefined>,
+  serviceAccountDir = SERVICE_ACCOUNT_DIR,
+): K8sConnection | undefined {
   let url = cfg.url;
   let tokenPath = cfg.bearerTokenPath;
   let caPath = cfg.caPath;
@@ -38,10 +43,11 @@ export function k8sConnection(cfg: Config['k8s'], env: Record<string, string | u
   const port = env.KUBERNETES_SERVICE_PORT;
   if (url === undefined && host && port) {
     url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    if (tokenPath === undefined && cfg.bearerTokenString === undefined) tokenPath = `${SERVICE_ACCOUNT_DIR}/token`;
-    if (caPath === undefined && fs.existsSync(`${SERVICE_ACCOUNT_DIR}/ca.crt`)) caPath = `${SERVICE_ACCOUNT_DIR}/ca.crt`;
+    if (tokenPath === undefined && cfg.bearerTokenString === undefined) tokenPath = `${serviceAccountDir}/token`;
   }
   if (url === undefined) return undefined;
+  // in a pod, the cluster's CA is mounted: the seed's ebpf.conf names URL and token but no CA
+  if (caPath === undefined && fs.existsSync(`${serviceAccountDir}/ca.crt`)) caPath = `${serviceAccountDir}/ca.crt`;
   // a token file wins over a string, as in DataKit
   return {
     url,
