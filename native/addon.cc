@@ -416,6 +416,18 @@ class Addon : public Napi::Addon<Addon> {
     std::vector<uint8_t> in(key_size + 8), out(key_size + 8);
     bool first = true;
     size_t total = 0;
+    // With a cursor (byte 0: 0 start, 1 under way, 2 done; then the batch token)
+    // a map is read a bufferful at a time and the next call goes on from there.
+    uint8_t* cursor = nullptr;
+    if (info.Length() > 6 && !info[6].IsUndefined()) {
+      auto c = Buf(info, 6);
+      if (c.Length() < 1 + in.size()) throw Napi::RangeError::New(env, "cursor too small");
+      cursor = c.Data();
+      if (cursor[0] == 2) return Napi::Number::New(env, 0);
+      first = cursor[0] == 0;
+      if (!first) std::memcpy(in.data(), cursor + 1, in.size());
+    }
+    bool done = false;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
     while (total < cap) {
       uint32_t count = static_cast<uint32_t>(cap - total);
@@ -427,11 +439,18 @@ class Addon : public Napi::Addon<Addon> {
                                            values.Data() + total * value_size, &count, &opts);
       int e = err ? errno : 0;
       total += count;  // valid even on ENOENT: the last partial batch
-      if (e == ENOENT) break;
+      if (e == ENOENT) {
+        done = true;
+        break;
+      }
       if (e == ENOSPC && total > 0) break;  // a bucket larger than what is left: caller reads again
       if (e) ThrowOp(env, del ? "map lookup_and_delete_batch" : "map lookup_batch", e);
       std::swap(in, out);
       first = false;
+    }
+    if (cursor) {
+      cursor[0] = done ? 2 : first ? 0 : 1;
+      std::memcpy(cursor + 1, in.data(), in.size());
     }
     return Napi::Number::New(env, static_cast<double>(total));
   }

@@ -23,7 +23,7 @@ interface Addon {
   mapLookup(fd: number, key: Buffer, value: Buffer): boolean;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
   mapDelete(fd: number, key: Buffer): boolean;
-  mapBatch(fd: number, keys: Buffer, keySize: number, values: Buffer, valueSize: number, del: boolean): number;
+  mapBatch(fd: number, keys: Buffer, keySize: number, values: Buffer, valueSize: number, del: boolean, cursor?: Buffer): number;
   numPossibleCpus(): number;
   ringOpen(fd: number, buffer: Buffer, onData: (bytes: number) => void): number;
   ringDrain(ring: number): number;
@@ -95,8 +95,8 @@ export class BpfMap {
   readonly maxEntries: number;
   /** Bytes per value as user space sees it: per-CPU maps hold one 8-byte-aligned slot per CPU. */
   readonly valueSize: number;
-  private batchKeys?: Buffer;
-  private batchValues?: Buffer;
+  private chunkKeys?: Buffer;
+  private chunkValues?: Buffer;
 
   constructor(raw: RawMap) {
     this.name = raw.name;
@@ -120,20 +120,27 @@ export class BpfMap {
   }
 
   /**
-   * Reads every entry (optionally deleting them) in batches. The returned
-   * buffers are reused by the next call: copy what must outlive it.
+   * Reads every entry (optionally deleting them) a chunk of `chunkEntries` at a
+   * time, through buffers reused from chunk to chunk (and call to call): memory
+   * stays small however full the map is. `onChunk` must copy what it keeps.
    */
-  readAll(opts: { delete?: boolean } = {}): BatchResult {
-    if (!this.batchKeys || !this.batchValues) {
-      // unsafe (not zeroed): pages the kernel never writes are never touched, so
-      // a large bound costs memory only as entries exist
-      this.batchKeys = Buffer.allocUnsafeSlow(this.keySize * this.maxEntries);
-      this.batchValues = Buffer.allocUnsafeSlow(this.valueSize * this.maxEntries);
+  forEachChunk(chunkEntries: number, onChunk: (chunk: BatchResult) => void, opts: { delete?: boolean } = {}): number {
+    const n = Math.max(1, Math.min(chunkEntries, this.maxEntries));
+    if (!this.chunkKeys || this.chunkKeys.length < n * this.keySize) {
+      this.chunkKeys = Buffer.allocUnsafeSlow(n * this.keySize);
+      this.chunkValues = Buffer.allocUnsafeSlow(n * this.valueSize);
     }
-    const keys = this.batchKeys;
-    const values = this.batchValues;
-    const count = call(() => native().mapBatch(this.fd, keys, this.keySize, values, this.valueSize, !!opts.delete));
-    return { count, keys, values };
+    const keys = this.chunkKeys;
+    const values = this.chunkValues!;
+    const cursor = Buffer.alloc(1 + this.keySize + 8);
+    let total = 0;
+    while (cursor[0] !== 2) {
+      const count = call(() => native().mapBatch(this.fd, keys, this.keySize, values, this.valueSize, !!opts.delete, cursor));
+      if (count === 0 && cursor[0] !== 2) throw new BpfError(`map ${this.name}: a batch did not fit in ${n} entries`, 'map lookup_batch', 28, '');
+      total += count;
+      if (count) onChunk({ count, keys, values });
+    }
+    return total;
   }
 
   /** A per-CPU array of u64 counters, summed over CPUs, by slot name. */

@@ -122,7 +122,7 @@ describe('native layer', { skip }, () => {
     }
   });
 
-  test('map operations: update, lookup, delete, batch read and batch delete', () => {
+  test('map operations: update, lookup, delete, chunked batch read and batch delete', () => {
     const m = obj.map('scratch');
     const key = Buffer.alloc(4);
     const value = Buffer.alloc(8);
@@ -137,17 +137,26 @@ describe('native layer', { skip }, () => {
     assert.equal(m.delete(key), false);
     assert.equal(m.lookup(key), undefined);
 
-    let { count, keys, values } = m.readAll();
-    assert.equal(count, 999);
-    let sum = 0n;
-    for (let i = 0; i < count; i++) {
-      assert.equal(values.readBigUInt64LE(i * 8), BigInt(keys.readUInt32LE(i * 4) * 3));
-      sum += values.readBigUInt64LE(i * 8);
-    }
-    assert.equal(sum, BigInt(3 * (999 * 1000) / 2 - 21));
-    ({ count } = m.readAll({ delete: true }));
-    assert.equal(count, 999);
-    assert.equal(m.readAll().count, 0);
+    // a chunk at a time through small buffers: every entry exactly once
+    const seen = new Map<number, bigint>();
+    let chunks = 0;
+    const total = m.forEachChunk(64, (c) => {
+      chunks++;
+      assert.ok(c.count <= 64);
+      for (let i = 0; i < c.count; i++) {
+        const k = c.keys.readUInt32LE(i * 4);
+        assert.equal(seen.has(k), false, `key ${k} twice`);
+        seen.set(k, c.values.readBigUInt64LE(i * 8));
+      }
+    });
+    assert.equal(total, 999);
+    assert.equal(seen.size, 999);
+    assert.equal([...seen.values()].reduce((a, b) => a + b, 0n), BigInt(3 * (999 * 1000) / 2 - 21));
+    assert.ok(chunks >= 999 / 64, `${chunks} chunks`);
+    for (const [k, v] of seen) assert.equal(v, BigInt(k * 3));
+    // deleting chunk by chunk empties the map
+    assert.equal(m.forEachChunk(100, () => {}, { delete: true }), 999);
+    assert.equal(m.forEachChunk(100, () => assert.fail('nothing left')), 0);
   });
 
   test('errors carry the operation and errno', () => {
