@@ -75,6 +75,20 @@ export class NetflowAggregator {
     return this.add(s, false);
   }
 
+  /**
+   * The fast path for a live connection: when it is known and its counters did
+   * not move, notes that and returns how many reads in a row it was idle, so
+   * that its addresses need not be decoded at all. Undefined: call addLive().
+   */
+  touchIfIdle(id: number, sent: number, recv: number, retrans: number, flags: number): number | undefined {
+    const prev = this.seen.get(id);
+    if (!prev || prev.sent !== sent || prev.recv !== recv || prev.retrans !== retrans) return undefined;
+    // became established since the last read: that is news
+    if (flags & (CONN_F_ESTABLISHED | CONN_F_PREEXISTING) && !prev.establishedCounted) return undefined;
+    prev.generation = this.generation;
+    return ++prev.idleReads;
+  }
+
   /** Forgets a connection whose kernel entry user space removed (idle UDP flows). */
   forget(id: number): void {
     this.seen.delete(id);

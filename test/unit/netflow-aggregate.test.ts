@@ -164,3 +164,22 @@ test('formats IPv6 addresses per RFC 5952', () => {
   assert.equal(v6('2001:0db8:0001:0001:0001:0001:0001:0001'), '2001:db8:1:1:1:1:1:1');
   assert.equal(v6('fe80:0000:0000:0000:0000:0000:0000:0000'), 'fe80::');
 });
+
+test('the idle fast path: unchanged connections skip decoding, but becoming established is news', () => {
+  const agg = new NetflowAggregator();
+  const connecting = conn({ flags: 0 });
+  assert.equal(agg.touchIfIdle(connecting.id, 0, 0, 0, 0), undefined, 'unknown: the full path');
+  agg.addLive(connecting);
+  agg.endMapRead();
+  assert.equal(agg.touchIfIdle(connecting.id, 0, 0, 0, 0), 1, 'known and unchanged: idle once');
+  agg.endMapRead();
+  // the handshake completed without a byte moving: only the full path counts it
+  assert.equal(agg.touchIfIdle(connecting.id, 0, 0, 0, CONN_F_ESTABLISHED), undefined);
+  agg.addLive({ ...connecting, flags: CONN_F_ESTABLISHED });
+  assert.equal(agg.takeFlows()[0].tcpEstablished, 1);
+  agg.endMapRead();
+  assert.equal(agg.touchIfIdle(connecting.id, 0, 0, 0, CONN_F_ESTABLISHED), 1, 'counted: idle again');
+  assert.equal(agg.touchIfIdle(connecting.id, 10, 0, 0, CONN_F_ESTABLISHED), undefined, 'bytes moved');
+  assert.equal(agg.tracked, 1);
+  assert.equal(agg.vanished, 0, 'touched connections are not forgotten');
+});

@@ -114,7 +114,7 @@ function readComm(buf: Buffer, off: number): string {
 }
 
 /** Two u32 halves of a u64 as a Number: ids stay below 2^53 by construction. */
-function readU53(buf: Buffer, off: number): number {
+export function readU53(buf: Buffer, off: number): number {
   return buf.readUInt32LE(off + 4) * 0x1_0000_0000 + buf.readUInt32LE(off);
 }
 

@@ -13,6 +13,7 @@ import {
   decodeConnStats,
   encodeNetflowConfig,
   LOSS_COUNTERS,
+  readU53,
   UDP_KEY_SIZE,
 } from './decode';
 import { log } from '../../log';
@@ -33,6 +34,9 @@ export interface NetflowOptions extends PluginOptions {
 const DEFAULT_MAX_CONNECTIONS = 262_144;
 const MAX_UDP_FLOWS = 65_536;
 const MAX_HTTP_CONNECTIONS = 65_536;
+
+/** Map entries read per batch: a bounded buffer however many connections there are. */
+const READ_CHUNK = 4096;
 
 /** A UDP flow idle for this many intervals leaves the kernel map (UDP has no close). */
 const UDP_IDLE_READS = 3;
@@ -151,23 +155,37 @@ export class NetflowPlugin implements Plugin {
     // raced with the read (the kernel removes an entry before queueing its event).
     // Once an interval, a whole ring's worth may be taken at once.
     this.ring.drain(RING_CHUNKS_PER_REPORT);
-    const live = this.conns.readAll();
-    for (let i = 0; i < live.count; i++) this.agg.addLive(decodeConnStats(live.values, i * CONN_STATS.size));
+    this.conns.forEachChunk(READ_CHUNK, ({ count, values }) => {
+      for (let i = 0; i < count; i++) this.addLive(values, i * CONN_STATS.size);
+    });
     // closed connections whose event did not fit in the ring buffer
-    const orphans = this.orphans!.readAll({ delete: true });
-    for (let i = 0; i < orphans.count; i++) this.agg.addClosed(decodeConnStats(orphans.values, i * CONN_STATS.size));
-    const udp = this.udpFlows!.readAll();
-    for (let i = 0; i < udp.count; i++) {
-      const sample = decodeConnStats(udp.values, i * CONN_STATS.size);
-      if (this.agg.addLive(sample) >= UDP_IDLE_READS) {
-        this.udpFlows!.delete(udp.keys.subarray(i * UDP_KEY_SIZE, (i + 1) * UDP_KEY_SIZE));
-        this.agg.forget(sample.id);
-        this.udpEvicted++;
+    this.orphans!.forEachChunk(READ_CHUNK, ({ count, values }) => {
+      for (let i = 0; i < count; i++) this.agg.addClosed(decodeConnStats(values, i * CONN_STATS.size));
+    }, { delete: true });
+    this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
+      for (let i = 0; i < count; i++) {
+        if (this.addLive(values, i * CONN_STATS.size) >= UDP_IDLE_READS) {
+          this.udpFlows!.delete(keys.subarray(i * UDP_KEY_SIZE, (i + 1) * UDP_KEY_SIZE));
+          this.agg.forget(readU53(values, i * CONN_STATS.size + CONN_STATS.id));
+          this.udpEvicted++;
+        }
       }
-    }
+    });
     this.agg.endMapRead();
     this.ring.drain(RING_CHUNKS_PER_REPORT);
     return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s));
+  }
+
+  /** One live connection from a map read; idle ones are not decoded (most of a big table). */
+  private addLive(buf: Buffer, base: number): number {
+    const idle = this.agg.touchIfIdle(
+      readU53(buf, base + CONN_STATS.id),
+      readU53(buf, base + CONN_STATS.bytes_sent),
+      readU53(buf, base + CONN_STATS.bytes_recv),
+      buf.readUInt32LE(base + CONN_STATS.retrans),
+      buf[base + CONN_STATS.flags],
+    );
+    return idle ?? this.agg.addLive(decodeConnStats(buf, base));
   }
 
   /** Kernel counters summed over CPUs, plus user-space ones. */
