@@ -176,6 +176,8 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
     const u = usage(collector.proc.pid!);
     await collector.stop('SIGTERM', 300_000);
     const established = collector.points('netflow').filter((p) => p.tags.process_name === 'node' && p.tags.direction === 'outgoing');
+    // where the memory went, for whoever reads the run's log
+    for (const l of collector.stderr().split('\n')) if (/memory:|netflow: \d+ points/.test(l)) console.error(l);
     return [
       `${IDLE} idle connections held`,
       '-',
