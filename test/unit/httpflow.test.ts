@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HttpPairer } from '../../src/plugins/httpflow/pairing';
+import { Exchange, HttpPairer } from '../../src/plugins/httpflow/pairing';
+import { EventClock } from '../../src/timefmt';
 import { MAX_PATH, parseRequestLine, parseStatusLine } from '../../src/plugins/httpflow/parse';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -54,31 +55,49 @@ test('fuzz: random and mutated bytes never throw', () => {
   }
 });
 
-const req = (path: string, seenNs: bigint, pid = 0) => ({ method: 'GET', path, version: '1.1' as const, seenNs, pid, processName: 'x' });
+const req = (path: string, seenNs: number, pid = 0) => new Exchange('GET', path, '1.1', seenNs, pid, 'x');
 
 test('keep-alive and pipelining pair in order; latency from the end of the request', () => {
   const p = new HttpPairer();
-  p.request(1, req('/a', 100n, 7));
-  let x = p.response(1, 200, 500n, 150n, 9)!;
-  assert.deepEqual([x.path, x.status, x.latencyNs, x.pid], ['/a', 200, 350n, 7]);
-  p.request(1, req('/b', 1000n)); // pipelined: two requests, then two responses
-  p.request(1, req('/c', 1100n));
-  x = p.response(1, 404, 1300n, 1100n, 9)!;
-  assert.deepEqual([x.path, x.status, x.latencyNs, x.pid], ['/b', 404, 300n, 9]);
-  x = p.response(1, 200, 1400n, 1100n, 9)!;
-  assert.deepEqual([x.path, x.latencyNs], ['/c', 300n]);
-  assert.equal(p.response(1, 200, 1500n, 0n, 9), undefined);
-  assert.equal(p.response(2, 200, 1500n, 0n, 9), undefined);
+  p.request(1, req('/a', 100, 7));
+  let x = p.response(1, 200, 500, 150, 9)!;
+  assert.deepEqual([x.path, x.status, x.latencyNs, x.pid], ['/a', 200, 350, 7]);
+  p.request(1, req('/b', 1000)); // pipelined: two requests, then two responses
+  p.request(1, req('/c', 1100));
+  x = p.response(1, 404, 1300, 1100, 9)!;
+  assert.deepEqual([x.path, x.status, x.latencyNs, x.pid], ['/b', 404, 300, 9]);
+  x = p.response(1, 200, 1400, 1100, 9)!;
+  assert.deepEqual([x.path, x.latencyNs], ['/c', 300]);
+  assert.equal(p.response(1, 200, 1500, 0, 9), undefined);
+  assert.equal(p.response(2, 200, 1500, 0, 9), undefined);
   assert.equal(p.counts.unmatched_responses, 2);
 });
 
 test('unanswered requests expire and are counted', () => {
   const p = new HttpPairer();
-  p.request(3, req('/x', 0n));
-  p.request(4, req('/y', 50n));
-  p.expire(99n, 100n);
+  p.request(3, req('/x', 0));
+  p.request(4, req('/y', 50));
+  p.expire(99, 100);
   assert.equal(p.pending, 2);
-  p.expire(100n, 100n);
+  p.expire(100, 100);
   assert.equal(p.pending, 1);
   assert.equal(p.counts.expired_requests, 1);
+});
+
+test('event clock: kernel monotonic ns as exact Numbers, printed as wall-clock ns', () => {
+  const clock = new EventClock();
+  const now = process.hrtime.bigint();
+  const buf = Buffer.alloc(16);
+  buf.writeBigUInt64LE(now + 1_234_567_891n, 0);
+  buf.writeBigUInt64LE(now - 5n, 8);
+  const later = clock.read(buf, 0);
+  const earlier = clock.read(buf, 8);
+  assert.equal(later - earlier, 1_234_567_896, 'differences are exact');
+  // the printed time is the wall clock, to the nanosecond of the offset measured at reset
+  const wall = BigInt(clock.wallText(later));
+  const expected = now + 1_234_567_891n + BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  assert.ok(wall - expected < 5_000_000n && expected - wall < 5_000_000n, `${wall} vs ${expected}`);
+  // carries across a second boundary and pads the nanoseconds
+  assert.match(clock.wallText(earlier), /^\d{19}$/);
+  assert.equal(BigInt(clock.wallText(later)) - BigInt(clock.wallText(earlier)), 1_234_567_896n);
 });

@@ -8,19 +8,6 @@ export const HTTP_REQUEST = 1;
 export const HTTP_RESPONSE = 2;
 export const HTTP_COUNTER_NAMES = ['events', 'ringbuf_full', 'state_full'] as const;
 
-export interface HttpPacketEvent {
-  conn: HttpConnection;
-  monotonicNs: bigint;
-  sk: number;
-  reqEndNs: bigint;
-  pid: number;
-  kind: number;
-  egress: boolean;
-  /** Where the captured message start lies in the chunk the event came in. */
-  dataOffset: number;
-  dataLength: number;
-}
-
 export interface HttpConnection {
   family: 'IPv4' | 'IPv6';
   localIp: string;
@@ -55,21 +42,6 @@ export function decodeHttpConnection(buf: Buffer, off: number): HttpConnection {
  */
 export function httpEventSocket(buf: Buffer, off: number): number {
   return (buf.readUInt32LE(off + HTTP_EVENT.sk + 4) & 0xffff) * 0x1_0000_0000 + buf.readUInt32LE(off + HTTP_EVENT.sk);
-}
-
-export function decodeHttpEvent(buf: Buffer, off: number, conn: HttpConnection, sk: number): HttpPacketEvent {
-  const len = Math.min(buf.readUInt16LE(off + HTTP_EVENT.len), HTTP_CAPTURE);
-  return {
-    conn,
-    monotonicNs: buf.readBigUInt64LE(off + HTTP_EVENT.ts),
-    sk,
-    reqEndNs: buf.readBigUInt64LE(off + HTTP_EVENT.req_end_ts),
-    pid: buf.readUInt32LE(off + HTTP_EVENT.pid),
-    kind: buf[off + HTTP_EVENT.kind],
-    egress: buf[off + HTTP_EVENT.egress] !== 0,
-    dataOffset: off + HTTP_EVENT.data,
-    dataLength: len,
-  };
 }
 
 /** The command name carried by the event (netflow's record of the owner). */

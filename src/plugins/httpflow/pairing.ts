@@ -1,28 +1,31 @@
 // Pairs each HTTP response with the oldest unanswered request on the same
 // connection and side (keep-alive: many in turn; pipelining: several queued).
-import type { RequestLine } from './parse';
 
-export interface PendingRequest extends RequestLine {
-  seenNs: bigint;
-  pid: number;
-  processName: string;
-}
-
-export interface Exchange extends PendingRequest {
-  status: number;
-  latencyNs: bigint;
+/** A request, and once answered, its status and latency: one object per exchange. */
+export class Exchange {
+  status = 0;
+  latencyNs = 0;
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly version: '1.0' | '1.1',
+    /** When the request was seen (EventClock ns). */
+    readonly seenNs: number,
+    public pid: number,
+    public processName: string,
+  ) {}
 }
 
 /** Requests waiting per connection beyond this are dropped (counted): nobody pipelines deeper. */
 const MAX_QUEUE = 64;
 
 export class HttpPairer {
-  private readonly waiting = new Map<number, PendingRequest[]>();
+  private readonly waiting = new Map<number, Exchange[]>();
   readonly counts = { requests: 0, responses: 0, unmatched_responses: 0, expired_requests: 0, queue_overflow: 0 };
 
   constructor(private readonly maxConnections = 65536) {}
 
-  request(conn: number, r: PendingRequest): void {
+  request(conn: number, r: Exchange): void {
     this.counts.requests++;
     let q = this.waiting.get(conn);
     if (!q) {
@@ -45,21 +48,24 @@ export class HttpPairer {
    * latest request data was seen: the end of the request being answered when
    * only one is waiting (its start otherwise, for pipelined requests).
    */
-  response(conn: number, status: number, seenNs: bigint, reqEndNs: bigint, pid: number): Exchange | undefined {
+  response(conn: number, status: number, seenNs: number, reqEndNs: number, pid: number): Exchange | undefined {
     const q = this.waiting.get(conn);
     const r = q?.shift();
     if (!r) {
       this.counts.unmatched_responses++;
       return undefined;
     }
-    if (!q!.length) this.waiting.delete(conn);
+    if (!q!.length) this.waiting.delete(conn); // closed connections must not hold slots
     this.counts.responses++;
     const end = !q!.length && reqEndNs > r.seenNs ? reqEndNs : r.seenNs;
-    return { ...r, pid: r.pid || pid, status, latencyNs: seenNs > end ? seenNs - end : 0n };
+    if (!r.pid) r.pid = pid;
+    r.status = status;
+    r.latencyNs = seenNs > end ? seenNs - end : 0;
+    return r;
   }
 
   /** Drops requests unanswered for `timeoutNs`. */
-  expire(nowNs: bigint, timeoutNs: bigint): void {
+  expire(nowNs: number, timeoutNs: number): void {
     for (const [conn, q] of this.waiting) {
       while (q.length && nowNs - q[0].seenNs >= timeoutNs) {
         q.shift();

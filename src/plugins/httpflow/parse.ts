@@ -12,60 +12,93 @@ export interface StatusLine {
 }
 
 export const MAX_PATH = 1024;
-const METHODS = new Set(['GET', 'POST', 'PUT', 'HEAD', 'DELETE', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE']);
+const METHODS = ['GET', 'POST', 'PUT', 'HEAD', 'DELETE', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
+/** Methods by length and first letter, which tell them apart. */
+const METHOD_BY_SHAPE = new Map(METHODS.map((m) => [m.length * 256 + m.charCodeAt(0), m]));
+const CRLF = Buffer.from('\r\n', 'latin1');
 
-/** The first line, if the captured bytes hold all of it (or `allowCut` and it fills them). */
-function firstLine(buf: Buffer, allowCut: boolean): string | undefined {
-  const end = buf.indexOf('\r\n');
-  if (end < 0 && !allowCut) return undefined;
-  return buf.toString('latin1', 0, end < 0 ? buf.length : end);
+/** Whether buf[off...] spells `text` (ASCII); byte by byte, cheaper than a native call for a few bytes. */
+function spells(buf: Buffer, off: number, text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (buf[off + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+/** The method spelled by buf[off, end), as a shared string (no allocation per request). */
+function methodAt(buf: Buffer, off: number, end: number): string | undefined {
+  const m = METHOD_BY_SHAPE.get((end - off) * 256 + buf[off]);
+  return m && spells(buf, off, m) ? m : undefined;
 }
 
 /**
- * `METHOD SP request-target SP HTTP/1.x`. A line longer than the capture
- * (a very long path) is still a request: its path is cut, its version unknown
- * and taken as 1.1.
+ * `METHOD SP request-target SP HTTP/1.x`, read in place from buf[off, off+len)
+ * (this runs for every request). A line longer than the capture (a very long
+ * path) is still a request: its path is cut, its version unknown and taken as 1.1.
  */
-export function parseRequestLine(buf: Buffer): RequestLine | undefined {
-  const line = firstLine(buf, buf.length >= MAX_PATH);
-  if (!line) return undefined;
-  const sp1 = line.indexOf(' ');
-  if (sp1 < 1) return undefined;
-  const method = line.slice(0, sp1);
-  if (!METHODS.has(method)) return undefined;
-  const sp2 = line.lastIndexOf(' ');
-  let target: string;
+export function parseRequestLine(buf: Buffer, off = 0, len = buf.length - off): RequestLine | undefined {
+  const end = off + len;
+  let lineEnd = buf.indexOf(CRLF, off);
+  let cut = false;
+  if (lineEnd < 0 || lineEnd + 2 > end) {
+    if (len < MAX_PATH) return undefined; // the line should have ended within a short capture
+    lineEnd = end;
+    cut = true;
+  }
+  let sp1 = off;
+  while (sp1 < lineEnd && sp1 - off < 8 && buf[sp1] !== 0x20) sp1++;
+  if (sp1 >= lineEnd || buf[sp1] !== 0x20) return undefined;
+  const method = methodAt(buf, off, sp1);
+  if (!method) return undefined;
+  let targetEnd: number;
   let version: '1.0' | '1.1';
-  if (sp2 > sp1 && /^HTTP\/1\.[01]$/.test(line.slice(sp2 + 1))) {
-    target = line.slice(sp1 + 1, sp2);
-    version = line.endsWith('0') ? '1.0' : '1.1';
-  } else if (line.length === buf.length) {
-    target = line.slice(sp1 + 1); // cut by the capture
+  const minor = buf[lineEnd - 1];
+  if (lineEnd - 9 > sp1 && spells(buf, lineEnd - 9, ' HTTP/1.') && (minor === 0x30 || minor === 0x31)) {
+    targetEnd = lineEnd - 9;
+    version = minor === 0x30 ? '1.0' : '1.1';
+  } else if (cut) {
+    targetEnd = lineEnd;
     version = '1.1';
   } else {
     return undefined; // HTTP/2 preface, HTTP/0.9 or not HTTP
   }
-  if (!target || /[\s\x00-\x1f\x7f]/.test(target)) return undefined;
-  let cut = target.length;
-  for (const c of ['?', '#']) {
-    const i = target.indexOf(c);
-    if (i >= 0 && i < cut) cut = i;
+  const start = sp1 + 1;
+  if (targetEnd <= start) return undefined;
+  let pathEnd = -1;
+  for (let i = start; i < targetEnd; i++) {
+    const c = buf[i];
+    if (c <= 0x20 || c === 0x7f) return undefined; // spaces and controls: not a request target
+    if (pathEnd < 0 && (c === 0x3f || c === 0x23)) pathEnd = i; // '?' or '#'
   }
-  const path = Buffer.from(target.slice(0, cut), 'latin1').toString('utf8');
-  return { method, path: truncateUtf8(path, MAX_PATH), version };
+  if (pathEnd < 0) pathEnd = targetEnd;
+  if (pathEnd - start > MAX_PATH) {
+    // do not split a multi-byte character
+    pathEnd = start + MAX_PATH;
+    while (pathEnd > start && (buf[pathEnd] & 0xc0) === 0x80) pathEnd--;
+  }
+  let path = buf.toString('utf8', start, pathEnd);
+  // invalid UTF-8 decodes to 3-byte replacement characters: the result may have grown
+  if (path.length * 3 > MAX_PATH && Buffer.byteLength(path) > MAX_PATH) path = truncateUtf8(path, MAX_PATH);
+  return { method, path, version };
 }
 
 const digit = (c: number) => c >= 0x30 && c <= 0x39;
 
 /** `HTTP/1.x SP 3DIGIT [SP reason]`, read in place (this runs for every response). */
 export function parseStatusLine(buf: Buffer, off = 0, len = buf.length - off): StatusLine | undefined {
-  if (len < 12 || buf.toString('latin1', off, off + 7) !== 'HTTP/1.') return undefined;
+  const status = parseStatus(buf, off, len);
+  return status ? { version: buf[off + 7] === 0x30 ? '1.0' : '1.1', status } : undefined;
+}
+
+/** The status code of a status line, or 0 when it is not one. */
+export function parseStatus(buf: Buffer, off: number, len: number): number {
+  if (len < 12 || !spells(buf, off, 'HTTP/1.')) return 0;
   const minor = buf[off + 7];
-  if ((minor !== 0x30 && minor !== 0x31) || buf[off + 8] !== 0x20) return undefined;
-  const [a, b, c] = [buf[off + 9], buf[off + 10], buf[off + 11]];
-  if (!digit(a) || !digit(b) || !digit(c) || a < 0x31 || a > 0x35) return undefined;
-  if (len > 12 && buf[off + 12] !== 0x20 && buf[off + 12] !== 0x0d) return undefined;
-  return { version: minor === 0x30 ? '1.0' : '1.1', status: (a - 0x30) * 100 + (b - 0x30) * 10 + (c - 0x30) };
+  if ((minor !== 0x30 && minor !== 0x31) || buf[off + 8] !== 0x20) return 0;
+  const a = buf[off + 9];
+  const b = buf[off + 10];
+  const c = buf[off + 11];
+  if (!digit(a) || !digit(b) || !digit(c) || a < 0x31 || a > 0x35) return 0;
+  if (len > 12 && buf[off + 12] !== 0x20 && buf[off + 12] !== 0x0d) return 0;
+  return (a - 0x30) * 100 + (b - 0x30) * 10 + (c - 0x30);
 }
 
 function truncateUtf8(s: string, maxBytes: number): string {

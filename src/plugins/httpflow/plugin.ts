@@ -1,18 +1,18 @@
 // httpflow (SPEC §4.3): every HTTP/1.x request made or served on this host.
 // Its programs live in the netflow object, whose connection table gives each
 // socket's owner.
-import { BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
+import { BpfMap, RingBuffer } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { FlowTagger } from '../../enrich/k8s';
 import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
-import { monotonicToWallOffsetNs } from '../../timefmt';
+import { EventClock } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
 import { LossWarnings } from '../loss';
 import type { Plugin, Sink } from '../plugin';
 import {
   decodeHttpConnection,
-  decodeHttpEvent,
+  HTTP_CAPTURE,
   httpEventComm,
   HTTP_COUNTER_NAMES,
   HTTP_EVENT,
@@ -21,13 +21,13 @@ import {
   httpEventSocket,
 } from './decode';
 import { Exchange, HttpPairer } from './pairing';
-import { parseRequestLine, parseStatusLine } from './parse';
+import { parseRequestLine, parseStatus } from './parse';
 
 const DRAIN_MS = 200;
 const TUPLE_BYTES = 48;
 const EXPIRE_MS = 5000;
 /** A request with no response by then is dropped (and counted). */
-export const REQUEST_TIMEOUT_NS = 120_000_000_000n;
+export const REQUEST_TIMEOUT_NS = 120e9;
 
 export interface HttpflowOptions {
   cgroup2: string;
@@ -59,19 +59,63 @@ export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, pr
 }
 
 /** Fields and timestamp of one exchange, after its cached series. */
-export function httpLine(series: string, x: Exchange, wallOffsetNs: bigint): string {
+export function httpLine(series: string, x: Exchange, clock: EventClock): string {
+  // most paths need no escaping: skip the replacements for them
+  const path = NEEDS_ESCAPE.test(x.path) ? escapeStringField(x.path) : `"${x.path}"`;
   return (
     `${series} http_version="${x.version}",latency=${x.latencyNs}i,method="${x.method}",` +
-    `path=${escapeStringField(x.path)},status_code=${x.status}i ${x.seenNs + wallOffsetNs}`
+    `path=${path},status_code=${x.status}i ${clock.wallText(x.seenNs)}`
   );
 }
 
-interface CachedConnection {
-  tuple: Buffer;
-  conn: HttpConnection;
-  /** Encoded measurement and tags, for the owner and side it was made for. */
-  series?: string;
-  seriesKey?: string;
+const NEEDS_ESCAPE = /[\\"\n\r]/;
+
+/** What is known of one socket between its events. */
+class CachedConnection {
+  private seriesText = '';
+  private seriesServer = false;
+  private seriesPid = -1;
+  private seriesName = '';
+  private seriesGeneration = -1;
+  private commPid = -1;
+  private comm = '';
+
+  /** The raw addresses the cache was made for, as 32-bit words. */
+  private readonly tuple = new Int32Array(TUPLE_BYTES / 4);
+
+  constructor(
+    buf: Buffer,
+    tupleOffset: number,
+    readonly conn: HttpConnection,
+  ) {
+    for (let i = 0; i < this.tuple.length; i++) this.tuple[i] = buf.readInt32LE(tupleOffset + i * 4);
+  }
+
+  sameTuple(buf: Buffer, tupleOffset: number): boolean {
+    for (let i = 0; i < this.tuple.length; i++) if (this.tuple[i] !== buf.readInt32LE(tupleOffset + i * 4)) return false;
+    return true;
+  }
+
+  /** The owner's command name in this event, decoded once per owner. */
+  commOf(buf: Buffer, off: number, pid: number): string {
+    if (pid !== this.commPid) {
+      this.comm = httpEventComm(buf, off);
+      this.commPid = pid;
+    }
+    return this.comm;
+  }
+
+  /** Encoded measurement and tags, remade only when the side, owner or cluster changed. */
+  series(server: boolean, pid: number, name: string, generation: number, make: () => string): string {
+    if (server !== this.seriesServer || pid !== this.seriesPid || name !== this.seriesName || generation !== this.seriesGeneration) {
+      this.seriesText = make();
+      this.seriesServer = server;
+      this.seriesPid = pid;
+      this.seriesName = name;
+      this.seriesGeneration = generation;
+    }
+    return this.seriesText;
+  }
 }
 
 export class HttpflowPlugin implements Plugin {
@@ -81,7 +125,7 @@ export class HttpflowPlugin implements Plugin {
   private counters?: BpfMap;
   private timers: NodeJS.Timeout[] = [];
   private readonly pairer = new HttpPairer();
-  private offsetNs = 0n;
+  private readonly clock = new EventClock();
   private emit: (lines: string[]) => void = () => {};
   private commonTags: Readonly<Record<string, string>> = {};
   private notHttp = 0;
@@ -105,7 +149,7 @@ export class HttpflowPlugin implements Plugin {
     const obj = this.netflow.object;
     if (!obj) throw new Error('needs netflow, which did not start');
     this.counters = obj.map('http_counters');
-    this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.onEvents(buf, bytes));
+    this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
     try {
       obj.attachCgroup('http_egress', this.opts.cgroup2);
       obj.attachCgroup('http_ingress', this.opts.cgroup2);
@@ -113,10 +157,10 @@ export class HttpflowPlugin implements Plugin {
       this.stop();
       throw err;
     }
-    this.offsetNs = monotonicToWallOffsetNs();
+    this.clock.reset();
     const drain = setInterval(() => this.ring?.drain(), DRAIN_MS);
     const expire = setInterval(() => {
-      this.pairer.expire(process.hrtime.bigint(), REQUEST_TIMEOUT_NS);
+      this.pairer.expire(this.clock.now(), REQUEST_TIMEOUT_NS);
       this.connections = new Map();
     }, EXPIRE_MS);
     drain.unref();
@@ -124,43 +168,54 @@ export class HttpflowPlugin implements Plugin {
     this.timers = [drain, expire];
   }
 
-  private onEvents(buf: Buffer, bytes: number): void {
+  /** One drained chunk of ring records: lines for every exchange they complete go to `emit`. */
+  processEvents(buf: Buffer, bytes: number, emit: (lines: string[]) => void): void {
     const lines: string[] = [];
-    forEachRecord(buf, bytes, (off, len) => {
-      if (len < HTTP_EVENT.data) return;
+    // k8s answers change with the cluster: its generation is part of what a series was made for
+    const generation = this.opts.k8s?.generation() ?? 0;
+    for (let rec = 0; rec < bytes; ) {
+      const len = buf.readUInt32LE(rec);
+      const off = rec + 8;
+      rec = off + ((len + 7) & ~7);
+      if (len < HTTP_EVENT.data) continue;
       // requests and responses of one socket: addresses formatted once per connection
       const sk = httpEventSocket(buf, off);
       let cached = this.connections.get(sk);
       // a socket's memory is reused by later sockets: trust the cache only for the same addresses
-      if (!cached || buf.compare(cached.tuple, 0, TUPLE_BYTES, off + HTTP_EVENT.t, off + HTTP_EVENT.t + TUPLE_BYTES) !== 0) {
-        cached = { tuple: Buffer.from(buf.subarray(off + HTTP_EVENT.t, off + HTTP_EVENT.t + TUPLE_BYTES)), conn: decodeHttpConnection(buf, off) };
+      if (!cached || !cached.sameTuple(buf, off + HTTP_EVENT.t)) {
+        cached = new CachedConnection(buf, off + HTTP_EVENT.t, decodeHttpConnection(buf, off));
         this.connections.set(sk, cached);
       }
-      const ev = decodeHttpEvent(buf, off, cached.conn, sk);
-      if (ev.kind === HTTP_REQUEST) {
-        const r = parseRequestLine(buf.subarray(ev.dataOffset, ev.dataOffset + ev.dataLength));
-        if (!r) return void this.notHttp++;
-        const processName = ev.pid ? httpEventComm(buf, off) : '';
-        this.pairer.request(sk, { ...r, seenNs: ev.monotonicNs, pid: ev.pid, processName });
-        return;
+      const dataOffset = off + HTTP_EVENT.data;
+      const dataLength = Math.min(buf.readUInt16LE(off + HTTP_EVENT.len), HTTP_CAPTURE, len - HTTP_EVENT.data);
+      const pid = buf.readUInt32LE(off + HTTP_EVENT.pid);
+      if (buf[off + HTTP_EVENT.kind] === HTTP_REQUEST) {
+        const r = parseRequestLine(buf, dataOffset, dataLength);
+        if (!r) {
+          this.notHttp++;
+          continue;
+        }
+        const processName = pid ? cached.commOf(buf, off, pid) : '';
+        this.pairer.request(sk, new Exchange(r.method, r.path, r.version, this.clock.read(buf, off + HTTP_EVENT.ts), pid, processName));
+        continue;
       }
-      const s = parseStatusLine(buf, ev.dataOffset, ev.dataLength);
-      if (!s) return void this.notHttp++;
-      const x = this.pairer.response(sk, s.status, ev.monotonicNs, ev.reqEndNs, ev.pid);
-      if (!x) return;
+      const status = parseStatus(buf, dataOffset, dataLength);
+      if (!status) {
+        this.notHttp++;
+        continue;
+      }
+      const x = this.pairer.response(sk, status, this.clock.read(buf, off + HTTP_EVENT.ts), this.clock.read(buf, off + HTTP_EVENT.req_end_ts), pid);
+      if (!x) continue;
       // the server learns its owner only once it has read the request
-      if (!x.processName) x.processName = httpEventComm(buf, off);
-      // ev is the response: sent from here means this side is the server
-      // k8s answers change with the cluster: its generation is part of what the cache was made for
-      const key = `${ev.egress}|${x.pid}|${x.processName}|${this.opts.k8s?.generation() ?? 0}`;
-      if (cached.seriesKey !== key) {
-        const tags = httpTags(cached.conn, ev.egress, x.pid, x.processName, this.opts.k8s);
-        cached.series = encodeSeries('httpflow', { ...tags, ...this.commonTags });
-        cached.seriesKey = key;
-      }
-      lines.push(httpLine(cached.series!, x, this.offsetNs));
-    });
-    if (lines.length) this.emit(lines);
+      if (!x.processName) x.processName = cached.commOf(buf, off, x.pid);
+      // the response went out from here: this side is the server
+      const serverSide = buf[off + HTTP_EVENT.egress] !== 0;
+      const series = cached.series(serverSide, x.pid, x.processName, generation, () =>
+        encodeSeries('httpflow', { ...httpTags(cached!.conn, serverSide, x.pid, x.processName, this.opts.k8s), ...this.commonTags }),
+      );
+      lines.push(httpLine(series, x, this.clock));
+    }
+    if (lines.length) emit(lines);
   }
 
   collect(): Point[] {

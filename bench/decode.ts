@@ -1,0 +1,68 @@
+// User-space cost of httpflow's hot path, without the kernel: ring records as
+// the kernel writes them (keep-alive exchanges on many connections) through
+// the plugin's own handler, timed. For quick before/after comparisons.
+//   node dist/bench/decode.js            (EXCHANGES=1000000 CONNECTIONS=50)
+import { HttpflowPlugin } from '../src/plugins/httpflow/plugin';
+import { HTTP_EVENT, HTTP_REQUEST, HTTP_RESPONSE } from '../src/plugins/httpflow/decode';
+import { TUPLE } from '../src/plugins/netflow/decode';
+import type { NetflowPlugin } from '../src/plugins/netflow/plugin';
+
+const EXCHANGES = Number(process.env.EXCHANGES ?? 1_000_000);
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50);
+const BATCH = 4096; // records per drained chunk
+
+function record(out: Buffer, at: number, kind: number, conn: number, ts: bigint, data: string): number {
+  const len = HTTP_EVENT.data + data.length;
+  out.writeUInt32LE(len, at);
+  const e = at + 8;
+  out.fill(0, e, e + HTTP_EVENT.data);
+  out.writeBigUInt64LE(ts, e + HTTP_EVENT.ts);
+  out.writeBigUInt64LE(0xffff_8880_0000_0000n + BigInt(conn) * 4096n, e + HTTP_EVENT.sk);
+  out.writeBigUInt64LE(kind === HTTP_RESPONSE ? ts - 20_000n : 0n, e + HTTP_EVENT.req_end_ts);
+  const t = e + HTTP_EVENT.t;
+  out.writeUInt16LE(2, t + TUPLE.family);
+  out[t + TUPLE.proto] = 6;
+  out.set([198, 51, 100, 1], t + TUPLE.saddr);
+  out.set([198, 51, 100, 2], t + TUPLE.daddr);
+  out.writeUInt16LE(40000 + conn, t + TUPLE.sport);
+  out.writeUInt16LE(80, t + TUPLE.dport);
+  out.writeUInt32LE(4242, e + HTTP_EVENT.pid);
+  out[e + HTTP_EVENT.kind] = kind;
+  out[e + HTTP_EVENT.egress] = kind === HTTP_REQUEST ? 1 : 0;
+  out.writeUInt16LE(data.length, e + HTTP_EVENT.len);
+  out.write('wrk', e + HTTP_EVENT.comm, 'latin1');
+  out.write(data, e + HTTP_EVENT.data, 'latin1');
+  return at + 8 + ((len + 7) & ~7);
+}
+
+export function httpflowDecodeBench(): { perSecond: number; nsPerExchange: number; lines: number } {
+  const plugin = new HttpflowPlugin({} as NetflowPlugin, { cgroup2: '' });
+  let lines = 0;
+  const emit = (l: string[]) => (lines += l.length);
+  // one chunk of BATCH/2 exchanges, replayed with fresh timestamps
+  const chunk = Buffer.alloc(BATCH * 256);
+  const build = (round: number): number => {
+    let at = 0;
+    for (let i = 0; i < BATCH / 2; i++) {
+      const conn = i % CONNECTIONS;
+      const ts = 1_000_000_000_000n + BigInt(round * BATCH + i * 2) * 1000n;
+      at = record(chunk, at, HTTP_REQUEST, conn, ts, `GET /api/items/${i % 7}?page=2 HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n`);
+      at = record(chunk, at, HTTP_RESPONSE, conn, ts + 500n, 'HTTP/1.1 200 OK');
+    }
+    return at;
+  };
+  const rounds = Math.ceil(EXCHANGES / (BATCH / 2));
+  const bytes = build(0);
+  for (let r = 0; r < 20; r++) plugin.processEvents(chunk, bytes, emit); // warm up
+  lines = 0;
+  const t0 = process.hrtime.bigint();
+  for (let r = 0; r < rounds; r++) plugin.processEvents(chunk, bytes, emit);
+  const ns = Number(process.hrtime.bigint() - t0);
+  const exchanges = rounds * (BATCH / 2);
+  return { perSecond: Math.round((exchanges / ns) * 1e9), nsPerExchange: ns / exchanges, lines };
+}
+
+if (require.main === module) {
+  const r = httpflowDecodeBench();
+  console.log(`httpflow user space: ${r.perSecond} exchanges/s, ${r.nsPerExchange.toFixed(0)} ns per exchange (${r.lines} lines)`);
+}
