@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
 import { DnsMatcher, DnsFlowKey } from '../../src/plugins/dnsflow/matcher';
 import { parseDnsMessage, resolvedAddresses } from '../../src/plugins/dnsflow/message';
-import { dnsPoint } from '../../src/plugins/dnsflow/plugin';
+import { DnsLineEncoder } from '../../src/plugins/dnsflow/plugin';
 
 const query = (id: number, name = 'www.example.test', type: dnsPacket.RecordType = 'A') =>
   dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
@@ -120,16 +120,24 @@ test('unanswered queries time out once, after 6 s; the table is bounded', () => 
   assert.equal(m.size, 0);
 });
 
-test('dnsflow points: answered and timed out', () => {
-  const answered = dnsPoint({ ...key, queryNs: 10n, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250n }, 1000n);
-  assert.deepEqual(answered, {
-    measurement: 'dnsflow',
-    tags: {
-      source: 'dnsflow', transport: 'udp', family: 'IPv4', src_ip: '198.51.100.1', src_port: '40000',
-      dst_ip: '198.51.100.2', dst_port: '53', domain: 'www.example.test', qtype: 'A',
-    },
-    fields: { rcode: 3, resp_time: 250n, timeout: false },
-    time: 1010n,
-  });
-  assert.deepEqual(dnsPoint({ ...key, queryNs: 10n, domain: 'a', qtype: 'A' }, 0n).fields, { timeout: true });
+test('dnsflow lines: answered and timed out, tags sorted with the common ones', () => {
+  const enc = new DnsLineEncoder({ host: 'h1', service: 'ebpf', zone: 'a b', src_port: 'overridden' });
+  assert.equal(
+    enc.line({ ...key, queryNs: 10n, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250n }, 1000n),
+    'dnsflow,domain=www.example.test,dst_ip=198.51.100.2,dst_port=53,family=IPv4,host=h1,qtype=A,service=ebpf,source=dnsflow,' +
+      'src_ip=198.51.100.1,src_port=overridden,transport=udp,zone=a\\ b rcode=3i,resp_time=250i,timeout=false 1010',
+  );
+  assert.equal(
+    new DnsLineEncoder({}).line({ ...key, queryNs: 10n, domain: 'a,b', qtype: 'A' }, 0n),
+    'dnsflow,domain=a\\,b,dst_ip=198.51.100.2,dst_port=53,family=IPv4,qtype=A,source=dnsflow,src_ip=198.51.100.1,src_port=40000,transport=udp timeout=true 10',
+  );
+});
+
+test('answers are decoded for the DNS cache only when the caller wants them', () => {
+  const r = response(7, 0, [{ type: 'A', name: 'www.example.test', ttl: 60, data: '198.51.100.9' }]);
+  const asked: string[] = [];
+  const skipped = parseDnsMessage(r, 'udp', (name, qtype) => (asked.push(`${name} ${qtype}`), false))!;
+  assert.deepEqual(asked, ['www.example.test A']);
+  assert.deepEqual([skipped.rcode, skipped.name, skipped.qtype, skipped.answers, skipped.partial], [0, 'www.example.test', 'A', [], false]);
+  assert.equal(parseDnsMessage(r, 'udp', () => true)!.answers[0].data, '198.51.100.9');
 });

@@ -27,9 +27,14 @@ const HEADER = 12;
 
 /**
  * Parses a DNS message; for TCP, `payload` starts with the 2-byte length.
- * Returns undefined when not even the header is there.
+ * Returns undefined when not even the header is there. The answers of a
+ * successful response are decoded when `wantAnswers` says so for its question.
  */
-export function parseDnsMessage(payload: Buffer, transport: 'udp' | 'tcp'): DnsMessage | undefined {
+export function parseDnsMessage(
+  payload: Buffer,
+  transport: 'udp' | 'tcp',
+  wantAnswers: (name: string, qtype: string) => boolean = () => true,
+): DnsMessage | undefined {
   const msg = transport === 'tcp' ? payload.subarray(2) : payload;
   if (msg.length < HEADER) return undefined;
   const id = msg.readUInt16BE(0);
@@ -37,6 +42,9 @@ export function parseDnsMessage(payload: Buffer, transport: 'udp' | 'tcp'): DnsM
   const base: DnsMessage = { id, isResponse: (flags & 0x8000) !== 0, rcode: flags & 0xf, answers: [], partial: false };
   // only a successful response with answers has anything more to give
   if (!base.isResponse || base.rcode !== 0 || msg.readUInt16BE(6) === 0) return readQuestion(msg, base);
+  // ... and only if the caller has not just learnt them: decoding answers is the expensive part
+  const question = readQuestion(msg, base);
+  if (!question.partial && question.name !== undefined && !wantAnswers(question.name, question.qtype!)) return question;
   let packet: dnsPacket.Packet;
   try {
     packet = dnsPacket.decode(msg);

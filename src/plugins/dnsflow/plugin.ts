@@ -5,6 +5,7 @@ import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
+import { escapeKey } from '../../output/lineprotocol';
 import type { Sink, Plugin, PluginOptions } from '../plugin';
 import { decodeDnsEvent, DNS_COUNTER_NAMES, DNS_EVENT, DNSFLOW_CONFIG, DnsPacketEvent } from './decode';
 import { DnsFlowKey, DnsMatcher, DnsQueryResult } from './matcher';
@@ -19,25 +20,56 @@ export interface DnsflowOptions extends PluginOptions {
 const DRAIN_MS = 100;
 const EXPIRE_MS = 500;
 
-export function dnsPoint(r: DnsQueryResult, wallOffsetNs: bigint): Point {
-  const p: Point = {
-    measurement: 'dnsflow',
-    tags: {
-      source: 'dnsflow',
-      transport: r.transport,
-      family: r.family,
-      src_ip: r.clientIp,
-      src_port: String(r.clientPort),
-      dst_ip: r.serverIp,
-      dst_port: String(r.serverPort),
-      domain: r.domain?.replace(/\.$/, ''),
-      qtype: r.qtype,
-    },
-    fields: r.rcode === undefined ? { timeout: true } : { rcode: r.rcode, resp_time: r.respTimeNs ?? 0n, timeout: false },
-    time: r.queryNs + wallOffsetNs,
-  };
-  return p;
+/** Dynamic tags of a dnsflow line, by key. */
+const DNS_TAGS: Record<string, (r: DnsQueryResult) => string | undefined> = {
+  source: () => 'dnsflow',
+  transport: (r) => r.transport,
+  family: (r) => r.family,
+  src_ip: (r) => r.clientIp,
+  src_port: (r) => String(r.clientPort),
+  dst_ip: (r) => r.serverIp,
+  dst_port: (r) => String(r.serverPort),
+  domain: (r) => (r.domain?.endsWith('.') ? r.domain.slice(0, -1) : r.domain),
+  qtype: (r) => r.qtype,
+};
+
+/**
+ * Encodes query results as lines directly: the tag keys (the plugin's and the
+ * common ones, which win on a clash) are sorted once, and common tags are
+ * escaped once, rather than building and sorting a point per query.
+ */
+export class DnsLineEncoder {
+  private readonly parts: ({ common: string } | { key: string; value: (r: DnsQueryResult) => string | undefined })[] = [];
+
+  constructor(commonTags: Readonly<Record<string, string>>) {
+    const keys = [...new Set([...Object.keys(DNS_TAGS), ...Object.keys(commonTags)])].sort();
+    for (const k of keys) {
+      if (k in commonTags) {
+        if (commonTags[k] !== '') this.parts.push({ common: `,${escapeKey(k)}=${escapeKey(commonTags[k])}` });
+      } else {
+        this.parts.push({ key: `,${k}=`, value: DNS_TAGS[k] });
+      }
+    }
+  }
+
+  line(r: DnsQueryResult, wallOffsetNs: bigint): string {
+    let line = 'dnsflow';
+    for (const p of this.parts) {
+      if ('common' in p) {
+        line += p.common;
+        continue;
+      }
+      const v = p.value(r);
+      if (v) line += p.key + escapeKey(v);
+    }
+    const fields = r.rcode === undefined ? 'timeout=true' : `rcode=${r.rcode}i,resp_time=${r.respTimeNs ?? 0n}i,timeout=false`;
+    return `${line} ${fields} ${r.queryNs + wallOffsetNs}`;
+  }
 }
+
+/** An answer decoded this recently is not decoded again for the DNS cache. */
+const RELEARN_MS = 1000;
+const LEARNT_NAMES = 10_000;
 
 export class DnsflowPlugin implements Plugin {
   readonly name = 'dnsflow';
@@ -48,7 +80,10 @@ export class DnsflowPlugin implements Plugin {
   private timers: NodeJS.Timeout[] = [];
   private readonly matcher = new DnsMatcher();
   private offsetNs = 0n;
-  private emit: (points: Point[]) => void = () => {};
+  private emit: (lines: string[]) => void = () => {};
+  private encoder = new DnsLineEncoder({});
+  /** When each name and type last had its answers decoded (ms). */
+  private learnt = new Map<string, number>();
   private parseErrors = 0;
   private partial = 0;
   readonly gauges = new Set(['pending', 'dns_cache']);
@@ -60,7 +95,8 @@ export class DnsflowPlugin implements Plugin {
   constructor(private readonly opts: DnsflowOptions) {}
 
   start(sink: Sink): void {
-    this.emit = (points) => sink.points(points);
+    this.emit = (lines) => sink.lines(lines);
+    this.encoder = new DnsLineEncoder(sink.commonTags);
     const obj = BpfObject.open('dnsflow');
     this.obj = obj;
     try {
@@ -86,17 +122,29 @@ export class DnsflowPlugin implements Plugin {
   }
 
   private onEvents(buf: Buffer, bytes: number): void {
-    const points: Point[] = [];
+    const lines: string[] = [];
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const r = this.handle(decodeDnsEvent(buf, off, len));
-      if (r) points.push(dnsPoint(r, this.offsetNs));
+      if (r) lines.push(this.encoder.line(r, this.offsetNs));
     });
-    if (points.length) this.emit(points);
+    if (lines.length) this.emit(lines);
   }
 
+  /** Whether a response's answers are worth decoding: not if the same question's were, just now. */
+  private readonly wantAnswers = (name: string, qtype: string): boolean => {
+    if (!this.opts.cache) return false;
+    const key = `${name}|${qtype}`;
+    const now = Date.now();
+    const last = this.learnt.get(key);
+    if (last !== undefined && now - last < RELEARN_MS) return false;
+    if (this.learnt.size >= LEARNT_NAMES) this.learnt.clear();
+    this.learnt.set(key, now);
+    return true;
+  };
+
   private handle(ev: DnsPacketEvent): DnsQueryResult | undefined {
-    const msg = parseDnsMessage(ev.payload, ev.transport);
+    const msg = parseDnsMessage(ev.payload, ev.transport, this.wantAnswers);
     if (!msg || msg.isResponse !== ev.isResponse) {
       this.parseErrors++; // not DNS, or not what its direction says: skipped
       return undefined;
@@ -119,7 +167,7 @@ export class DnsflowPlugin implements Plugin {
 
   private expire(): void {
     const timedOut = this.matcher.expire(process.hrtime.bigint());
-    if (timedOut.length) this.emit(timedOut.map((r) => dnsPoint(r, this.offsetNs)));
+    if (timedOut.length) this.emit(timedOut.map((r) => this.encoder.line(r, this.offsetNs)));
   }
 
   collect(): Point[] {
