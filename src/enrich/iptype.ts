@@ -1,21 +1,20 @@
 // Address classification for the *_ip_type tags and the loopback rule (SPEC §4.1).
-import * as net from 'node:net';
 
 export type IpType = 'private' | 'multicast' | 'loopback' | 'other';
-
-function v4Octets(ip: string): number[] {
-  return ip.split('.').map(Number);
-}
 
 /** First 16 bits of an IPv6 address written in any valid form. */
 function v6FirstHextet(ip: string): number {
   if (ip.startsWith('::')) return 0;
-  return parseInt(ip.split(':')[0], 16);
+  return parseInt(ip.slice(0, ip.indexOf(':')), 16);
 }
 
+/** Addresses as this collector formats them: dotted quads, or IPv6 text (which has a colon). */
 export function ipType(ip: string): IpType {
-  if (net.isIPv4(ip)) {
-    const [a, b] = v4Octets(ip);
+  if (!ip.includes(':')) {
+    // this runs for every new connection: read the first two octets without splitting
+    const dot = ip.indexOf('.');
+    const a = Number(ip.slice(0, dot));
+    const b = parseInt(ip.slice(dot + 1), 10);
     if (a === 127) return 'loopback';
     if (a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168)) return 'private';
     if (a >= 224 && a <= 239) return 'multicast';

@@ -26,6 +26,7 @@ import { parseRequestLine, parseStatus } from './parse';
 const DRAIN_MS = 200;
 const TUPLE_BYTES = 48;
 const EXPIRE_MS = 5000;
+const SERIES_CACHE = 16_384;
 /** A request with no response by then is dropped (and counted). */
 export const REQUEST_TIMEOUT_NS = 120e9;
 
@@ -137,6 +138,8 @@ export class HttpflowPlugin implements Plugin {
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
   private connections = new Map<number, CachedConnection>();
+  /** Encoded series by what they encode; cleared with the connections. */
+  private seriesCache = new Map<string, string>();
 
   constructor(
     private readonly netflow: NetflowPlugin,
@@ -162,6 +165,7 @@ export class HttpflowPlugin implements Plugin {
     const expire = setInterval(() => {
       this.pairer.expire(this.clock.now(), REQUEST_TIMEOUT_NS);
       this.connections = new Map();
+      this.seriesCache = new Map();
     }, EXPIRE_MS);
     drain.unref();
     expire.unref();
@@ -210,12 +214,27 @@ export class HttpflowPlugin implements Plugin {
       if (!x.processName) x.processName = cached.commOf(buf, off, x.pid);
       // the response went out from here: this side is the server
       const serverSide = buf[off + HTTP_EVENT.egress] !== 0;
-      const series = cached.series(serverSide, x.pid, x.processName, generation, () =>
-        encodeSeries('httpflow', { ...httpTags(cached!.conn, serverSide, x.pid, x.processName, this.opts.k8s), ...this.commonTags }),
-      );
+      const series = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, x, generation));
       lines.push(httpLine(series, x, this.clock));
     }
     if (lines.length) emit(lines);
+  }
+
+  /**
+   * The encoded series of a new socket. Short connections from one client
+   * differ only in a collapsed ephemeral port: they share one series, made once.
+   */
+  private seriesFor(c: HttpConnection, serverSide: boolean, x: Exchange, generation: number): string {
+    const localPort = !serverSide && isEphemeralPort(c.localPort) ? '*' : c.localPort;
+    const remotePort = serverSide && isEphemeralPort(c.remotePort) ? '*' : c.remotePort;
+    const key = `${serverSide ? 's' : 'c'}|${c.localIp}|${localPort}|${c.remoteIp}|${remotePort}|${x.pid}|${x.processName}|${generation}`;
+    let series = this.seriesCache.get(key);
+    if (series === undefined) {
+      series = encodeSeries('httpflow', { ...httpTags(c, serverSide, x.pid, x.processName, this.opts.k8s), ...this.commonTags });
+      if (this.seriesCache.size >= SERIES_CACHE) this.seriesCache.clear();
+      this.seriesCache.set(key, series);
+    }
+    return series;
   }
 
   collect(): Point[] {
