@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { k8sConnection, Kubernetes, podUidFromCgroup } from '../../src/enrich/k8s';
+import { collectionPath, WATCH_VERBS, WATCHED_RESOURCES } from '../../src/enrich/k8s/resources';
 import {
   DEPLOYMENTS,
   deployment,
@@ -74,6 +75,10 @@ describe('k8s: following the cluster', () => {
     const pageTwo = api.requests.filter((r) => r.path === PODS && r.verb === 'list')[1];
     assert.ok(pageTwo.query.continue, 'the second page continues the first');
     await waitFor('a watch per resource', () => api.openWatches() === 5);
+    // what is asked is exactly what the ClusterRole grants (test/unit/k8s-rbac.test.ts checks the other half)
+    const asked = new Set(api.requests.map((r) => `${r.verb} ${r.path}`));
+    const granted = WATCHED_RESOURCES.flatMap((r) => WATCH_VERBS.map((v) => `${v} ${collectionPath(r)}`));
+    assert.deepEqual([...asked].sort(), granted.sort());
     const w = api.requests.find((r) => r.path === PODS && r.verb === 'watch')!;
     assert.equal(w.query.allowWatchBookmarks, 'true');
     assert.ok(Number(w.query.timeoutSeconds) >= 300 && Number(w.query.timeoutSeconds) < 600, w.query.timeoutSeconds);
