@@ -1,7 +1,9 @@
 // The overhead benchmark (`npm run bench`, root): each workload runs without
 // and with the collector (all plugins on), alternating, between two test
 // namespaces, and the table shows what the collector costs and whether it
-// reported what was made.
+// reported what was made. Each round also runs the workload beside a plain busy
+// loop taking the collector's measured share of a CPU: on a machine the load
+// saturates, that shows how much of the cost is CPU competition alone.
 //   ROUNDS=3 SECONDS=10 IDLE_CONNECTIONS=100000 npm run bench
 //   ONLY=DNS DNS_QPS=20000 npm run bench     (workloads whose name contains ONLY; a capped query rate)
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
@@ -116,8 +118,14 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
   ];
 }
 
+/** Keeps `argv[1]` (a fraction) of one CPU busy, in 10 ms slices. */
+const BURNER = `const duty = Number(process.argv[1]);
+setInterval(() => { const end = performance.now() + 10 * duty; while (performance.now() < end); }, 10);`;
+
 async function measure(w: Workload, dir: string): Promise<string[]> {
   const ratios: number[] = [];
+  const burnRatios: number[] = [];
+  const shares: number[] = [];
   let base = 0;
   let withC = 0;
   let cpuPerM = 0;
@@ -133,6 +141,12 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     await new Promise((res) => setTimeout(res, 500));
     const after = usage(collector.proc.pid!);
     await collector.stop('SIGTERM', 300_000);
+    // the same share of a CPU taken by a plain busy loop: how much of the cost is CPU competition alone
+    const share = (after.cpuSeconds - before.cpuSeconds) / SECONDS;
+    const burner = spawn(process.execPath, ['-e', BURNER, String(Math.min(1, share))], { stdio: 'ignore' });
+    const burnt = await w.run().finally(() => burner.kill('SIGKILL'));
+    burnRatios.push(burnt.rate / b.rate);
+    shares.push(share);
     ratios.push(r.rate / b.rate);
     base += b.rate / ROUNDS;
     withC += r.rate / ROUNDS;
@@ -151,6 +165,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     `${fmt(base)} ${w.unit}`,
     `${fmt(withC)} ${w.unit}`,
     median(ratios).toFixed(3),
+    `${(median(shares) * 100).toFixed(0)}% / ${median(burnRatios).toFixed(3)}`,
     cpuPerM.toFixed(2),
     rss.toFixed(0),
     `${reported} / ${made}`,
@@ -180,6 +195,7 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
     for (const l of collector.stderr().split('\n')) if (/memory:|netflow: \d+ points/.test(l)) console.error(l);
     return [
       `${IDLE} idle connections held`,
+      '-',
       '-',
       '-',
       '-',
@@ -220,7 +236,8 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     );
     await new Promise((r) => setTimeout(r, 1000));
 
-    const header = ['workload', 'baseline', 'with collector', 'ratio (median)', 'collector CPU s / 1M events', 'peak RSS MB', 'reported / made', 'losses'];
+    const header = ['workload', 'baseline', 'with collector', 'ratio (median)', 'collector CPU / ratio beside a busy loop of that CPU',
+      'collector CPU s / 1M events', 'peak RSS MB', 'reported / made', 'losses'];
     const rows: string[][] = [];
     for (const w of workloads(hosts, dir).filter((w) => w.name.includes(ONLY))) {
       rows.push(await measure(w, dir));
