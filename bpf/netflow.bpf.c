@@ -192,6 +192,7 @@ static __always_inline void set_owner(struct conn_stats *c)
 		/* the process's name, not the thread's (e.g. dig's "isc-net-0000") */
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		BPF_CORE_READ_STR_INTO(&c->comm, task, group_leader, comm);
+		c->cgroup_id = bpf_get_current_cgroup_id();
 	}
 }
 

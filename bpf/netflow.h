@@ -55,6 +55,7 @@ struct conn_stats {
 	__u8 samples;      /* byte events since owner and RTT were last sampled */
 	__u8 _pad[5];
 	char comm[16];     /* command name of `pid` */
+	__u64 cgroup_id;   /* cgroup v2 of `pid` when it took over: names a pod's container */
 };
 
 /* A UDP flow: one socket and one peer (unconnected sockets talk to many). */

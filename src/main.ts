@@ -57,7 +57,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
   // Kubernetes enrichment serves ebpf-net's flows; a CA or token that cannot be read stops start-up
   const k8sConn = config.enabled.includes('ebpf-net') ? k8sConnection(config.k8s, process.env) : undefined;
-  const k8s = k8sConn ? new Kubernetes(k8sConn) : undefined;
+  const k8s = k8sConn ? new Kubernetes(k8sConn, {}, runtime.cgroup2) : undefined;
   try {
     k8s?.prepare();
   } catch (err) {

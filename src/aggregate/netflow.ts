@@ -31,6 +31,8 @@ export interface Flow {
   tcpClosed: number;
   rtt: number; // µs, averaged over merged connections
   rttVar: number;
+  /** The owner's cgroup v2 id (0: unknown): finds the pod of a host-network process. */
+  cgroupId: number;
 }
 
 interface Seen {
@@ -158,6 +160,7 @@ export class NetflowAggregator {
           tcpClosed: 0,
           rtt: 0,
           rttVar: 0,
+          cgroupId: s.cgroupId,
         },
         rttSum: 0,
         rttVarSum: 0,
@@ -177,6 +180,7 @@ export class NetflowAggregator {
       acc.rttCount++;
     }
     if (!f.processName && s.processName) f.processName = s.processName;
+    if (!f.cgroupId && s.cgroupId) f.cgroupId = s.cgroupId;
     return 0;
   }
 

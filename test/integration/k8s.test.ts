@@ -198,20 +198,14 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     cgroupDir = path.join(findCgroup2(), `dkeb-test-kubepods-pod${BATCH_UID.replace(/-/g, '_')}.slice`);
     fs.mkdirSync(cgroupDir);
     await settled();
-    // the process must still run at the report to be looked up: it holds its connections open
-    const holder = await startDaemon(
-      'sh',
-      ['-c', `echo $$ > ${cgroupDir}/cgroup.procs && exec "$@"`, 'sh', 'ip', 'netns', 'exec', hosts.client, process.execPath, peer, 'hold', hosts.serverV4, String(TCP_PORT), '2'],
-      'held',
-    );
-    try {
-      const out = await flowsOf(holder.pid!);
-      assert.equal(out.length, 1, show(out));
-      assert.equal(out[0].fields.tcp_established, 2);
-      assert.deepEqual(k8sTags(out[0]), ends(['batch', 'report-29', 'N/A', 'N/A'], ['shop', 'web-6b7c-x2', 'web', 'web']));
-    } finally {
-      killGroup(holder);
-    }
+    // a short-lived client: gone by the report, found through the cgroup id the kernel recorded
+    const out1 = await run('sh', ['-c', `echo $$ > ${cgroupDir}/cgroup.procs && exec "$@"`, 'sh', 'ip', 'netns', 'exec', hosts.client,
+      process.execPath, peer, 'client', hosts.serverV4, String(TCP_PORT), String(CONNS), String(REQUEST)]);
+    const pid = JSON.parse(out1.stdout).pid as number;
+    const out = await flowsOf(pid);
+    assert.equal(out.length, 1, show(out));
+    assert.equal(out[0].fields.tcp_established, CONNS);
+    assert.deepEqual(k8sTags(out[0]), ends(['batch', 'report-29', 'N/A', 'N/A'], ['shop', 'web-6b7c-x2', 'web', 'web']));
     // the same host address from a process outside that cgroup is not the pod
     const other = await tcpRound(hosts.serverV4, TCP_PORT);
     assert.deepEqual(k8sTags((await flowsOf(other))[0]), ends(NOT_IN_CLUSTER, ['shop', 'web-6b7c-x2', 'web', 'web']));

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { k8sConnection, Kubernetes, podUidFromCgroup } from '../../src/enrich/k8s';
+import { CgroupPods, k8sConnection, Kubernetes, podUidFromCgroup } from '../../src/enrich/k8s';
 import { collectionPath, WATCH_VERBS, WATCHED_RESOURCES } from '../../src/enrich/k8s/resources';
 import {
   DEPLOYMENTS,
@@ -217,6 +217,27 @@ describe('k8s: connection settings and failures', () => {
     );
     assert.equal(podUidFromCgroup('0::/kubepods/besteffort/pod6f1e2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7/0123abcd\n'), '6f1e2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7');
     assert.equal(podUidFromCgroup('0::/user.slice/user-0.slice/session-1.scope\n'), undefined);
+  });
+
+  test('cgroup ids of pods and their containers lead to the pod UID, found by walking the hierarchy', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-cg-'));
+    try {
+      const pod = path.join(root, 'kubepods.slice', 'kubepods-besteffort.slice', 'kubepods-besteffort-pod6f1e2a3b_4c5d_6e7f_8091_a2b3c4d5e6f7.slice');
+      const container = path.join(pod, 'cri-containerd-0123.scope');
+      fs.mkdirSync(container, { recursive: true });
+      fs.mkdirSync(path.join(root, 'system.slice'));
+      const ino = (p: string) => Number(fs.statSync(p, { bigint: true }).ino);
+      const pods = new CgroupPods(root, 0);
+      assert.equal(pods.podUid(ino(container)), '6f1e2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7');
+      assert.equal(pods.podUid(ino(pod)), '6f1e2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7');
+      assert.equal(pods.podUid(ino(path.join(root, 'system.slice'))), undefined);
+      // a pod started later is found on the next walk
+      const later = path.join(root, 'kubepods', 'burstable', 'pod11111111-2222-3333-4444-555555555555', 'abc');
+      fs.mkdirSync(later, { recursive: true });
+      assert.equal(pods.podUid(ino(later)), '11111111-2222-3333-4444-555555555555');
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test('a token read from a file; a wrong token is an error retried with backoff', async () => {

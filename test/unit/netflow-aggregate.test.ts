@@ -34,6 +34,7 @@ function conn(over: Partial<ConnSample> = {}): ConnSample {
     rttVarUs: 10,
     direction: DIR_OUTGOING,
     flags: CONN_F_ESTABLISHED,
+    cgroupId: 0,
     ...over,
   };
 }
@@ -62,6 +63,7 @@ test('connections differing only in the ephemeral port merge; rtt is averaged', 
     tcpClosed: 2,
     rtt: 200,
     rttVar: 20,
+    cgroupId: 0,
   });
 });
 
@@ -145,7 +147,9 @@ test('decodes conn_stats, IPv4-mapped IPv6 as IPv4', () => {
   b.writeUInt32LE(2, CONN_STATS.bytes_sent + 4);
   b.writeUInt32LE(99, CONN_STATS.pid);
   b.write('nginx', CONN_STATS.comm);
+  b.writeUInt32LE(4026531835, CONN_STATS.cgroup_id);
   const s = decodeConnStats(b, 0);
+  assert.equal(s.cgroupId, 4026531835);
   assert.equal(s.family, 'IPv4');
   assert.equal(s.srcIp, '198.51.100.1');
   assert.equal(s.dstIp, '198.51.100.2');

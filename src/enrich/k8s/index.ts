@@ -67,9 +67,65 @@ export interface FlowEnds {
   dstPort: string | number;
   transport: 'tcp' | 'udp';
   pid?: number;
+  /** The owner's cgroup v2 id, recorded by the kernel (0 or absent: unknown). */
+  cgroupId?: number;
 }
 
 const POD_UID_IN_CGROUP = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
+
+/**
+ * cgroup v2 ids (the inode numbers of cgroup directories) of pods' cgroups and
+ * of everything below them (containers), found by walking the hierarchy. The
+ * kernel records the id with each connection, so a process that is gone by
+ * the report still leads to its pod.
+ */
+export class CgroupPods {
+  private byId = new Map<number, string>();
+  private scannedAt = -Infinity;
+
+  /** @param minRescanMs an unknown id triggers a new walk at most this often */
+  constructor(
+    private readonly root: string,
+    private readonly minRescanMs = 2000,
+    private readonly maxDirs = 50_000,
+  ) {}
+
+  podUid(cgroupId: number): string | undefined {
+    let uid = this.byId.get(cgroupId);
+    if (uid === undefined && performance.now() - this.scannedAt >= this.minRescanMs) {
+      this.scan();
+      uid = this.byId.get(cgroupId);
+    }
+    return uid;
+  }
+
+  private scan(): void {
+    this.scannedAt = performance.now();
+    const found = new Map<number, string>();
+    const stack: [string, string | undefined][] = [[this.root, undefined]];
+    let dirs = 0;
+    while (stack.length && dirs < this.maxDirs) {
+      const [dir, inheritedUid] = stack.pop()!;
+      dirs++;
+      const uid = inheritedUid ?? podUidFromCgroup(dir.slice(this.root.length));
+      if (uid) {
+        try {
+          found.set(Number(fs.statSync(dir, { bigint: true }).ino), uid);
+        } catch {
+          continue; // removed meanwhile
+        }
+      }
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) if (e.isDirectory()) stack.push([`${dir}/${e.name}`, uid]);
+    }
+    this.byId = found;
+  }
+}
 
 /** The pod UID in a cgroup path, as kubelet names it with either cgroup driver. */
 export function podUidFromCgroup(cgroupFile: string): string | undefined {
@@ -94,12 +150,17 @@ export class Kubernetes implements Plugin, FlowTagger {
   private podOfPid = new Map<number, string | undefined>();
   private loggedSync = false;
 
+  private readonly cgroupPods?: CgroupPods;
+
+  /** @param cgroup2 the cgroup v2 mount, to find pods by the cgroup ids the kernel records */
   constructor(
     private readonly conn: K8sConnection,
     private readonly reflectorOptions: ReflectorOptions & { rebuildEveryMs?: number } = {},
+    cgroup2?: string,
     private readonly procRoot = '/proc',
   ) {
     this.state = new ClusterState(reflectorOptions.rebuildEveryMs);
+    if (cgroup2) this.cgroupPods = new CgroupPods(cgroup2);
   }
 
   /** Reads the CA and checks the token file: throws one clear line when either is unusable. */
@@ -156,7 +217,16 @@ export class Kubernetes implements Plugin, FlowTagger {
     return [];
   }
 
-  /** The pod a process runs in, from its cgroup (exact even for host-network pods). */
+  /** The pod a connection's owner runs in, from its cgroup (exact even for host-network pods). */
+  private podOfOwner(f: FlowEnds): K8sEnd | undefined {
+    if (f.cgroupId && this.cgroupPods) {
+      const uid = this.cgroupPods.podUid(f.cgroupId);
+      if (uid) return this.state.podByUid(uid);
+    }
+    // not recorded (or cgroup v1 only): the process's cgroup file, while it runs
+    return f.pid ? this.podOfProcess(f.pid) : undefined;
+  }
+
   private podOfProcess(pid: number): K8sEnd | undefined {
     let uid = this.podOfPid.get(pid);
     if (uid === undefined && !this.podOfPid.has(pid)) {
@@ -178,7 +248,7 @@ export class Kubernetes implements Plugin, FlowTagger {
   enrich(tags: Record<string, string | undefined>, f: FlowEnds): void {
     const srcPort = typeof f.srcPort === 'number' ? f.srcPort : Number(f.srcPort);
     const dstPort = typeof f.dstPort === 'number' ? f.dstPort : Number(f.dstPort);
-    const src = (f.pid ? this.podOfProcess(f.pid) : undefined) ?? this.state.lookup(f.srcIp, srcPort, f.transport);
+    const src = this.podOfOwner(f) ?? this.state.lookup(f.srcIp, srcPort, f.transport);
     const dst = this.state.lookup(f.dstIp, dstPort, f.transport);
     // our side is a service's backend: whoever dialled, this is the serving end
     if (Number.isInteger(srcPort) && this.state.isServer(f.srcIp, srcPort, f.transport)) tags.direction = 'incoming';

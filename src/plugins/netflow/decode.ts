@@ -14,9 +14,10 @@ export const CONN_STATS = {
   direction: 88,
   flags: 89,
   comm: 96,
-  size: 112,
+  cgroup_id: 112,
+  size: 120,
 } as const;
-export const CLOSE_EVENT = { sk: 0, c: 8, size: 120 } as const;
+export const CLOSE_EVENT = { sk: 0, c: 8, size: 128 } as const;
 export const NETFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
 
 export const AF_INET = 2;
@@ -71,6 +72,8 @@ export interface ConnSample {
   rttVarUs: number;
   direction: number;
   flags: number;
+  /** cgroup v2 id of the owner (0: unknown). */
+  cgroupId: number;
 }
 
 function formatV4(buf: Buffer, off: number): string {
@@ -154,6 +157,7 @@ export function decodeConnStats(buf: Buffer, base: number): ConnSample {
     rttVarUs: buf.readUInt32LE(base + CONN_STATS.mdev_us),
     direction: buf[base + CONN_STATS.direction],
     flags: buf[base + CONN_STATS.flags],
+    cgroupId: readU53(buf, base + CONN_STATS.cgroup_id),
   };
 }
 
