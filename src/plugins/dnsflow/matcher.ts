@@ -21,10 +21,30 @@ export interface DnsQueryResult extends DnsFlowKey {
   respTimeNs?: bigint;
 }
 
-interface Pending extends DnsFlowKey {
-  queryNs: bigint;
-  domain?: string;
-  qtype?: string;
+/** A query waiting for its answer; completed in place into its result. */
+class Pending implements DnsQueryResult {
+  transport: 'udp' | 'tcp';
+  family: 'IPv4' | 'IPv6';
+  clientIp: string;
+  clientPort: number;
+  serverIp: string;
+  serverPort: number;
+  rcode?: number = undefined;
+  respTimeNs?: bigint = undefined;
+
+  constructor(
+    k: DnsFlowKey,
+    readonly queryNs: bigint,
+    readonly domain: string | undefined,
+    readonly qtype: string | undefined,
+  ) {
+    this.transport = k.transport;
+    this.family = k.family;
+    this.clientIp = k.clientIp;
+    this.clientPort = k.clientPort;
+    this.serverIp = k.serverIp;
+    this.serverPort = k.serverPort;
+  }
 }
 
 export const DNS_TIMEOUT_NS = 6_000_000_000n;
@@ -50,7 +70,7 @@ export class DnsMatcher {
       return;
     }
     this.counts.queries++;
-    this.pending.set(key, { ...k, queryNs: ns, domain: msg.name, qtype: msg.qtype });
+    this.pending.set(key, new Pending(k, ns, msg.name, msg.qtype));
   }
 
   /** The query this response answers, or undefined (counted) when none is pending. */
@@ -63,7 +83,9 @@ export class DnsMatcher {
     }
     this.pending.delete(key);
     this.counts.answered++;
-    return { ...q, rcode: msg.rcode, respTimeNs: ns > q.queryNs ? ns - q.queryNs : 0n };
+    q.rcode = msg.rcode;
+    q.respTimeNs = ns > q.queryNs ? ns - q.queryNs : 0n;
+    return q;
   }
 
   /** Queries unanswered for the timeout, each reported once. */
@@ -74,7 +96,7 @@ export class DnsMatcher {
       if (nowNs - q.queryNs < timeoutNs) break;
       this.pending.delete(key);
       this.counts.timeouts++;
-      out.push({ ...q });
+      out.push(q);
     }
     return out;
   }

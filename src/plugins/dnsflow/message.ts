@@ -49,7 +49,8 @@ export function parseDnsMessage(
   try {
     packet = dnsPacket.decode(msg);
   } catch {
-    return readQuestion(msg, { ...base, partial: true });
+    question.partial = true;
+    return question;
   }
   const q = packet.questions?.[0];
   const answers: DnsAnswer[] = [];
@@ -58,28 +59,35 @@ export function parseDnsMessage(
       answers.push({ name: a.name, type: a.type, ttl: a.ttl ?? 0, data: a.data });
     }
   }
-  return { ...base, name: q?.name, qtype: q?.type, answers, partial: false };
+  base.name = q?.name;
+  base.qtype = q?.type;
+  base.answers = answers;
+  base.partial = false;
+  return base;
 }
 
-/** The first question; a question that cannot be read marks the message partial. */
+/** Reads the first question into `base` (which it returns); one that cannot be read marks it partial. */
 function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
   if (msg.readUInt16BE(4) < 1) return base;
-  const partial = { ...base, partial: true };
-  const labels: string[] = [];
+  let name = '';
   let off = HEADER;
   while (off < msg.length) {
     const n = msg[off];
     if (n === 0) {
       off++;
-      if (off + 2 > msg.length) return partial;
+      if (off + 2 > msg.length) break;
       const qtype = msg.readUInt16BE(off);
-      return { ...base, name: labels.join('.'), qtype: QTYPES[qtype] ?? String(qtype) };
+      base.name = name;
+      base.qtype = QTYPES[qtype] ?? String(qtype);
+      return base;
     }
-    if (n > 63 || off + 1 + n > msg.length) return partial; // compression never appears in a first question
-    labels.push(msg.toString('latin1', off + 1, off + 1 + n));
+    if (n > 63 || off + 1 + n > msg.length) break; // compression never appears in a first question
+    const label = msg.toString('latin1', off + 1, off + 1 + n);
+    name = name ? `${name}.${label}` : label;
     off += 1 + n;
   }
-  return partial;
+  base.partial = true;
+  return base;
 }
 
 const QTYPES: Record<number, string> = {
