@@ -83,12 +83,30 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     return summary.pid;
   }
 
-  /** The netflow points of `pid` reported so far, waiting until some arrive. */
-  async function flowsOf(pid: number, direction = 'outgoing'): Promise<ParsedPoint[]> {
-    const match = (p: ParsedPoint) => p.tags.pid === String(pid) && p.tags.direction === direction;
-    await collector!.waitForLine((l) => l.startsWith('netflow,') && l.includes(`,pid=${pid},`) && l.includes(`direction=${direction}`), 15000);
-    await sleep(200);
-    return collector!.points('netflow').filter(match);
+  /**
+   * The outgoing flow of client `pid`, once all its CONNS connections were
+   * reported closed: its points may straddle a report, so fields are summed and
+   * every point must carry the same k8s tags.
+   */
+  async function flowOf(pid: number) {
+    const mine = () => collector!.points('netflow').filter((p) => p.tags.pid === String(pid) && p.tags.direction === 'outgoing');
+    const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + (p.fields[f] as number), 0);
+    await waitFor(`pid ${pid} reported closed`, () => sum(mine(), 'tcp_closed') >= CONNS, 15000);
+    const points = mine();
+    for (const p of points) assert.deepEqual(k8sTags(p), k8sTags(points[0]), `one set of k8s tags: ${show(points)}`);
+    return {
+      k8s: k8sTags(points[0]),
+      dstIp: points[0].tags.dst_ip,
+      bytesWritten: sum(points, 'bytes_written'),
+      bytesRead: sum(points, 'bytes_read'),
+      established: sum(points, 'tcp_established'),
+    };
+  }
+
+  /** Points of `measurement` that satisfy `pred`, once there are `count` of them. */
+  async function pointsWhen(measurement: string, pred: (p: ParsedPoint) => boolean, count: number): Promise<ParsedPoint[]> {
+    await waitFor(`${count} ${measurement} points`, () => collector!.points(measurement).filter(pred).length >= count, 15000);
+    return collector!.points(measurement).filter(pred);
   }
 
   async function settled(): Promise<void> {
@@ -138,11 +156,10 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
 
   test('pod to pod: both ends tagged, on the client and on the server', async () => {
     const pid = await tcpRound(hosts.serverV4, TCP_PORT);
-    const out = await flowsOf(pid);
-    assert.equal(out.length, 1, show(out));
-    assert.deepEqual(k8sTags(out[0]), ends(TOOLBOX, WEB));
-    assert.equal(out[0].fields.bytes_written, CONNS * REQUEST);
-    assert.equal(out[0].fields.bytes_read, CONNS * RESPONSE);
+    const out = await flowOf(pid);
+    assert.deepEqual(out.k8s, ends(TOOLBOX, WEB));
+    assert.equal(out.bytesWritten, CONNS * REQUEST);
+    assert.equal(out.bytesRead, CONNS * RESPONSE);
     const served = collector!.points('netflow').filter((p) => p.tags.direction === 'incoming' && p.tags.src_port === String(TCP_PORT) && p.tags.src_ip === hosts.serverV4);
     assert.ok(served.length >= 1, show(served));
     for (const p of served) assert.deepEqual(k8sTags(p), ends(WEB, TOOLBOX));
@@ -150,26 +167,23 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
 
   test('through the ClusterIP: the service, with pod N/A', async () => {
     const pid = await tcpRound(CLUSTER_IP, 80);
-    const out = await flowsOf(pid);
-    assert.equal(out.length, 1, show(out));
-    assert.equal(out[0].tags.dst_ip, CLUSTER_IP);
-    assert.deepEqual(k8sTags(out[0]), ends(TOOLBOX, ['shop', 'N/A', 'web', 'web']));
-    assert.equal(out[0].fields.bytes_written, CONNS * REQUEST);
-    assert.equal(out[0].fields.tcp_established, CONNS);
+    const out = await flowOf(pid);
+    assert.equal(out.dstIp, CLUSTER_IP);
+    assert.deepEqual(out.k8s, ends(TOOLBOX, ['shop', 'N/A', 'web', 'web']));
+    assert.equal(out.bytesWritten, CONNS * REQUEST);
+    assert.equal(out.established, CONNS);
   });
 
   test('httpflow points carry the same tags', async () => {
     const r = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'http-keepalive', hosts.serverV4, String(HTTP_PORT), '5', '/app/items']);
     const pid = JSON.parse(r.stdout).pid as number;
-    await collector!.waitForLine((l) => l.startsWith('httpflow,') && l.includes(`,pid=${pid},`), 10000);
-    const client = collector!.points('httpflow').filter((p) => p.tags.pid === String(pid));
+    const client = await pointsWhen('httpflow', (p) => p.tags.pid === String(pid), 5);
     assert.equal(client.length, 5, show(client));
     for (const p of client) {
       assert.equal(p.tags.direction, 'outgoing');
       assert.deepEqual(k8sTags(p), ends(TOOLBOX, WEB));
     }
-    await sleep(300);
-    const served = collector!.points('httpflow').filter((p) => p.tags.direction === 'incoming' && p.tags.src_port === String(HTTP_PORT));
+    const served = await pointsWhen('httpflow', (p) => p.tags.direction === 'incoming' && p.tags.src_port === String(HTTP_PORT), 5);
     assert.equal(served.length, 5, show(served));
     for (const p of served) assert.deepEqual(k8sTags(p), ends(WEB, TOOLBOX));
   });
@@ -187,9 +201,7 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     assert.equal(api.count('list'), lists, 'resumed from the last resourceVersion: no list');
 
     const pid = await tcpRound(hosts.serverV4, TCP_PORT);
-    const out = await flowsOf(pid);
-    assert.equal(out.length, 1, show(out));
-    assert.deepEqual(k8sTags(out[0]), ends(NOT_IN_CLUSTER, ['shop', 'web-6b7c-x2', 'web', 'web']));
+    assert.deepEqual((await flowOf(pid)).k8s, ends(NOT_IN_CLUSTER, ['shop', 'web-6b7c-x2', 'web', 'web']));
   });
 
   test("a host-network pod's process: the local end from its pod cgroup", async () => {
@@ -202,13 +214,12 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     const out1 = await run('sh', ['-c', `echo $$ > ${cgroupDir}/cgroup.procs && exec "$@"`, 'sh', 'ip', 'netns', 'exec', hosts.client,
       process.execPath, peer, 'client', hosts.serverV4, String(TCP_PORT), String(CONNS), String(REQUEST)]);
     const pid = JSON.parse(out1.stdout).pid as number;
-    const out = await flowsOf(pid);
-    assert.equal(out.length, 1, show(out));
-    assert.equal(out[0].fields.tcp_established, CONNS);
-    assert.deepEqual(k8sTags(out[0]), ends(['batch', 'report-29', 'N/A', 'N/A'], ['shop', 'web-6b7c-x2', 'web', 'web']));
+    const out = await flowOf(pid);
+    assert.equal(out.established, CONNS);
+    assert.deepEqual(out.k8s, ends(['batch', 'report-29', 'N/A', 'N/A'], ['shop', 'web-6b7c-x2', 'web', 'web']));
     // the same host address from a process outside that cgroup is not the pod
     const other = await tcpRound(hosts.serverV4, TCP_PORT);
-    assert.deepEqual(k8sTags((await flowsOf(other))[0]), ends(NOT_IN_CLUSTER, ['shop', 'web-6b7c-x2', 'web', 'web']));
+    assert.deepEqual((await flowOf(other)).k8s, ends(NOT_IN_CLUSTER, ['shop', 'web-6b7c-x2', 'web', 'web']));
   });
 
   test('410 Gone: compacted history means one new list per resource, and the state is right again', async () => {
@@ -220,7 +231,7 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     await settled();
     assert.equal(api.count('list'), lists + 5, 'each resource listed once more');
     const pid = await tcpRound(hosts.serverV4, TCP_PORT);
-    assert.deepEqual(k8sTags((await flowsOf(pid))[0]), ends(['tools', 'toolbox-2', 'N/A', 'N/A'], ['shop', 'web-6b7c-x2', 'web', 'web']));
+    assert.deepEqual((await flowOf(pid)).k8s, ends(['tools', 'toolbox-2', 'N/A', 'N/A'], ['shop', 'web-6b7c-x2', 'web', 'web']));
     const stats = collector!.stderr().split('\n').filter((l) => l.includes('k8s: 0 points')).at(-1) ?? '';
     assert.match(stats, /relists_gone=5/, stats);
   });
