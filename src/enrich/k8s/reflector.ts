@@ -31,6 +31,7 @@ export class Reflector {
   private abort?: AbortController;
   private wake?: () => void;
   private running?: Promise<void>;
+  private lastError?: string;
   /** True once the first list is in the store. */
   synced = false;
   readonly counts = { lists: 0, relists_gone: 0, watches: 0, events: 0, bookmarks: 0, errors: 0 };
@@ -77,7 +78,11 @@ export class Reflector {
         }
         this.counts.errors++;
         const delay = Math.round(backoff * (0.5 + Math.random() * 0.5));
-        log.warn(`k8s: ${this.path}: ${(err as Error).message}; retrying in ${delay} ms`);
+        // an outage is said once (and when its cause changes), not at every retry
+        const message = (err as Error).message;
+        if (message !== this.lastError) log.warn(`k8s: ${this.path}: ${message}; retrying with backoff`);
+        else log.debug(`k8s: ${this.path}: ${message}; retrying in ${delay} ms`);
+        this.lastError = message;
         await this.sleep(delay);
         backoff = Math.min(backoff * 2, maxBackoff);
       }
@@ -95,6 +100,7 @@ export class Reflector {
       version = page.resourceVersion;
     } while (cont && !this.stopped);
     this.counts.lists++;
+    this.recovered();
     this.store.replace(items);
     this.resourceVersion = version;
     if (!this.synced) {
@@ -115,6 +121,7 @@ export class Reflector {
           signal: this.abort.signal,
         },
         (ev) => {
+          this.recovered();
           if (ev.type === 'BOOKMARK') this.counts.bookmarks++;
           else {
             this.counts.events++;
@@ -129,6 +136,13 @@ export class Reflector {
     } finally {
       this.abort = undefined;
     }
+  }
+
+  /** The API answered again after an error: say so once. */
+  private recovered(): void {
+    if (this.lastError === undefined) return;
+    log.info(`k8s: ${this.path}: following again`);
+    this.lastError = undefined;
   }
 
   private sleep(ms: number): Promise<void> {
