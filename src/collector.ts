@@ -18,6 +18,7 @@ export class Collector {
   private pending = false;
   private readonly started: Plugin[] = [];
   private stopping?: Promise<void>;
+  private droppedSeen = 0;
 
   constructor(
     private readonly config: Config,
@@ -95,6 +96,11 @@ export class Collector {
         log.error(`${p.name}: collect failed: ${(err as Error).stack ?? err}`);
       }
     }
+    // what became of the points: a full queue (DataKit down or slower than us) drops the oldest
+    const o = this.output.stats();
+    if (o.dropped > this.droppedSeen) log.warn(`output: ${o.dropped - this.droppedSeen} points dropped since the last report: queue full`);
+    this.droppedSeen = o.dropped;
+    log.info(`output: sent=${o.sent} failed=${o.failed} dropped=${o.dropped}`);
     const m = process.memoryUsage();
     const mb = (n: number) => (n / 2 ** 20).toFixed(0);
     log.info(`memory: rss=${mb(m.rss)}MB heap=${mb(m.heapUsed)}/${mb(m.heapTotal)}MB external=${mb(m.external)}MB buffers=${mb(m.arrayBuffers)}MB`);

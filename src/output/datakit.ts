@@ -13,12 +13,15 @@ const ENDPOINTS: Record<Category, string> = {
 export interface DataKitOptions {
   /** Points kept for retry while DataKit is unreachable; the oldest go first. */
   maxQueuedPoints?: number;
+  /** Points per post at most; a full batch is posted at once. */
+  batchPoints?: number;
   timeoutMs?: number;
 }
 
 export class DataKitOutput implements Output {
-  private readonly queues: Record<Category, string[]> = { network: [], logging: [] };
+  private queues: Record<Category, string[]> = { network: [], logging: [] };
   private readonly maxQueued: number;
+  private readonly batchLines: number;
   private readonly timeoutMs: number;
   private failing = false;
   sent = 0;
@@ -30,6 +33,7 @@ export class DataKitOutput implements Output {
     opts: DataKitOptions = {},
   ) {
     this.maxQueued = opts.maxQueuedPoints ?? 100_000;
+    this.batchLines = opts.batchPoints ?? 10_000;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }
 
@@ -40,11 +44,9 @@ export class DataKitOutput implements Output {
   writeLines(category: Category, lines: string[]): void {
     const q = this.queues[category];
     for (const l of lines) q.push(l);
-    const excess = q.length - this.maxQueued;
-    if (excess > 0) {
-      q.splice(0, excess);
-      this.dropped += excess;
-    }
+    this.trim(category);
+    // under load, post as soon as a batch is ready rather than once a second
+    if (q.length >= this.batchLines && !this.failing) void this.flush();
   }
 
   private inflight?: Promise<void>;
@@ -55,29 +57,43 @@ export class DataKitOutput implements Output {
     return this.inflight;
   }
 
+  /** Posts what is queued, a batch at a time, until the queues are empty or a post fails. */
   private async post(): Promise<void> {
     for (const category of Object.keys(ENDPOINTS) as Category[]) {
-      const lines = this.queues[category];
-      if (!lines.length) continue;
-      const batch = lines.length;
-      try {
-        const res = await fetch(`http://${this.apiServer}${ENDPOINTS[category]}`, {
-          method: 'POST',
-          body: lines.join('\n'),
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-        await res.arrayBuffer(); // drain so the connection is reused
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        lines.splice(0, batch); // points written meanwhile stay queued
-        this.sent += batch;
-        if (this.failing) log.info(`datakit: ${this.apiServer} reachable again`);
-        this.failing = false;
-      } catch (err) {
-        // kept for the next flush; warn once per failure streak
-        this.failed += batch;
-        if (!this.failing) log.warn(`datakit: post to ${this.apiServer} failed: ${(err as Error).message}; will retry`);
-        this.failing = true;
+      while (this.queues[category].length) {
+        // the batch leaves the queue while in flight: drops meanwhile take only unsent points
+        const batch = this.queues[category].splice(0, this.batchLines);
+        try {
+          const res = await fetch(`http://${this.apiServer}${ENDPOINTS[category]}`, {
+            method: 'POST',
+            body: batch.join('\n'),
+            signal: AbortSignal.timeout(this.timeoutMs),
+          });
+          await res.arrayBuffer(); // drain so the connection is reused
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          this.sent += batch.length;
+          if (this.failing) log.info(`datakit: ${this.apiServer} reachable again`);
+          this.failing = false;
+        } catch (err) {
+          // back to the front, for the next flush, within the bound; warn once per failure streak
+          this.failed += batch.length;
+          this.queues[category] = batch.concat(this.queues[category]);
+          this.trim(category);
+          if (!this.failing) log.warn(`datakit: post to ${this.apiServer} failed: ${(err as Error).message}; will retry`);
+          this.failing = true;
+          break;
+        }
       }
+    }
+  }
+
+  /** Drops the oldest points beyond the bound, counting them. */
+  private trim(category: Category): void {
+    const q = this.queues[category];
+    const excess = q.length - this.maxQueued;
+    if (excess > 0) {
+      q.splice(0, excess);
+      this.dropped += excess;
     }
   }
 

@@ -49,6 +49,19 @@ test('the retry queue is bounded and drops are counted', async () => {
   assert.deepEqual(out.stats(), { sent: 0, failed: 3, dropped: 2 });
 });
 
+test('large queues go out in batches, posted as soon as a batch is full, in order and without loss', async () => {
+  dk.requests.length = 0;
+  const out = new DataKitOutput(dk.address, { batchPoints: 10, maxQueuedPoints: 100 });
+  // a full batch starts a post at once; what is written during it follows in later batches
+  out.writeLines('network', Array.from({ length: 25 }, (_, i) => `m n=${i}i`));
+  out.writeLines('network', ['m n=25i']);
+  await out.flush();
+  const bodies = dk.requests.map((r) => r.body.split('\n'));
+  assert.deepEqual(bodies.map((b) => b.length), [10, 10, 6]);
+  assert.deepEqual(bodies.flat(), Array.from({ length: 26 }, (_, i) => `m n=${i}i`));
+  assert.deepEqual(out.stats(), { sent: 26, failed: 0, dropped: 0 });
+});
+
 test('reportLastError posts the message as JSON', async () => {
   dk.requests.length = 0;
   await reportLastError(dk.address, 'kernel has no "BTF"');
