@@ -9,10 +9,12 @@
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
-import { ParsedPoint } from '../test/helpers/lineprotocol-parse';
+import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../test/helpers/netns';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -35,6 +37,8 @@ interface Workload {
   /** What the collector reported of `r`, and the loss counters that matter. */
   reported(points: ParsedPoint[], r: RunResult): number;
   losses: string[];
+  /** Send to a DataKit stand-in (which writes what it receives to the points file) instead of stdout. */
+  viaDataKit?: boolean;
 }
 
 interface Usage {
@@ -63,7 +67,8 @@ const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + ((p.fields
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function stat(stderr: string, plugin: string, key: string): number {
-  const line = stderr.split('\n').filter((l) => l.includes(`${plugin}: `) && l.includes(' points; ')).pop() ?? '';
+  // plugins report "NAME: N points; key=value ...", the output "output: sent=... dropped=..."
+  const line = stderr.split('\n').filter((l) => l.includes(`${plugin}: `) && (l.includes(' points; ') || plugin === 'output')).pop() ?? '';
   return Number(new RegExp(`\\b${key}=(\\d+)`).exec(line)?.[1] ?? NaN);
 }
 
@@ -84,6 +89,14 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       run: () => wrk([]),
       reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
       losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'netflow:conn_map_full'],
+    },
+    {
+      name: 'HTTP keep-alive, points posted to DataKit',
+      unit: 'req/s',
+      run: () => wrk([]),
+      reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
+      losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'output:dropped'],
+      viaDataKit: true,
     },
     {
       name: 'short connections (wrk Connection: close)',
@@ -117,6 +130,37 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
   ];
 }
 
+/** A DataKit stand-in: answers posts at once and appends their lines to `file`. */
+async function startDataKitSink(file: string): Promise<{ address: string; close(): Promise<void> }> {
+  fs.writeFileSync(file, '');
+  const out = fs.openSync(file, 'a');
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      chunks.push(Buffer.from('\n'));
+      fs.writeSync(out, Buffer.concat(chunks));
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => {
+          fs.closeSync(out);
+          resolve();
+        });
+      }),
+  };
+}
+
+function readPoints(file: string): ParsedPoint[] {
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l).map(parseLine);
+}
+
 /** Keeps `argv[1]` (a fraction) of one CPU busy, in 10 ms slices. */
 const BURNER = `const duty = Number(process.argv[1]);
 setInterval(() => { const end = performance.now() + 10 * duty; while (performance.now() < end); }, 10);`;
@@ -134,7 +178,9 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
   const losses = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {
     const b = await w.run();
-    const collector = await startCollector(['--interval', '5s'], {}, path.join(dir, 'points'));
+    const pointsFile = path.join(dir, 'points');
+    const datakit = w.viaDataKit ? await startDataKitSink(pointsFile) : undefined;
+    const collector = await startCollector(['--interval', '5s', ...(datakit ? ['--datakit-apiserver', datakit.address] : [])], {}, pointsFile);
     const before = usage(collector.proc.pid!);
     const r = await w.run();
     await new Promise((res) => setTimeout(res, 500));
@@ -152,7 +198,8 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     cpuPerM += ((after.cpuSeconds - before.cpuSeconds) / r.made) * 1e6 / ROUNDS;
     rss = Math.max(rss, after.peakRssMb);
     made += r.made;
-    reported += w.reported(collector.points(), r);
+    await datakit?.close();
+    reported += w.reported(datakit ? readPoints(pointsFile) : collector.points(), r);
     for (const l of w.losses) {
       const [plugin, key] = l.split(':');
       losses.set(l, (losses.get(l) ?? 0) + (stat(collector.stderr(), plugin, key) || 0));
