@@ -164,8 +164,12 @@ export class KubeApi {
         opts.signal,
       );
       if (res.statusCode !== 200) throw await KubeApi.failure(res, `watch ${path}`);
-      // events may go quiet for minutes: only the server's timeout ends a healthy stream
+      // events may go quiet for minutes: only the server's timeout ends a healthy stream, and
+      // a stream that outlives it by a minute is a dead connection nobody told us about
       res.socket.setTimeout(0);
+      const stalled = setTimeout(() => res.destroy(new Error('no end from the server: connection lost')), (opts.timeoutSeconds + 60) * 1000);
+      stalled.unref();
+      res.on('close', () => clearTimeout(stalled));
       res.setEncoding('utf8');
       let pending = '';
       for await (const chunk of res as AsyncIterable<string>) {
