@@ -34,6 +34,8 @@ interface Workload {
   name: string;
   unit: string;
   run(): Promise<RunResult>;
+  /** The measurement `reported` counts: only its lines are parsed (a run writes millions). */
+  measurement: string;
   /** What the collector reported of `r`, and the loss counters that matter. */
   reported(points: ParsedPoint[], r: RunResult): number;
   losses: string[];
@@ -86,6 +88,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     {
       name: 'HTTP keep-alive (wrk -> nginx)',
       unit: 'req/s',
+      measurement: 'httpflow',
       run: () => wrk([]),
       reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
       losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'netflow:conn_map_full'],
@@ -93,6 +96,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     {
       name: 'HTTP keep-alive, points posted to DataKit',
       unit: 'req/s',
+      measurement: 'httpflow',
       run: () => wrk([]),
       reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
       losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'output:dropped'],
@@ -101,6 +105,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     {
       name: 'short connections (wrk Connection: close)',
       unit: 'conn/s',
+      measurement: 'netflow',
       run: () => wrk(['-H', 'Connection: close']),
       reported: (ps, r) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'tcp_closed'),
       losses: ['netflow:conn_map_full', 'netflow:close_lost', 'httpflow:ringbuf_full'],
@@ -108,6 +113,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     {
       name: 'bulk TCP (iperf3)',
       unit: 'Gbit/s',
+      measurement: 'netflow',
       run: async () => {
         const { pid, out } = await spawnOut('ip', inClient(['iperf3', '-c', hosts.serverV4, '-p', '5201', '-t', String(SECONDS), '-J']));
         const end = JSON.parse(out).end;
@@ -120,6 +126,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     {
       name: 'DNS (dnsperf -> dnsmasq)',
       unit: 'q/s',
+      measurement: 'dnsflow',
       run: async () => {
         const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200', ...DNS_QPS]));
         return { rate: Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]), made: Number(/Queries sent:\s+(\d+)/.exec(out)?.[1]), pid };
@@ -157,8 +164,8 @@ async function startDataKitSink(file: string): Promise<{ address: string; close(
   };
 }
 
-function readPoints(file: string): ParsedPoint[] {
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l).map(parseLine);
+function readPoints(file: string, measurement: string): ParsedPoint[] {
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith(`${measurement},`)).map(parseLine);
 }
 
 /** Keeps `argv[1]` (a fraction) of one CPU busy, in 10 ms slices. */
@@ -199,7 +206,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     rss = Math.max(rss, after.peakRssMb);
     made += r.made;
     await datakit?.close();
-    reported += w.reported(datakit ? readPoints(pointsFile) : collector.points(), r);
+    reported += w.reported(datakit ? readPoints(pointsFile, w.measurement) : collector.points(w.measurement), r);
     for (const l of w.losses) {
       const [plugin, key] = l.split(':');
       losses.set(l, (losses.get(l) ?? 0) + (stat(collector.stderr(), plugin, key) || 0));
