@@ -50,6 +50,8 @@ export interface EmulatorOptions {
   msPerSecond?: number;
   /** Interval between bookmarks on watches that asked for them. */
   bookmarkMs?: number;
+  /** Never end watch streams, whatever timeoutSeconds says (a half-open connection). */
+  hangWatches?: boolean;
 }
 
 const RESOURCES: [string, string, string][] = [
@@ -225,6 +227,7 @@ export class KubeApiEmulator {
 
   private watch(r: Resource, query: Record<string, string>, res: http.ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders(); // the API server answers at once, events or not
     const w: OpenWatch = { path: r.path, res, bookmarks: query.allowWatchBookmarks === 'true' };
     const from = Number(query.resourceVersion || 0);
     if (from && from < this.compactedRv) {
@@ -235,7 +238,7 @@ export class KubeApiEmulator {
     this.watches.add(w);
     for (const ev of this.history) if (ev.path === r.path && ev.rv > from) this.send(w, ev.type, ev.object);
     const ms = this.opts.msPerSecond ?? 1000;
-    const timeout = setTimeout(() => res.end(), Number(query.timeoutSeconds || 1800) * ms);
+    const timeout = this.opts.hangWatches ? undefined : setTimeout(() => res.end(), Number(query.timeoutSeconds || 1800) * ms);
     const bookmark = w.bookmarks
       ? setInterval(
           () => this.send(w, 'BOOKMARK', { kind: r.kind, apiVersion: r.apiVersion, metadata: { resourceVersion: String(this.rv) } }),

@@ -263,6 +263,20 @@ describe('k8s: connection settings and failures', () => {
     }
   });
 
+  test('a watch that outlives its timeout is dropped and made again, without a new list', async () => {
+    const api = await new KubeApiEmulator({ hangWatches: true }).start();
+    const k = new Kubernetes({ url: api.url, insecureSkipTlsVerify: false }, { ...fast, watchSeconds: () => 1, stallGraceSeconds: 1 });
+    try {
+      k.start();
+      await waitFor('sync', () => k.synced);
+      await waitFor('second watch of pods', () => api.count('watch', PODS) >= 2, 6000);
+      assert.equal(api.count('list', PODS), 1, 'resumed from its version');
+    } finally {
+      k.stop();
+      await api.stop();
+    }
+  });
+
   test('TLS: a server whose certificate does not chain to the CA is refused unless verification is skipped', async () => {
     const api = await new KubeApiEmulator({ tls: true }).start();
     const strict = new Kubernetes({ url: api.url, insecureSkipTlsVerify: false }, fast); // system CAs only

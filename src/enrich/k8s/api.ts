@@ -20,6 +20,8 @@ export interface KubeApiOptions {
   ca?: string | Buffer;
   /** Accept any server certificate. Off unless explicitly asked for. */
   insecureSkipTlsVerify?: boolean;
+  /** A watch still open this long after its timeout is a dead connection (default 60 s). */
+  stallGraceSeconds?: number;
 }
 
 /** An object as the API sends it; only metadata is looked at here. */
@@ -167,7 +169,8 @@ export class KubeApi {
       // events may go quiet for minutes: only the server's timeout ends a healthy stream, and
       // a stream that outlives it by a minute is a dead connection nobody told us about
       res.socket.setTimeout(0);
-      const stalled = setTimeout(() => res.destroy(new Error('no end from the server: connection lost')), (opts.timeoutSeconds + 60) * 1000);
+      const grace = this.opts.stallGraceSeconds ?? 60;
+      const stalled = setTimeout(() => res.destroy(new Error('no end from the server: connection lost')), (opts.timeoutSeconds + grace) * 1000);
       stalled.unref();
       res.on('close', () => clearTimeout(stalled));
       res.setEncoding('utf8');

@@ -155,7 +155,7 @@ export class Kubernetes implements Plugin, FlowTagger {
   /** @param cgroup2 the cgroup v2 mount, to find pods by the cgroup ids the kernel records */
   constructor(
     private readonly conn: K8sConnection,
-    private readonly reflectorOptions: ReflectorOptions & { rebuildEveryMs?: number } = {},
+    private readonly reflectorOptions: ReflectorOptions & { rebuildEveryMs?: number; stallGraceSeconds?: number } = {},
     cgroup2?: string,
     private readonly procRoot = '/proc',
   ) {
@@ -180,7 +180,7 @@ export class Kubernetes implements Plugin, FlowTagger {
         throw new Error(`cannot read the Kubernetes token ${this.conn.tokenPath}: ${(err as NodeJS.ErrnoException).code ?? err}`);
       }
     }
-    this.api = new KubeApi({ ...this.conn, ca });
+    this.api = new KubeApi({ ...this.conn, ca, stallGraceSeconds: this.reflectorOptions.stallGraceSeconds });
   }
 
   start(): void {
