@@ -96,6 +96,13 @@ struct {
 	__type(value, struct http_state);
 } http_conns SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct http_pending);
+} http_pending SEC(".maps");
+
 /* Events are built here, then copied out with only their used length. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -555,6 +562,15 @@ static __always_inline int http_kind(__u32 w)
 	return 0;
 }
 
+/* Sends an event with `len` bytes of data, counting what the ring could not take. */
+static __always_inline void http_output(struct http_event *e, __u64 len)
+{
+	if (output_prefix(&http_events, e, offsetof(struct http_event, data) + len, sizeof(*e), cfg.wakeup_bytes))
+		http_count(HTTP_CNT_RINGBUF_FULL);
+	else
+		http_count(HTTP_CNT_EVENTS);
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
@@ -648,11 +664,70 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
 	else
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
-	e->ts = now;
 	e->sk = key;
-	e->kind = kind;
 	e->egress = egress;
+	e->req_ts = 0;
 
+	/* a request is kept until its response when it is the only one waiting */
+	struct bpf_sock *full = bpf_sk_fullsock(bsk);
+	struct http_pending *p = 0;
+	if (full)
+		p = bpf_sk_storage_get(&http_pending, full, 0, kind == HTTP_REQUEST ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (p && kind == HTTP_REQUEST) {
+		if (!p->outstanding) {
+			__u64 keep = skb->len - off;
+			if (keep > HTTP_CAPTURE)
+				keep = HTTP_CAPTURE;
+			asm volatile("%0 &= 0x7ff" : "+r"(keep));
+			if (keep && keep <= HTTP_CAPTURE && !bpf_skb_load_bytes(skb, off, p->data, keep)) {
+				p->len = keep;
+				p->ts = now;
+				p->stored = 1;
+				p->outstanding = 1;
+				return 1;
+			}
+		}
+		/* pipelined: the kept request goes out first, as a record of its own */
+		if (p->stored) {
+			p->stored = 0;
+			__u64 plen = p->len;
+			asm volatile("%0 &= 0x7ff" : "+r"(plen));
+			if (plen && plen <= HTTP_CAPTURE && !bpf_probe_read_kernel(e->data, plen, p->data)) {
+				e->ts = p->ts;
+				e->kind = HTTP_REQUEST;
+				e->len = plen;
+				http_output(e, plen);
+			}
+		}
+		if (p->outstanding < 255)
+			p->outstanding++;
+	} else if (p && kind == HTTP_RESPONSE) {
+		if (p->stored && p->outstanding == 1) {
+			p->stored = 0;
+			p->outstanding = 0;
+			__builtin_memset(e->status, 0, sizeof(e->status));
+			__u64 slen = skb->len - off;
+			if (slen > HTTP_STATUS_CAPTURE)
+				slen = HTTP_STATUS_CAPTURE;
+			asm volatile("%0 &= 0x1f" : "+r"(slen));
+			__u64 plen = p->len;
+			asm volatile("%0 &= 0x7ff" : "+r"(plen));
+			if (slen && slen <= HTTP_STATUS_CAPTURE && plen && plen <= HTTP_CAPTURE &&
+			    !bpf_skb_load_bytes(skb, off, e->status, slen) && !bpf_probe_read_kernel(e->data, plen, p->data)) {
+				e->ts = now;
+				e->req_ts = p->ts;
+				e->kind = HTTP_EXCHANGE;
+				e->len = plen;
+				http_output(e, plen);
+			}
+			return 1;
+		}
+		if (p->outstanding)
+			p->outstanding--;
+	}
+
+	e->ts = now;
+	e->kind = kind;
 	/* a request needs its whole first line; a response only its status */
 	__u64 len = skb->len - off;
 	__u64 cap = kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE;
@@ -663,10 +738,7 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	if (len == 0 || len > HTTP_CAPTURE || bpf_skb_load_bytes(skb, off, e->data, len))
 		return 1;
 	e->len = len;
-	if (output_prefix(&http_events, e, offsetof(struct http_event, data) + len, sizeof(*e), cfg.wakeup_bytes))
-		http_count(HTTP_CNT_RINGBUF_FULL);
-	else
-		http_count(HTTP_CNT_EVENTS);
+	http_output(e, len);
 	return 1;
 }
 

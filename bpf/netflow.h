@@ -90,6 +90,7 @@ struct conn_close_event {
 enum http_kind {
 	HTTP_REQUEST = 1,
 	HTTP_RESPONSE = 2,
+	HTTP_EXCHANGE = 3, /* a request kept until its response: both in one record */
 };
 
 enum http_counter {
@@ -102,13 +103,26 @@ enum http_counter {
 struct http_event {
 	__u64 ts;          /* CLOCK_MONOTONIC ns of this packet */
 	__u64 sk;          /* the socket: pairs requests and responses */
-	__u64 req_end_ts;  /* responses: last request byte seen on this connection */
+	__u64 req_end_ts;  /* responses, exchanges: last request byte seen on this connection */
+	__u64 req_ts;      /* exchanges: when the request started */
 	struct conn_tuple t; /* local end in saddr/sport */
 	__u32 pid;         /* owner as netflow knows it; 0 when unknown */
 	__u8 kind;         /* enum http_kind */
-	__u8 egress;       /* sent by the local socket (else received) */
+	__u8 egress;       /* this packet was sent by the local socket (else received) */
 	__u16 len;         /* bytes in data */
 	char comm[16];
+	__u8 status[HTTP_STATUS_CAPTURE]; /* exchanges: the response's start, zero-padded */
+	__u8 data[HTTP_CAPTURE];          /* the request's start (responses: the status line) */
+};
+
+/* Per socket (sk_storage): the one request waiting for its answer, kept in the
+ * kernel so that the common case, one request at a time, costs one record. */
+struct http_pending {
+	__u64 ts;
+	__u16 len;
+	__u8 stored;      /* data holds a request not yet sent to user space */
+	__u8 outstanding; /* requests not yet answered (pipelining: more than one) */
+	__u8 _pad[4];
 	__u8 data[HTTP_CAPTURE];
 };
 

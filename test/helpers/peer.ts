@@ -10,6 +10,7 @@
 //   dns-servfail HOST PORT                 a DNS server that answers every query with SERVFAIL
 //   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms
 //   http-keepalive HOST PORT REQUESTS PATH HTTP requests in turn over one kept-alive connection
+//   http-pipeline HOST PORT PATH...         HTTP requests sent 30 ms apart on one connection, before any answer
 //   noise HOST PORT BYTES                  TCP: random bytes, then close
 //   hold-server HOST PORT                  TCP: accepts and keeps every connection, silent
 //   hold HOST PORT COUNT                   TCP: opens COUNT connections, prints "held", keeps them
@@ -133,6 +134,30 @@ async function httpKeepAlive(requests: number, urlPath: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ pid: process.pid, statuses })}\n`);
 }
 
+/** Pipelining: every request goes out (each in its own segment) before the first answer is read. */
+function httpPipeline(paths: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port }, async () => {
+      sock.setNoDelay(true);
+      for (const p of paths) {
+        sock.write(`GET ${p} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    });
+    let seen = '';
+    sock.setEncoding('latin1').on('data', (d: string) => {
+      seen += d;
+      const statuses = [...seen.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+      if (statuses.length === paths.length) {
+        sock.end();
+        process.stdout.write(`${JSON.stringify({ pid: process.pid, statuses })}\n`);
+        resolve();
+      }
+    });
+    sock.on('error', reject);
+  });
+}
+
 function noise(bytes: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port }, () => sock.end(crypto.randomBytes(bytes)));
@@ -172,6 +197,7 @@ const modes: Record<string, () => unknown> = {
   'http-app': httpApp,
   'http-keepalive': () => httpKeepAlive(nums[0], rest[1]),
   noise: () => noise(nums[0]),
+  'http-pipeline': () => httpPipeline(rest),
   'dns-servfail': dnsServfail,
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),

@@ -118,6 +118,28 @@ http {
     }
   });
 
+  test('pipelining: requests sent before any answer pair with their responses in order', async () => {
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      const paths = ['/app/slow/1', '/app/slow/2', '/app/slow/3'];
+      const client = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'http-pipeline', hosts.serverV4, '80', ...paths]);
+      assert.deepEqual(JSON.parse(client.stdout).statuses, [200, 200, 200]);
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const out = collector.points('httpflow').filter((p) => p.tags.pid === String(client.pid));
+      assert.deepEqual(out.map((p) => [p.fields.path, p.fields.status_code]), paths.map((p) => [p, 200]), show(out));
+      // answered one after the other: each waited for those before it
+      const latencies = out.map((p) => p.fields.latency as number);
+      assert.ok(latencies[0] >= 300e6 && latencies[1] >= 300e6 && latencies[2] >= latencies[1], show(latencies));
+      const served = collector.points('httpflow').filter((p) => p.tags.pid === String(worker));
+      assert.deepEqual(served.map((p) => p.fields.path), paths);
+      // with more than one request waiting the kernel sends each on its own, and user space pairs them
+      assert.match(collector.stderr(), /httpflow: \d+ points; .*requests=6 responses=6 kernel_paired=0 /);
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
   test('keep-alive: many requests on one connection, each its own point', async () => {
     const collector = await startCollector(['--interval', '60s']);
     try {
@@ -132,6 +154,8 @@ http {
       assert.ok(out.every((p) => p.tags.direction === 'outgoing' && p.fields.path === '/index.html' && p.fields.status_code === 200 && p.tags.process_name === 'node'));
       const inc = points.filter((p) => p.tags.pid === String(worker));
       assert.equal(inc.length, N);
+      // one request at a time: the kernel pairs every exchange itself, on both sides
+      assert.match(collector.stderr(), new RegExp(`httpflow: \\d+ points; .*requests=${2 * N} responses=${2 * N} kernel_paired=${2 * N} `));
       const netflow = collector.points('netflow').filter((p) => p.tags.pid === String(client.pid));
       assert.equal(netflow.reduce((a, p) => a + (p.fields.tcp_established as number), 0), 1, 'one connection');
     } finally {

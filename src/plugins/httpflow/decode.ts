@@ -2,10 +2,26 @@
 import { ipType, IpType } from '../../enrich/iptype';
 import { CONN_STATS, decodeConnStats } from '../netflow/decode';
 
-export const HTTP_EVENT = { ts: 0, sk: 8, req_end_ts: 16, t: 24, pid: 72, kind: 76, egress: 77, len: 78, comm: 80, data: 96 } as const;
+export const HTTP_EVENT = {
+  ts: 0,
+  sk: 8,
+  req_end_ts: 16,
+  req_ts: 24,
+  t: 32,
+  pid: 80,
+  kind: 84,
+  egress: 85,
+  len: 86,
+  comm: 88,
+  status: 104,
+  data: 120,
+} as const;
+export const HTTP_STATUS_CAPTURE = 16;
 export const HTTP_CAPTURE = 1152;
 export const HTTP_REQUEST = 1;
 export const HTTP_RESPONSE = 2;
+/** A request the kernel kept until its response: both in one record. */
+export const HTTP_EXCHANGE = 3;
 export const HTTP_COUNTER_NAMES = ['events', 'ringbuf_full', 'state_full'] as const;
 
 export interface HttpConnection {

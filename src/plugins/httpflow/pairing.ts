@@ -21,7 +21,8 @@ const MAX_QUEUE = 64;
 
 export class HttpPairer {
   private readonly waiting = new Map<number, Exchange[]>();
-  readonly counts = { requests: 0, responses: 0, unmatched_responses: 0, expired_requests: 0, queue_overflow: 0 };
+  /** kernel_paired: exchanges the kernel sent as one record (one request waiting at a time). */
+  readonly counts = { requests: 0, responses: 0, kernel_paired: 0, unmatched_responses: 0, expired_requests: 0, queue_overflow: 0 };
 
   constructor(private readonly maxConnections = 65536) {}
 
@@ -62,6 +63,16 @@ export class HttpPairer {
     r.status = status;
     r.latencyNs = seenNs > end ? seenNs - end : 0;
     return r;
+  }
+
+  /** Completes an exchange the kernel paired itself (one request waiting, then its response). */
+  exchanged(x: Exchange, status: number, seenNs: number, reqEndNs: number): void {
+    this.counts.requests++;
+    this.counts.responses++;
+    this.counts.kernel_paired++;
+    const end = reqEndNs > x.seenNs ? reqEndNs : x.seenNs;
+    x.status = status;
+    x.latencyNs = seenNs > end ? seenNs - end : 0;
   }
 
   /** Drops requests unanswered for `timeoutNs`. */

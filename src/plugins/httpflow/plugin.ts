@@ -16,7 +16,9 @@ import {
   httpEventComm,
   HTTP_COUNTER_NAMES,
   HTTP_EVENT,
+  HTTP_EXCHANGE,
   HTTP_REQUEST,
+  HTTP_STATUS_CAPTURE,
   HttpConnection,
   httpEventSocket,
 } from './decode';
@@ -193,7 +195,16 @@ export class HttpflowPlugin implements Plugin {
       const dataOffset = off + HTTP_EVENT.data;
       const dataLength = Math.min(buf.readUInt16LE(off + HTTP_EVENT.len), HTTP_CAPTURE, len - HTTP_EVENT.data);
       const pid = buf.readUInt32LE(off + HTTP_EVENT.pid);
-      if (buf[off + HTTP_EVENT.kind] === HTTP_REQUEST) {
+      const kind = buf[off + HTTP_EVENT.kind];
+      let x: Exchange | undefined;
+      if (kind === HTTP_EXCHANGE) {
+        // the common case: the kernel kept the request and sends it with its response
+        x = this.exchange(buf, off, dataOffset, dataLength, pid, cached);
+        if (!x) {
+          this.notHttp++;
+          continue;
+        }
+      } else if (kind === HTTP_REQUEST) {
         const r = parseRequestLine(buf, dataOffset, dataLength);
         if (!r) {
           this.notHttp++;
@@ -202,22 +213,39 @@ export class HttpflowPlugin implements Plugin {
         const processName = pid ? cached.commOf(buf, off, pid) : '';
         this.pairer.request(sk, new Exchange(r.method, r.path, r.version, this.clock.read(buf, off + HTTP_EVENT.ts), pid, processName));
         continue;
+      } else {
+        const status = parseStatus(buf, dataOffset, dataLength);
+        if (!status) {
+          this.notHttp++;
+          continue;
+        }
+        x = this.pairer.response(sk, status, this.clock.read(buf, off + HTTP_EVENT.ts), this.clock.read(buf, off + HTTP_EVENT.req_end_ts), pid);
+        if (!x) continue;
       }
-      const status = parseStatus(buf, dataOffset, dataLength);
-      if (!status) {
-        this.notHttp++;
-        continue;
-      }
-      const x = this.pairer.response(sk, status, this.clock.read(buf, off + HTTP_EVENT.ts), this.clock.read(buf, off + HTTP_EVENT.req_end_ts), pid);
-      if (!x) continue;
       // the server learns its owner only once it has read the request
       if (!x.processName) x.processName = cached.commOf(buf, off, x.pid);
       // the response went out from here: this side is the server
       const serverSide = buf[off + HTTP_EVENT.egress] !== 0;
-      const series = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, x, generation));
+      const done = x;
+      const series = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, done, generation));
       lines.push(httpLine(series, x, this.clock));
     }
     if (lines.length) emit(lines);
+  }
+
+  /** A request and its response from one kernel record; undefined when either is not HTTP. */
+  private exchange(buf: Buffer, off: number, dataOffset: number, dataLength: number, pid: number, cached: CachedConnection): Exchange | undefined {
+    const r = parseRequestLine(buf, dataOffset, dataLength);
+    if (!r) return undefined;
+    const statusOffset = off + HTTP_EVENT.status;
+    let statusLength = 0; // zero-padded
+    while (statusLength < HTTP_STATUS_CAPTURE && buf[statusOffset + statusLength] !== 0) statusLength++;
+    const status = parseStatus(buf, statusOffset, statusLength);
+    if (!status) return undefined;
+    const seenNs = this.clock.read(buf, off + HTTP_EVENT.req_ts);
+    const x = new Exchange(r.method, r.path, r.version, seenNs, pid, pid ? cached.commOf(buf, off, pid) : '');
+    this.pairer.exchanged(x, status, this.clock.read(buf, off + HTTP_EVENT.ts), this.clock.read(buf, off + HTTP_EVENT.req_end_ts));
+    return x;
   }
 
   /**
