@@ -81,22 +81,28 @@ const POD_UID_IN_CGROUP = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9
  */
 export class CgroupPods {
   private byId = new Map<number, string>();
+  /** Ids a walk made after they existed did not find under a pod: ids are never reused. */
+  private notPods = new Set<number>();
   private scannedAt = -Infinity;
 
-  /** @param minRescanMs an unknown id triggers a new walk at most this often */
+  /** @param minRescanMs a new unknown id triggers a walk at most this often */
   constructor(
     private readonly root: string,
-    private readonly minRescanMs = 2000,
+    private readonly minRescanMs = 500,
     private readonly maxDirs = 50_000,
   ) {}
 
   podUid(cgroupId: number): string | undefined {
-    let uid = this.byId.get(cgroupId);
-    if (uid === undefined && performance.now() - this.scannedAt >= this.minRescanMs) {
-      this.scan();
-      uid = this.byId.get(cgroupId);
+    const uid = this.byId.get(cgroupId);
+    if (uid !== undefined || this.notPods.has(cgroupId)) return uid;
+    if (performance.now() - this.scannedAt < this.minRescanMs) return undefined; // asked again next time
+    this.scan();
+    const found = this.byId.get(cgroupId);
+    if (found === undefined) {
+      if (this.notPods.size >= 100_000) this.notPods.clear();
+      this.notPods.add(cgroupId);
     }
-    return uid;
+    return found;
   }
 
   private scan(): void {
