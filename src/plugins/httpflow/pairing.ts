@@ -14,6 +14,16 @@ export class Exchange {
     public pid: number,
     public processName: string,
   ) {}
+
+  /**
+   * Answered with `status` at `answeredNs`. Latency runs from `lastDataNs`, when
+   * the request's last data passed, if that is later than its start.
+   */
+  answer(status: number, answeredNs: number, lastDataNs: number): void {
+    const end = lastDataNs > this.seenNs ? lastDataNs : this.seenNs;
+    this.status = status;
+    this.latencyNs = answeredNs > end ? answeredNs - end : 0;
+  }
 }
 
 /** Requests waiting per connection beyond this are dropped (counted): nobody pipelines deeper. */
@@ -58,10 +68,9 @@ export class HttpPairer {
     }
     if (!q!.length) this.waiting.delete(conn); // closed connections must not hold slots
     this.counts.responses++;
-    const end = !q!.length && reqEndNs > r.seenNs ? reqEndNs : r.seenNs;
     if (!r.pid) r.pid = pid;
-    r.status = status;
-    r.latencyNs = seenNs > end ? seenNs - end : 0;
+    // the connection's last request data belongs to this request only if no other waits behind it
+    r.answer(status, seenNs, q!.length ? r.seenNs : reqEndNs);
     return r;
   }
 
@@ -70,9 +79,7 @@ export class HttpPairer {
     this.counts.requests++;
     this.counts.responses++;
     this.counts.kernel_paired++;
-    const end = reqEndNs > x.seenNs ? reqEndNs : x.seenNs;
-    x.status = status;
-    x.latencyNs = seenNs > end ? seenNs - end : 0;
+    x.answer(status, seenNs, reqEndNs);
   }
 
   /** Drops requests unanswered for `timeoutNs`. */

@@ -1,7 +1,7 @@
 // httpflow (SPEC §4.3): every HTTP/1.x request made or served on this host.
 // Its programs live in the netflow object, whose connection table gives each
 // socket's owner.
-import { BpfMap, RingBuffer } from '../../bpf/native';
+import { BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { FlowTagger } from '../../enrich/k8s';
 import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
@@ -179,11 +179,8 @@ export class HttpflowPlugin implements Plugin {
     const lines: string[] = [];
     // k8s answers change with the cluster: its generation is part of what a series was made for
     const generation = this.opts.k8s?.generation() ?? 0;
-    for (let rec = 0; rec < bytes; ) {
-      const len = buf.readUInt32LE(rec);
-      const off = rec + 8;
-      rec = off + ((len + 7) & ~7);
-      if (len < HTTP_EVENT.data) continue;
+    forEachRecord(buf, bytes, (off, len) => {
+      if (len < HTTP_EVENT.data) return;
       // requests and responses of one socket: addresses formatted once per connection
       const sk = httpEventSocket(buf, off);
       let cached = this.connections.get(sk);
@@ -202,25 +199,25 @@ export class HttpflowPlugin implements Plugin {
         x = this.exchange(buf, off, dataOffset, dataLength, pid, cached);
         if (!x) {
           this.notHttp++;
-          continue;
+          return;
         }
       } else if (kind === HTTP_REQUEST) {
         const r = parseRequestLine(buf, dataOffset, dataLength);
         if (!r) {
           this.notHttp++;
-          continue;
+          return;
         }
         const processName = pid ? cached.commOf(buf, off, pid) : '';
         this.pairer.request(sk, new Exchange(r.method, r.path, r.version, this.clock.read(buf, off + HTTP_EVENT.ts), pid, processName));
-        continue;
+        return;
       } else {
         const status = parseStatus(buf, dataOffset, dataLength);
         if (!status) {
           this.notHttp++;
-          continue;
+          return;
         }
         x = this.pairer.response(sk, status, this.clock.read(buf, off + HTTP_EVENT.ts), this.clock.read(buf, off + HTTP_EVENT.req_end_ts), pid);
-        if (!x) continue;
+        if (!x) return;
       }
       // the server learns its owner only once it has read the request
       if (!x.processName) x.processName = cached.commOf(buf, off, x.pid);
@@ -229,7 +226,7 @@ export class HttpflowPlugin implements Plugin {
       const done = x;
       const series = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, done, generation));
       lines.push(httpLine(series, x, this.clock));
-    }
+    });
     if (lines.length) emit(lines);
   }
 
