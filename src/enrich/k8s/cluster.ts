@@ -1,9 +1,10 @@
 // What the collector knows about the cluster: slim copies of the watched
 // objects, and lookup tables built from them (pod IP, endpoint IP+port,
 // ClusterIP, NodePort) that are rebuilt only after something changed.
-import type { KubeObject, ReflectorStoreLike } from './objects';
+import type { KubeObject } from './api';
 import { slimDeployment, slimEndpointSlice, slimPod, slimReplicaSet, slimService } from './objects';
 import type { SlimDeployment, SlimEndpointSlice, SlimPod, SlimReplicaSet, SlimService } from './objects';
+import type { ReflectorStore } from './reflector';
 
 /** What a flow's end is, as far as Kubernetes knows. */
 export interface K8sEnd {
@@ -19,7 +20,7 @@ export const NO_VALUE = 'N/A';
 type Transport = 'tcp' | 'udp';
 
 /** A store of one resource, keyed by namespace/name. */
-class SlimStore<T> implements ReflectorStoreLike {
+class SlimStore<T> implements ReflectorStore {
   readonly items = new Map<string, T>();
   constructor(
     private readonly slim: (o: KubeObject) => T | undefined,

@@ -12,9 +12,6 @@ import { ClusterState, K8sEnd, NO_VALUE } from './cluster';
 import { Reflector, ReflectorOptions, ReflectorStore } from './reflector';
 import { collectionPath, WATCHED_RESOURCES } from './resources';
 
-export { NO_VALUE };
-export type { K8sEnd };
-
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface K8sConnection {

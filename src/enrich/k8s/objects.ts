@@ -2,10 +2,6 @@
 // ReplicaSet carries its whole spec (kilobytes); keeping it would cost a big
 // cluster's worth of memory on every node.
 import type { KubeObject } from './api';
-import type { ReflectorStore } from './reflector';
-
-export type { KubeObject };
-export type ReflectorStoreLike = ReflectorStore;
 
 interface OwnerReference {
   kind?: string;
