@@ -562,6 +562,16 @@ static __always_inline int http_kind(__u32 w)
 	return 0;
 }
 
+/* How many of `len` bytes to copy, at most `cap` (at most 2047): masked in the
+ * register the copying helper gets, so that the verifier sees the bound. 0: none. */
+static __always_inline __u64 capture_len(__u64 len, __u64 cap)
+{
+	if (len > cap)
+		len = cap;
+	asm volatile("%0 &= 0x7ff" : "+r"(len));
+	return len <= cap ? len : 0;
+}
+
 /* Sends an event with `len` bytes of data, counting what the ring could not take. */
 static __always_inline void http_output(struct http_event *e, __u64 len)
 {
@@ -675,11 +685,8 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 		p = bpf_sk_storage_get(&http_pending, full, 0, kind == HTTP_REQUEST ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (p && kind == HTTP_REQUEST) {
 		if (!p->outstanding) {
-			__u64 keep = skb->len - off;
-			if (keep > HTTP_CAPTURE)
-				keep = HTTP_CAPTURE;
-			asm volatile("%0 &= 0x7ff" : "+r"(keep));
-			if (keep && keep <= HTTP_CAPTURE && !bpf_skb_load_bytes(skb, off, p->data, keep)) {
+			__u64 keep = capture_len(skb->len - off, HTTP_CAPTURE);
+			if (keep && !bpf_skb_load_bytes(skb, off, p->data, keep)) {
 				p->len = keep;
 				p->ts = now;
 				p->stored = 1;
@@ -690,9 +697,8 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 		/* pipelined: the kept request goes out first, as a record of its own */
 		if (p->stored) {
 			p->stored = 0;
-			__u64 plen = p->len;
-			asm volatile("%0 &= 0x7ff" : "+r"(plen));
-			if (plen && plen <= HTTP_CAPTURE && !bpf_probe_read_kernel(e->data, plen, p->data)) {
+			__u64 plen = capture_len(p->len, HTTP_CAPTURE);
+			if (plen && !bpf_probe_read_kernel(e->data, plen, p->data)) {
 				e->ts = p->ts;
 				e->kind = HTTP_REQUEST;
 				e->len = plen;
@@ -706,14 +712,9 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 			p->stored = 0;
 			p->outstanding = 0;
 			__builtin_memset(e->status, 0, sizeof(e->status));
-			__u64 slen = skb->len - off;
-			if (slen > HTTP_STATUS_CAPTURE)
-				slen = HTTP_STATUS_CAPTURE;
-			asm volatile("%0 &= 0x1f" : "+r"(slen));
-			__u64 plen = p->len;
-			asm volatile("%0 &= 0x7ff" : "+r"(plen));
-			if (slen && slen <= HTTP_STATUS_CAPTURE && plen && plen <= HTTP_CAPTURE &&
-			    !bpf_skb_load_bytes(skb, off, e->status, slen) && !bpf_probe_read_kernel(e->data, plen, p->data)) {
+			__u64 slen = capture_len(skb->len - off, HTTP_STATUS_CAPTURE);
+			__u64 plen = capture_len(p->len, HTTP_CAPTURE);
+			if (slen && plen && !bpf_skb_load_bytes(skb, off, e->status, slen) && !bpf_probe_read_kernel(e->data, plen, p->data)) {
 				e->ts = now;
 				e->req_ts = p->ts;
 				e->kind = HTTP_EXCHANGE;
@@ -729,13 +730,8 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	e->ts = now;
 	e->kind = kind;
 	/* a request needs its whole first line; a response only its status */
-	__u64 len = skb->len - off;
-	__u64 cap = kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE;
-	if (len > cap)
-		len = cap;
-	/* mask in the register the helper gets, so the verifier sees the bound */
-	asm volatile("%0 &= 0x7ff" : "+r"(len));
-	if (len == 0 || len > HTTP_CAPTURE || bpf_skb_load_bytes(skb, off, e->data, len))
+	__u64 len = capture_len(skb->len - off, kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE);
+	if (!len || bpf_skb_load_bytes(skb, off, e->data, len))
 		return 1;
 	e->len = len;
 	http_output(e, len);
