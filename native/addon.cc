@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -96,12 +97,16 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("openObject", &Addon::OpenObject),
         InstanceMethod("setInitialValue", &Addon::SetInitialValue),
         InstanceMethod("setMaxEntries", &Addon::SetMaxEntries),
+        InstanceMethod("setAutoload", &Addon::SetAutoload),
+        InstanceMethod("reuseMap", &Addon::ReuseMap),
         InstanceMethod("loadObject", &Addon::LoadObject),
         InstanceMethod("closeObject", &Addon::CloseObject),
         InstanceMethod("programs", &Addon::Programs),
         InstanceMethod("maps", &Addon::Maps),
         InstanceMethod("attachRawTracepoint", &Addon::AttachRawTracepoint),
         InstanceMethod("attachTracepoint", &Addon::AttachTracepoint),
+        InstanceMethod("attachTrace", &Addon::AttachTrace),
+        InstanceMethod("attachKprobe", &Addon::AttachKprobe),
         InstanceMethod("attachUprobe", &Addon::AttachUprobe),
         InstanceMethod("attachCgroup", &Addon::AttachCgroup),
         InstanceMethod("attachSocketFilter", &Addon::AttachSocketFilter),
@@ -111,6 +116,8 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("mapDelete", &Addon::MapDelete),
         InstanceMethod("mapBatch", &Addon::MapBatch),
         InstanceMethod("numPossibleCpus", &Addon::NumPossibleCpus),
+        InstanceMethod("kernelBtfFind", &Addon::KernelBtfFind),
+        InstanceMethod("libbpfVersion", &Addon::LibbpfVersion),
         InstanceMethod("ringOpen", &Addon::RingOpen),
         InstanceMethod("ringDrain", &Addon::RingDrain),
         InstanceMethod("ringClose", &Addon::RingClose),
@@ -126,6 +133,7 @@ class Addon : public Napi::Addon<Addon> {
     links_.clear();
     for (auto& [id, o] : objects_) bpf_object__close(o.obj);
     objects_.clear();
+    btf__free(vmlinux_btf_);
   }
 
  private:
@@ -133,6 +141,7 @@ class Addon : public Napi::Addon<Addon> {
   std::map<uint32_t, Object> objects_;
   std::map<uint32_t, Link> links_;
   std::map<uint32_t, std::unique_ptr<Ring>> rings_;
+  btf* vmlinux_btf_ = nullptr;  // the running kernel's BTF, loaded on first question
 
   // ---- argument helpers ----
 
@@ -226,6 +235,26 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
+  // setAutoload(obj, prog, load): a program left out is neither relocated nor
+  // loaded, so an object can hold variants for kernels that lack some hooks.
+  Napi::Value SetAutoload(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string name = Str(info, 1);
+    int err = bpf_program__set_autoload(GetProgram(env, U32(info, 0), name), info[2].ToBoolean().Value());
+    if (err) ThrowOp(env, "set autoload of " + name, err);
+    return env.Undefined();
+  }
+
+  // reuseMap(obj, mapName, fd): the object uses a map another object created
+  // (httpflow reads netflow's connection table).
+  Napi::Value ReuseMap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string name = Str(info, 1);
+    int err = bpf_map__reuse_fd(GetMap(env, U32(info, 0), name), static_cast<int>(U32(info, 2)));
+    if (err) ThrowOp(env, "reuse map " + name, err);
+    return env.Undefined();
+  }
+
   Napi::Value LoadObject(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Object& o = GetObject(env, U32(info, 0));
@@ -307,6 +336,28 @@ class Addon : public Napi::Addon<Addon> {
     g_log.clear();
     bpf_link* l = bpf_program__attach_tracepoint(GetProgram(env, obj, Str(info, 1)), category.c_str(), name.c_str());
     return NewLink(env, obj, l, -1, "attach tracepoint " + category + ":" + name);
+  }
+
+  // attachTrace(obj, prog): fentry/fexit, at the kernel function its section names
+  Napi::Value AttachTrace(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t obj = U32(info, 0);
+    bpf_program* p = GetProgram(env, obj, Str(info, 1));
+    g_log.clear();
+    bpf_link* l = bpf_program__attach_trace(p);
+    return NewLink(env, obj, l, -1, std::string("attach ") + bpf_program__section_name(p));
+  }
+
+  // attachKprobe(obj, prog, retprobe, funcName)
+  Napi::Value AttachKprobe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t obj = U32(info, 0);
+    bool ret = info[2].ToBoolean().Value();
+    std::string func = Str(info, 3);
+    LIBBPF_OPTS(bpf_kprobe_opts, opts, .retprobe = ret);
+    g_log.clear();
+    bpf_link* l = bpf_program__attach_kprobe_opts(GetProgram(env, obj, Str(info, 1)), func.c_str(), &opts);
+    return NewLink(env, obj, l, -1, std::string("attach ") + (ret ? "kretprobe " : "kprobe ") + func);
   }
 
   // attachUprobe(obj, prog, retprobe, pid (-1 = all), binaryPath, offset, funcName)
@@ -459,6 +510,32 @@ class Addon : public Napi::Addon<Addon> {
     int n = libbpf_num_possible_cpus();
     if (n < 0) ThrowOp(info.Env(), "possible cpus", n);
     return Napi::Number::New(info.Env(), n);
+  }
+
+  // kernelBtfFind(name, kind) -> -1 when the running kernel's BTF has no such
+  // type; else its member count (a function: its parameters). Hooks are chosen
+  // by what the kernel has, and function signatures change between versions.
+  Napi::Value KernelBtfFind(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string name = Str(info, 0);
+    uint32_t kind = U32(info, 1);
+    if (!vmlinux_btf_) {
+      vmlinux_btf_ = btf__load_vmlinux_btf();
+      int err = libbpf_get_error(vmlinux_btf_);
+      if (err) {
+        vmlinux_btf_ = nullptr;
+        ThrowOp(env, "load kernel BTF", err);
+      }
+    }
+    int id = btf__find_by_name_kind(vmlinux_btf_, name.c_str(), kind);
+    if (id < 0) return Napi::Number::New(env, -1);
+    const btf_type* t = btf__type_by_id(vmlinux_btf_, id);
+    if (btf_is_func(t)) t = btf__type_by_id(vmlinux_btf_, t->type);
+    return Napi::Number::New(env, btf_vlen(t));
+  }
+
+  Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), libbpf_version_string());
   }
 
   // ---- ring buffers ----

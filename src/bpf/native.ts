@@ -10,12 +10,16 @@ interface Addon {
   openObject(elf: Buffer, name: string): number;
   setInitialValue(obj: number, map: string, data: Buffer, offset: number): void;
   setMaxEntries(obj: number, map: string, n: number): void;
+  setAutoload(obj: number, prog: string, load: boolean): void;
+  reuseMap(obj: number, map: string, fd: number): void;
   loadObject(obj: number): void;
   closeObject(obj: number): void;
   programs(obj: number): RawProgram[];
   maps(obj: number): RawMap[];
   attachRawTracepoint(obj: number, prog: string, tp: string): number;
   attachTracepoint(obj: number, prog: string, category: string, name: string): number;
+  attachTrace(obj: number, prog: string): number;
+  attachKprobe(obj: number, prog: string, retprobe: boolean, func: string): number;
   attachUprobe(obj: number, prog: string, retprobe: boolean, pid: number, binary: string, offset: number, func: string): number;
   attachCgroup(obj: number, prog: string, cgroupDir: string): number;
   attachSocketFilter(obj: number, prog: string): number;
@@ -25,6 +29,8 @@ interface Addon {
   mapDelete(fd: number, key: Buffer): boolean;
   mapBatch(fd: number, keys: Buffer, keySize: number, values: Buffer, valueSize: number, del: boolean, cursor?: Buffer): number;
   numPossibleCpus(): number;
+  kernelBtfFind(name: string, kind: number): number;
+  libbpfVersion(): string;
   ringOpen(fd: number, buffer: Buffer, onData: (bytes: number) => void): number;
   ringDrain(ring: number): number;
   ringClose(ring: number): void;
@@ -63,6 +69,22 @@ function call<T>(fn: () => T): T {
     }
     throw err;
   }
+}
+
+/** BTF kinds that kernelBtf() looks up. */
+export const BTF_KIND = { STRUCT: 4, TYPEDEF: 8, FUNC: 12 } as const;
+
+/**
+ * Looks `name` up in the running kernel's BTF: undefined when absent, else its
+ * member count (for a function, how many parameters it takes).
+ */
+export function kernelBtf(name: string, kind: number): number | undefined {
+  const n = call(() => native().kernelBtfFind(name, kind));
+  return n < 0 ? undefined : n;
+}
+
+export function libbpfVersion(): string {
+  return native().libbpfVersion();
 }
 
 export function possibleCpus(): number {
@@ -257,6 +279,16 @@ export class BpfObject {
     call(() => native().setMaxEntries(this.handle, map, n));
   }
 
+  /** Leaves a program out of load (a variant for other kernels); call before load(). */
+  setAutoload(prog: string, load: boolean): void {
+    call(() => native().setAutoload(this.handle, prog, load));
+  }
+
+  /** Makes this object use `map` (another object's) for its map `name`; call before load(). */
+  reuseMap(name: string, map: BpfMap): void {
+    call(() => native().reuseMap(this.handle, name, map.fd));
+  }
+
   load(): void {
     call(() => native().loadObject(this.handle));
   }
@@ -286,6 +318,15 @@ export class BpfObject {
 
   attachTracepoint(prog: string, category: string, name: string): Link {
     return this.track(call(() => native().attachTracepoint(this.handle, prog, category, name)), `tp/${category}/${name}`);
+  }
+
+  /** fentry/fexit at the kernel function named by the program's section. */
+  attachTrace(prog: string): Link {
+    return this.track(call(() => native().attachTrace(this.handle, prog)), `trace/${prog}`);
+  }
+
+  attachKprobe(prog: string, func: string, retprobe = false): Link {
+    return this.track(call(() => native().attachKprobe(this.handle, prog, retprobe, func)), `${retprobe ? 'kretprobe' : 'kprobe'}/${func}`);
   }
 
   /** A uprobe at `func` (+offset) or, without `func`, at a file offset of `binary`. */
