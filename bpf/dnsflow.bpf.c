@@ -8,17 +8,11 @@
  * Everything else returns at the port check. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "addr.h"
+#include "capture.h"
 #include "counters.h"
-#include <bpf/bpf_endian.h>
 #include "dnsflow.h"
 #include "ringbuf.h"
-
-#define AF_INET 2
-#define AF_INET6 10
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
 
 const volatile struct dnsflow_config cfg = {
 	.include_loopback = 0,
@@ -50,22 +44,9 @@ static __always_inline void count(__u32 slot)
 	counter_inc(&counters, slot);
 }
 
-/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 */
-static __always_inline bool is_loopback(const __u8 *a, __u16 family)
-{
-	if (family == AF_INET)
-		return a[0] == 127;
-	for (int i = 0; i < 10; i++)
-		if (a[i])
-			return false;
-	if (a[10] == 0xff && a[11] == 0xff)
-		return a[12] == 127;
-	return !a[10] && !a[11] && !a[12] && !a[13] && !a[14] && a[15] == 1;
-}
-
 static __always_inline int handle(struct __sk_buff *skb, bool egress)
 {
-	__u8 saddr[16] = {}, daddr[16] = {};
+	__u32 saddr[4] = {}, daddr[4] = {}; /* words: is_loopback reads them so */
 	__u16 family;
 	__u8 proto;
 	__u32 l4;
@@ -124,11 +105,8 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 	struct dns_event *e = bpf_map_lookup_elem(&dns_scratch, &zero);
 	if (!e)
 		return 1;
-	__u64 len = payload_len < DNS_CAPTURE ? payload_len : DNS_CAPTURE;
-	/* mask in the register the helper gets: the compiler would otherwise
-	 * check a zero-extended copy, whose bounds the verifier cannot carry over */
-	asm volatile("%0 &= 0x3ff" : "+r"(len));
-	if (len == 0 || len > DNS_CAPTURE || bpf_skb_load_bytes(skb, off, e->payload, len))
+	__u64 len = capture_len(payload_len, DNS_CAPTURE);
+	if (!len || bpf_skb_load_bytes(skb, off, e->payload, len))
 		return 1;
 	e->ts = bpf_ktime_get_ns();
 	__builtin_memcpy(e->saddr, saddr, 16);
