@@ -39,7 +39,7 @@ function record(out: Buffer, at: number, kind: number, conn: number, ts: bigint,
 
 /** `paired`: one record per exchange, as the kernel sends one request at a time; else a request and a response record. */
 export function httpflowDecodeBench(paired: boolean): { perSecond: number; nsPerExchange: number; lines: number } {
-  const plugin = new HttpflowPlugin({} as NetflowPlugin, { cgroup2: '' });
+  const plugin = new HttpflowPlugin({} as NetflowPlugin, { includeLoopback: false, cgroup2: () => '' });
   let lines = 0;
   const emit = (l: string[]) => (lines += l.length);
   // one chunk of BATCH/2 exchanges, replayed with fresh timestamps

@@ -1,27 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
-/* netflow: per-connection TCP statistics aggregated in the kernel.
+/* netflow: per-connection TCP and UDP statistics aggregated in the kernel.
  *
- * Connections are tracked from their state changes (inet_sock_set_state),
- * bytes are counted from sock_send_length / sock_recv_length (Linux 6.3+),
- * which fire in process context with the exact payload size and the owning
- * task. User space reads the `conns` map once per interval. When a socket is
+ * Connections are tracked from their state changes (inet_sock_set_state).
+ * Bytes are counted where the socket layer learns what the protocol's
+ * sendmsg/recvmsg returned: the exact payload size, in process context, with
+ * the owning task. Three sets of programs do that, for the kernels that have
+ * their hooks (user space loads one set, see src/plugins/netflow/hooks.ts):
+ *   tracepoint: sock_send_length / sock_recv_length (Linux 6.3+)
+ *   fentry:     fexit on inet_sendmsg, inet6_sendmsg, inet_recvmsg, inet6_recvmsg
+ *   kprobe:     kprobe + kretprobe on those four functions
+ * The tracepoints fire in sock_sendmsg/sock_recvmsg with the return value of
+ * those same four functions (for AF_INET and AF_INET6 sockets), so every set
+ * counts the same bytes.
+ * User space reads the `conns` map once per interval. When a socket is
  * destroyed (not merely closed: the application may still read what arrived
  * before the FIN) its final counters are queued on the `closed` ring buffer
  * and its entry removed, so short connections are never lost between reads.
- * Only raw tracepoints are used: no kprobes, no tracefs. */
+ * State changes, retransmits and destruction use raw tracepoints: no tracefs. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "counters.h"
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include <bpf/bpf_endian.h>
+#include "addr.h"
+#include "counters.h"
 #include "netflow.h"
 #include "ringbuf.h"
 
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
 #define MSG_PEEK 2
 #define SAMPLE_EVERY 16
 
@@ -67,8 +71,9 @@ struct {
 } udp_flows SEC(".maps");
 
 /* The peer of the datagram being sent or received on this CPU, left by the
- * cgroup sendmsg/recvmsg hooks for the byte tracepoint that follows them in
- * the same syscall: unconnected sockets have no peer in struct sock. */
+ * cgroup sendmsg/recvmsg hooks (which run inside udp_sendmsg/udp_recvmsg) for
+ * the byte hook that follows them in the same syscall: unconnected sockets
+ * have no peer in struct sock. */
 struct udp_peer {
 	__u64 sk;
 	__u8 addr[16];
@@ -85,40 +90,6 @@ struct {
 } udp_stash SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
-} http_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64); /* struct sock pointer */
-	__type(value, struct http_state);
-} http_conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct http_pending);
-} http_pending SEC(".maps");
-
-/* Events are built here, then copied out with only their used length. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct http_event);
-} http_scratch SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HTTP_CNT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} http_counters SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* a hint: the least recently used may go */
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* struct sock pointer */
@@ -133,6 +104,16 @@ struct {
 	__type(value, __u64);
 } id_seq SEC(".maps");
 
+/* Byte counting starts when user space sets `counting`, once every byte hook
+ * is attached: at one instant for sends and receives alike, however long the
+ * attaching took (a trampoline or kprobe each). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netflow_control);
+} control SEC(".maps");
+
 static __always_inline void count(__u32 slot)
 {
 	counter_inc(&counters, slot);
@@ -144,24 +125,11 @@ static __always_inline __u16 sk_proto(const struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 }
 
-static __always_inline bool is_loopback(const __u8 *a, __u16 family)
-{
-	if (family == AF_INET)
-		return a[0] == 127;
-	/* ::1 and ::ffff:127.0.0.0/104 */
-	__u32 w0 = *(__u32 *)a, w1 = *(__u32 *)(a + 4), w2 = *(__u32 *)(a + 8);
-	if (w0 || w1)
-		return false;
-	if (w2 == 0)
-		return a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 1;
-	return w2 == bpf_htonl(0x0000ffff) && a[12] == 127;
-}
-
 static __always_inline bool tuple_allowed(const struct conn_tuple *t)
 {
 	if (cfg.include_loopback)
 		return true;
-	return !is_loopback(t->saddr, t->family) && !is_loopback(t->daddr, t->family);
+	return !is_loopback((const __u32 *)t->saddr, t->family) && !is_loopback((const __u32 *)t->daddr, t->family);
 }
 
 /* Fill addresses and ports; returns false when the flow must not be tracked. */
@@ -320,6 +288,10 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 
 static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
 {
+	__u32 zero = 0;
+	struct netflow_control *ctl = bpf_map_lookup_elem(&control, &zero);
+	if (!ctl || !ctl->counting)
+		return;
 	__u64 key = (__u64)sk;
 	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
 	if (c) {
@@ -402,6 +374,8 @@ int udp_recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* ---- bytes, tracepoint set (Linux 6.3+) ---- */
+
 SEC("raw_tp/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
@@ -416,6 +390,112 @@ int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 	/* peeked bytes are read again later: count them once */
 	if (ret > 0 && !(flags & MSG_PEEK))
 		on_bytes(sk, ret, false);
+	return 0;
+}
+
+/* ---- bytes, fentry set: the functions whose results those tracepoints report ---- */
+
+static __always_inline void on_socket_bytes(struct socket *sock, int ret, bool sent)
+{
+	if (ret > 0)
+		on_bytes(BPF_CORE_READ(sock, sk), ret, sent);
+}
+
+SEC("fexit/inet_sendmsg")
+int BPF_PROG(fexit_inet_sendmsg, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	on_socket_bytes(sock, ret, true);
+	return 0;
+}
+
+SEC("fexit/inet6_sendmsg")
+int BPF_PROG(fexit_inet6_sendmsg, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	on_socket_bytes(sock, ret, true);
+	return 0;
+}
+
+SEC("fexit/inet_recvmsg")
+int BPF_PROG(fexit_inet_recvmsg, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
+{
+	if (!(flags & MSG_PEEK))
+		on_socket_bytes(sock, ret, false);
+	return 0;
+}
+
+SEC("fexit/inet6_recvmsg")
+int BPF_PROG(fexit_inet6_recvmsg, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
+{
+	if (!(flags & MSG_PEEK))
+		on_socket_bytes(sock, ret, false);
+	return 0;
+}
+
+/* ---- bytes, kprobe set: the same functions, arguments kept from entry to return ---- */
+
+struct call_args {
+	__u64 sock;
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* By thread: a thread is in at most one of these calls at a time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* a thread that exits mid-call leaves its entry to age out */
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct call_args);
+} call_args SEC(".maps");
+
+static __always_inline void call_enter(struct socket *sock, __u32 flags)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct call_args a = {.sock = (__u64)sock, .flags = flags};
+	/* an entry still here is a call whose return was not reported: the
+	 * kernel ran out of kretprobe instances (too many calls in flight) */
+	if (bpf_map_lookup_elem(&call_args, &tid))
+		count(CNT_KRETPROBE_MISSED);
+	bpf_map_update_elem(&call_args, &tid, &a, BPF_ANY);
+}
+
+static __always_inline void call_return(int ret, bool sent)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct call_args *a = bpf_map_lookup_elem(&call_args, &tid);
+	if (!a)
+		return;
+	struct socket *sock = (struct socket *)a->sock;
+	bool peek = a->flags & MSG_PEEK;
+	bpf_map_delete_elem(&call_args, &tid);
+	if (sent || !peek)
+		on_socket_bytes(sock, ret, sent);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(kprobe_sendmsg, struct socket *sock)
+{
+	call_enter(sock, 0);
+	return 0;
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(kretprobe_sendmsg, int ret)
+{
+	call_return(ret, true);
+	return 0;
+}
+
+SEC("kprobe")
+int BPF_KPROBE(kprobe_recvmsg, struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	call_enter(sock, flags);
+	return 0;
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(kretprobe_recvmsg, int ret)
+{
+	call_return(ret, false);
 	return 0;
 }
 
@@ -505,9 +585,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 SEC("raw_tp/tcp_destroy_sock")
 int BPF_PROG(on_destroy, struct sock *sk)
 {
-	__u64 key = (__u64)sk;
-	report_closed(key);
-	bpf_map_delete_elem(&http_conns, &key);
+	report_closed((__u64)sk);
 	return 0;
 }
 
@@ -524,230 +602,6 @@ int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	__sync_fetch_and_add(&c->retrans, segs ? segs : 1);
 	return 0;
-}
-
-/* ---- httpflow ----
- * cgroup_skb programs see every TCP segment of every socket on the host with
- * the socket itself, so the owner comes from the connection netflow tracks.
- * A segment whose payload starts like a request line or a status line is an
- * HTTP message start; only its first bytes go to user space. */
-
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-
-static __always_inline void http_count(__u32 slot)
-{
-	counter_inc(&http_counters, slot);
-}
-
-/* First four payload bytes, as a little-endian u32 of the characters. */
-#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
-
-static __always_inline int http_kind(__u32 w)
-{
-	switch (w) {
-	case W('G', 'E', 'T', ' '):
-	case W('P', 'O', 'S', 'T'):
-	case W('P', 'U', 'T', ' '):
-	case W('H', 'E', 'A', 'D'):
-	case W('D', 'E', 'L', 'E'):
-	case W('O', 'P', 'T', 'I'):
-	case W('P', 'A', 'T', 'C'):
-	case W('C', 'O', 'N', 'N'):
-	case W('T', 'R', 'A', 'C'):
-		return HTTP_REQUEST;
-	case W('H', 'T', 'T', 'P'):
-		return HTTP_RESPONSE;
-	}
-	return 0;
-}
-
-/* How many of `len` bytes to copy, at most `cap` (at most 2047): masked in the
- * register the copying helper gets, so that the verifier sees the bound. 0: none. */
-static __always_inline __u64 capture_len(__u64 len, __u64 cap)
-{
-	if (len > cap)
-		len = cap;
-	asm volatile("%0 &= 0x7ff" : "+r"(len));
-	return len <= cap ? len : 0;
-}
-
-/* Sends an event with `len` bytes of data, counting what the ring could not take. */
-static __always_inline void http_output(struct http_event *e, __u64 len)
-{
-	if (output_prefix(&http_events, e, offsetof(struct http_event, data) + len, sizeof(*e), cfg.wakeup_bytes))
-		http_count(HTTP_CNT_RINGBUF_FULL);
-	else
-		http_count(HTTP_CNT_EVENTS);
-}
-
-static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
-{
-	struct bpf_sock *bsk = skb->sk;
-	if (!bsk)
-		return 1;
-	__u32 l4, family;
-	__u8 proto;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 vihl;
-		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
-			return 1;
-		l4 = (vihl & 0xf) * 4;
-		family = AF_INET;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return 1;
-		l4 = 40;
-		family = AF_INET6;
-	} else {
-		return 1;
-	}
-	if (proto != IPPROTO_TCP)
-		return 1;
-	__u8 doff;
-	if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
-		return 1;
-	__u32 off = l4 + (doff >> 4) * 4;
-	if (skb->len <= off)
-		return 1; /* no payload */
-
-	__u64 key = (__u64)bsk;
-	__u32 word = 0;
-	int kind = 0;
-	if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
-		kind = http_kind(word);
-	struct http_state *st = bpf_map_lookup_elem(&http_conns, &key);
-	__u64 now = bpf_ktime_get_ns();
-	if (!kind) {
-		/* more of a request: its end moves on */
-		if (st && st->in_request && st->request_egress == egress)
-			st->req_end_ts = now;
-		return 1;
-	}
-
-	__u32 zero = 0;
-	struct http_event *e = bpf_map_lookup_elem(&http_scratch, &zero);
-	if (!e)
-		return 1;
-	if (kind == HTTP_REQUEST) {
-		if (!st) {
-			struct http_state fresh = {.request_egress = egress};
-			if (bpf_map_update_elem(&http_conns, &key, &fresh, BPF_NOEXIST) && bpf_map_update_elem(&http_conns, &key, &fresh, BPF_EXIST))
-				http_count(HTTP_CNT_STATE_FULL);
-			st = bpf_map_lookup_elem(&http_conns, &key);
-		}
-		if (st) {
-			st->request_egress = egress;
-			st->in_request = 1;
-			st->req_end_ts = now;
-		}
-		e->req_end_ts = 0;
-	} else {
-		e->req_end_ts = st ? st->req_end_ts : 0;
-		if (st)
-			st->in_request = 0;
-	}
-
-	/* addresses from the socket: local end first, as netflow reports them */
-	e->t.family = family;
-	e->t.proto = IPPROTO_TCP;
-	e->t.sport = bsk->src_port;
-	e->t.dport = bpf_ntohs(bsk->dst_port);
-	e->t.netns = 0;
-	if (family == AF_INET) {
-		__u32 s4 = bsk->src_ip4, d4 = bsk->dst_ip4;
-		__builtin_memset(e->t.saddr, 0, 16);
-		__builtin_memset(e->t.daddr, 0, 16);
-		__builtin_memcpy(e->t.saddr, &s4, 4);
-		__builtin_memcpy(e->t.daddr, &d4, 4);
-	} else {
-		__u32 *sa = (__u32 *)e->t.saddr, *da = (__u32 *)e->t.daddr;
-		sa[0] = bsk->src_ip6[0]; sa[1] = bsk->src_ip6[1]; sa[2] = bsk->src_ip6[2]; sa[3] = bsk->src_ip6[3];
-		da[0] = bsk->dst_ip6[0]; da[1] = bsk->dst_ip6[1]; da[2] = bsk->dst_ip6[2]; da[3] = bsk->dst_ip6[3];
-	}
-	if (!tuple_allowed(&e->t))
-		return 1;
-
-	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
-	e->pid = c ? c->pid : 0;
-	if (c)
-		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
-	else
-		__builtin_memset(e->comm, 0, sizeof(e->comm));
-	e->sk = key;
-	e->egress = egress;
-	e->req_ts = 0;
-
-	/* a request is kept until its response when it is the only one waiting */
-	struct bpf_sock *full = bpf_sk_fullsock(bsk);
-	struct http_pending *p = 0;
-	if (full)
-		p = bpf_sk_storage_get(&http_pending, full, 0, kind == HTTP_REQUEST ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (p && kind == HTTP_REQUEST) {
-		if (!p->outstanding) {
-			__u64 keep = capture_len(skb->len - off, HTTP_CAPTURE);
-			if (keep && !bpf_skb_load_bytes(skb, off, p->data, keep)) {
-				p->len = keep;
-				p->ts = now;
-				p->stored = 1;
-				p->outstanding = 1;
-				return 1;
-			}
-		}
-		/* pipelined: the kept request goes out first, as a record of its own */
-		if (p->stored) {
-			p->stored = 0;
-			__u64 plen = capture_len(p->len, HTTP_CAPTURE);
-			if (plen && !bpf_probe_read_kernel(e->data, plen, p->data)) {
-				e->ts = p->ts;
-				e->kind = HTTP_REQUEST;
-				e->len = plen;
-				http_output(e, plen);
-			}
-		}
-		if (p->outstanding < 255)
-			p->outstanding++;
-	} else if (p && kind == HTTP_RESPONSE) {
-		if (p->stored && p->outstanding == 1) {
-			p->stored = 0;
-			p->outstanding = 0;
-			__builtin_memset(e->status, 0, sizeof(e->status));
-			__u64 slen = capture_len(skb->len - off, HTTP_STATUS_CAPTURE);
-			__u64 plen = capture_len(p->len, HTTP_CAPTURE);
-			if (slen && plen && !bpf_skb_load_bytes(skb, off, e->status, slen) && !bpf_probe_read_kernel(e->data, plen, p->data)) {
-				e->ts = now;
-				e->req_ts = p->ts;
-				e->kind = HTTP_EXCHANGE;
-				e->len = plen;
-				http_output(e, plen);
-			}
-			return 1;
-		}
-		if (p->outstanding)
-			p->outstanding--;
-	}
-
-	e->ts = now;
-	e->kind = kind;
-	/* a request needs its whole first line; a response only its status */
-	__u64 len = capture_len(skb->len - off, kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE);
-	if (!len || bpf_skb_load_bytes(skb, off, e->data, len))
-		return 1;
-	e->len = len;
-	http_output(e, len);
-	return 1;
-}
-
-SEC("cgroup_skb/egress")
-int http_egress(struct __sk_buff *skb)
-{
-	return http_skb(skb, true);
-}
-
-SEC("cgroup_skb/ingress")
-int http_ingress(struct __sk_buff *skb)
-{
-	return http_skb(skb, false);
 }
 
 char LICENSE[] SEC("license") = "GPL";

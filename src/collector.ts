@@ -4,6 +4,7 @@ import type { Config } from './config';
 import { log } from './log';
 import type { Output, Point } from './output/point';
 import type { Plugin } from './plugins/plugin';
+import { StartupError } from './runtime';
 
 export function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
@@ -38,11 +39,17 @@ export class Collector {
         this.started.push(p);
         log.info(`${p.name}: started`);
       } catch (err) {
+        if (err instanceof StartupError) {
+          this.stopStarted();
+          throw err;
+        }
         log.warn(`${p.name}: disabled: ${(err as Error).message.split('\n')[0]}`);
         log.debug(`${p.name}: ${(err as Error).message}`);
       }
     }
     if (!this.started.length) throw new Error('no plugin could start');
+    const hooks = this.started.flatMap((p) => Object.entries(p.hooks?.() ?? {}));
+    log.info(`hooks: ${hooks.map(([what, how]) => `${what}=${how}`).join(', ')}`);
     this.timer = setInterval(() => void this.report(), this.config.intervalMs);
     this.flushTimer = setInterval(() => {
       if (!this.pending) return;
@@ -113,9 +120,15 @@ export class Collector {
       if (this.timer) clearInterval(this.timer);
       if (this.flushTimer) clearInterval(this.flushTimer);
       await this.report();
-      for (const p of [...this.started].reverse()) p.stop(); // httpflow uses netflow's object
+      this.stopStarted();
       await this.output.close();
     })();
     return this.stopping;
+  }
+
+  /** Last started, first stopped: httpflow uses netflow's connection table. */
+  private stopStarted(): void {
+    for (const p of this.started.reverse()) p.stop();
+    this.started.length = 0;
   }
 }

@@ -21,10 +21,10 @@ function buildPlugins(config: Config, runtime: Runtime, k8s?: Kubernetes): Plugi
   if (config.enabled.includes('ebpf-net')) {
     // dnsflow learns names from answers, netflow reports them as dst_domain
     const domains = new DnsCache(DNS_CACHE_ENTRIES, config.intervalMs);
-    const common = { includeLoopback: config.includeLoopback, cgroup2: runtime.cgroup2, k8s };
-    const netflow = new NetflowPlugin({ ...common, domains });
-    // the cluster is followed first and let go of last; httpflow runs programs
-    // of netflow's object, so it must start after netflow
+    const common = { includeLoopback: config.includeLoopback, cgroup2: () => runtime.cgroup2, k8s };
+    const netflow = new NetflowPlugin({ ...common, domains, hooks: config.hooks });
+    // the cluster is followed first and let go of last; httpflow reads
+    // netflow's connection table, so it must start after netflow
     if (k8s) plugins.push(k8s);
     plugins.push(netflow, new DnsflowPlugin({ ...common, cache: domains }), new HttpflowPlugin(netflow, common));
   }

@@ -14,6 +14,7 @@ import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { LogLevel } from '../log';
+import { HOOKS_MODES, type HooksMode } from '../plugins/netflow/hooks';
 import { DurationError, parseDuration } from './duration';
 
 export type PluginName = 'ebpf-net' | 'ebpf-bash';
@@ -39,6 +40,8 @@ export interface Config {
   k8s: { url?: string; bearerTokenPath?: string; bearerTokenString?: string; caPath?: string; insecureSkipTlsVerify?: boolean };
   /** Where to serve the collector's own metrics (Prometheus format). */
   metricsListen?: string;
+  /** Which kernel hooks count netflow's bytes. */
+  hooks: HooksMode;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
   warnings: string[];
 }
@@ -102,6 +105,11 @@ const FLAGS = {
     type: 'string',
     arg: 'HOST:PORT',
     help: "serve the collector's own metrics at /metrics, Prometheus format (default: none)",
+  },
+  hooks: {
+    type: 'string',
+    arg: 'MODE',
+    help: `byte-counting hooks: ${HOOKS_MODES.join(', ')} (default: auto, the cheapest)`,
   },
   help: { type: 'boolean', short: 'h', help: 'show this help and exit' },
   version: { type: 'boolean', help: 'show the version and exit' },
@@ -170,6 +178,7 @@ interface FlagValues {
   config?: string;
   'include-loopback'?: boolean;
   'metrics-listen'?: string;
+  hooks?: string;
   help?: boolean;
   version?: boolean;
 }
@@ -246,6 +255,7 @@ interface Settings {
   tags: Record<string, string>;
   includeLoopback?: boolean;
   metricsListen?: string;
+  hooks?: HooksMode;
   k8s: Config['k8s'];
   /** Where k8s.url came from, to name it if it turns out invalid. */
   k8sUrlSource?: string;
@@ -269,6 +279,13 @@ function applyFlags(v: FlagValues, s: Settings, where: string): void {
   for (const text of v.tags ?? []) Object.assign(s.tags, parseTags(text, name('tags')));
   if (v['include-loopback'] !== undefined) s.includeLoopback = v['include-loopback'];
   if (v['metrics-listen'] !== undefined) s.metricsListen = checkHostPort(v['metrics-listen'], name('metrics-listen'));
+  if (v.hooks !== undefined) s.hooks = parseHooks(v.hooks, name('hooks'));
+}
+
+function parseHooks(value: string, name: string): HooksMode {
+  const v = value.trim().toLowerCase();
+  if ((HOOKS_MODES as readonly string[]).includes(v)) return v as HooksMode;
+  throw new UsageError(`${name}: unknown hooks ${quote(value)} (valid: ${HOOKS_MODES.join(', ')})`);
 }
 
 function quote(text: string): string {
@@ -597,6 +614,7 @@ export function parseConfig(
     includeLoopback: s.includeLoopback ?? false,
     k8s: s.k8s,
     metricsListen: s.metricsListen,
+    hooks: s.hooks ?? 'auto',
     warnings,
   };
 }

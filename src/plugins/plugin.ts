@@ -25,6 +25,8 @@ export interface Plugin {
   readonly losses?: LossWarnings;
   /** Names in stats() that are current sizes, not running totals. */
   readonly gauges?: ReadonlySet<string>;
+  /** The kernel hooks it runs on, by what they observe (e.g. bytes: 'fentry'); for the start-up log. */
+  hooks?(): Record<string, string>;
   /** Detaches everything; safe to call twice. */
   stop(): void;
 }

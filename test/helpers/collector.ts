@@ -44,12 +44,16 @@ export function killGroup(p: ChildProcess | undefined): void {
 /**
  * With `stdoutFile` the collector writes there instead of to a pipe (so a
  * benchmark does not pay for reading it live); lines and points are then read
- * from the file when asked for.
+ * from the file when asked for. `wrapper` runs it through another command
+ * (e.g. unshare), which must exec it.
  */
-export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}, stdoutFile?: string): Promise<RunningCollector> {
+export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}, stdoutFile?: string, wrapper: string[] = []): Promise<RunningCollector> {
+  // the kernel matrix runs the suites once per byte-hook path
+  if (process.env.TEST_HOOKS && !args.some((a) => a.startsWith('--hooks'))) args = [...args, '--hooks', process.env.TEST_HOOKS];
   const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
   // run the executable itself, as users do, so its interpreter flags apply
-  const proc = spawn(binPath, args, {
+  const [cmd, ...pre] = [...wrapper, binPath];
+  const proc = spawn(cmd, [...pre, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', out, 'pipe'],
   });

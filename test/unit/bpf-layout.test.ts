@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import { bpfObjectPath } from '../../src/paths';
 import { BASH_CONFIG, BASH_EVENT } from '../../src/plugins/bash/decode';
 import { DNS_EVENT, DNSFLOW_CONFIG } from '../../src/plugins/dnsflow/decode';
-import { HTTP_CAPTURE, HTTP_EVENT } from '../../src/plugins/httpflow/decode';
-import { CONN_STATS, NETFLOW_CONFIG, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
+import { HTTP_CAPTURE, HTTP_EVENT, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
+import { CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
   size: number;
@@ -46,6 +46,7 @@ test('netflow structs match the decoder', () => {
   assertLayout(structs.get('conn_tuple'), TUPLE, 'conn_tuple');
   assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
   assertLayout(structs.get('netflow_config'), NETFLOW_CONFIG, 'netflow_config');
+  assertLayout(structs.get('netflow_control'), NETFLOW_CONTROL, 'netflow_control');
 });
 
 test('netflow UDP key size matches', () => {
@@ -64,6 +65,10 @@ test('dnsflow structs match the decoder', () => {
   assertLayout(structs.get('dnsflow_config'), DNSFLOW_CONFIG, 'dnsflow_config');
 });
 
-test('http_event matches the decoder', () => {
-  assertLayout(btfStructs(bpfObjectPath('netflow')).get('http_event'), { ...HTTP_EVENT, size: HTTP_EVENT.data + HTTP_CAPTURE }, 'http_event');
+test('httpflow structs match the decoder', () => {
+  const structs = btfStructs(bpfObjectPath('httpflow'));
+  assertLayout(structs.get('http_event'), { ...HTTP_EVENT, size: HTTP_EVENT.data + HTTP_CAPTURE }, 'http_event');
+  assertLayout(structs.get('httpflow_config'), HTTPFLOW_CONFIG, 'httpflow_config');
+  // httpflow reads netflow's connection table: both objects must agree on the entry
+  assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
 });

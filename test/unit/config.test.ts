@@ -54,6 +54,7 @@ const DEFAULTS: Config = {
   includeLoopback: false,
   k8s: { url: undefined, bearerTokenPath: undefined, bearerTokenString: undefined, caPath: undefined, insecureSkipTlsVerify: undefined },
   metricsListen: undefined,
+  hooks: 'auto',
   warnings: [],
 };
 
@@ -187,6 +188,20 @@ describe('--enabled', () => {
     usage(['--enabled', 'EBPF-NET'], '--enabled: unknown plugin "EBPF-NET" (valid: ebpf-net, ebpf-bash)');
     usage(['--enabled', ','], '--enabled: no plugin given (valid: ebpf-net, ebpf-bash)');
     usage(['--enabled='], '--enabled: no plugin given (valid: ebpf-net, ebpf-bash)');
+  });
+});
+
+describe('--hooks', () => {
+  test('auto by default; every path by name, any case; from a config file\'s args too', () => {
+    assert.equal(cfg([]).hooks, 'auto');
+    for (const h of ['auto', 'tracepoint', 'fentry', 'kprobe'] as const) assert.equal(cfg(['--hooks', h]).hooks, h);
+    assert.equal(cfg(['--hooks=KPROBE']).hooks, 'kprobe');
+    assert.equal(cfg(['--config', ebpfConf('args = ["--hooks", "fentry"]')]).hooks, 'fentry');
+  });
+
+  test('errors', () => {
+    usage(['--hooks', 'ebpf'], '--hooks: unknown hooks "ebpf" (valid: auto, tracepoint, fentry, kprobe)');
+    usage(['--hooks'], '--hooks: missing value');
   });
 });
 
@@ -609,7 +624,7 @@ test('helpText lists every flag with its default, and the environment', () => {
   const text = helpText();
   const flags = [
     '--datakit-apiserver', '--hostname', '--log', '--log-level', '--service', '--enabled', '--interval', '--tags',
-    '--config', '--include-loopback', '--metrics-listen',
+    '--config', '--include-loopback', '--metrics-listen', '--hooks',
   ];
   const lines = text.split('\n');
   for (const flag of flags) {

@@ -103,6 +103,10 @@ export class BashPlugin implements Plugin {
     return { ...(this.counters?.namedCounters(BASH_COUNTER_NAMES) ?? {}), reported: this.reported, truncated: this.truncated };
   }
 
+  hooks(): Record<string, string> {
+    return { bash: 'uretprobe' };
+  }
+
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

@@ -12,7 +12,8 @@ import { DnsFlowKey, DnsMatcher, DnsQueryResult } from './matcher';
 import { parseDnsMessage, resolvedAddresses } from './message';
 
 export interface DnsflowOptions extends PluginOptions {
-  cgroup2: string;
+  /** The cgroup v2 root, where the programs attach to see every socket. */
+  cgroup2: () => string;
   /** Filled with the addresses each answered name resolved to. */
   cache?: DnsCache;
 }
@@ -107,8 +108,9 @@ export class DnsflowPlugin implements Plugin {
       obj.load();
       this.counters = obj.map('counters');
       this.ring = new RingBuffer(obj.map('dns_events'), (buf, bytes) => this.onEvents(buf, bytes));
-      obj.attachCgroup('dns_egress', this.opts.cgroup2);
-      obj.attachCgroup('dns_ingress', this.opts.cgroup2);
+      const root = this.opts.cgroup2();
+      obj.attachCgroup('dns_egress', root);
+      obj.attachCgroup('dns_ingress', root);
     } catch (err) {
       this.stop();
       throw err;
@@ -180,6 +182,10 @@ export class DnsflowPlugin implements Plugin {
     Object.assign(out, this.matcher.counts, { pending: this.matcher.size, parse_errors: this.parseErrors, partial: this.partial });
     if (this.opts.cache) out.dns_cache = this.opts.cache.size;
     return out;
+  }
+
+  hooks(): Record<string, string> {
+    return { dns: 'cgroup_skb' };
   }
 
   stop(): void {

@@ -1,4 +1,4 @@
-// Decoder for struct http_event (bpf/netflow.h).
+// Decoder for struct http_event (bpf/httpflow.h).
 import { ipType, IpType } from '../../enrich/iptype';
 import { CONN_STATS, decodeConnStats } from '../netflow/decode';
 
@@ -23,6 +23,14 @@ export const HTTP_RESPONSE = 2;
 /** A request the kernel kept until its response: both in one record. */
 export const HTTP_EXCHANGE = 3;
 export const HTTP_COUNTER_NAMES = ['events', 'ringbuf_full', 'state_full'] as const;
+export const HTTPFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
+
+export function encodeHttpflowConfig(includeLoopback: boolean, wakeupBytes: number): Buffer {
+  const b = Buffer.alloc(HTTPFLOW_CONFIG.size);
+  b.writeUInt32LE(includeLoopback ? 1 : 0, HTTPFLOW_CONFIG.include_loopback);
+  b.writeUInt32LE(wakeupBytes, HTTPFLOW_CONFIG.wakeup_bytes);
+  return b;
+}
 
 export interface HttpConnection {
   family: 'IPv4' | 'IPv6';

@@ -1,17 +1,18 @@
 // httpflow (SPEC §4.3): every HTTP/1.x request made or served on this host.
-// Its programs live in the netflow object, whose connection table gives each
-// socket's owner.
-import { BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
+// Its programs read netflow's connection table for each socket's owner.
+import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { FlowTagger } from '../../enrich/k8s';
 import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
+import { log } from '../../log';
 import { EventClock } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
 import { LossWarnings } from '../loss';
 import type { Plugin, Sink } from '../plugin';
 import {
   decodeHttpConnection,
+  encodeHttpflowConfig,
   HTTP_CAPTURE,
   httpEventComm,
   HTTP_COUNTER_NAMES,
@@ -26,6 +27,8 @@ import { Exchange, HttpPairer } from './pairing';
 import { parseRequestLine, parseStatus } from './parse';
 
 const DRAIN_MS = 200;
+/** The kernel wakes us early once this much is queued. */
+const WAKEUP_BYTES = 512 * 1024;
 const TUPLE_BYTES = 48;
 const EXPIRE_MS = 5000;
 const SERIES_CACHE = 16_384;
@@ -33,7 +36,9 @@ const SERIES_CACHE = 16_384;
 export const REQUEST_TIMEOUT_NS = 120e9;
 
 export interface HttpflowOptions {
-  cgroup2: string;
+  includeLoopback: boolean;
+  /** The cgroup v2 root, where the programs attach to see every socket. */
+  cgroup2: () => string;
   /** Kubernetes tags for each end. */
   k8s?: FlowTagger;
 }
@@ -124,6 +129,7 @@ class CachedConnection {
 export class HttpflowPlugin implements Plugin {
   readonly name = 'httpflow';
   readonly category = 'network' as const;
+  private obj?: BpfObject;
   private ring?: RingBuffer;
   private counters?: BpfMap;
   private timers: NodeJS.Timeout[] = [];
@@ -135,7 +141,7 @@ export class HttpflowPlugin implements Plugin {
   readonly gauges = new Set(['pending']);
   readonly losses = new LossWarnings('httpflow', {
     ringbuf_full: 'HTTP message starts lost: ring buffer full',
-    state_full: 'request end times not kept: connection table full',
+    state_full: 'requests not kept in the kernel: no socket storage',
     queue_overflow: 'requests not tracked: too many waiting',
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
@@ -151,13 +157,19 @@ export class HttpflowPlugin implements Plugin {
   start(sink: Sink): void {
     this.emit = (lines) => sink.lines(lines);
     this.commonTags = sink.commonTags;
-    const obj = this.netflow.object;
-    if (!obj) throw new Error('needs netflow, which did not start');
-    this.counters = obj.map('http_counters');
-    this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
+    const obj = BpfObject.open('httpflow');
+    this.obj = obj;
     try {
-      obj.attachCgroup('http_egress', this.opts.cgroup2);
-      obj.attachCgroup('http_ingress', this.opts.cgroup2);
+      obj.setConfig(encodeHttpflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
+      const conns = this.netflow.connections;
+      if (conns) obj.reuseMap('conns', conns);
+      else log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name');
+      obj.load();
+      this.counters = obj.map('http_counters');
+      this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
+      const root = this.opts.cgroup2();
+      obj.attachCgroup('http_egress', root);
+      obj.attachCgroup('http_ingress', root);
     } catch (err) {
       this.stop();
       throw err;
@@ -277,5 +289,11 @@ export class HttpflowPlugin implements Plugin {
     this.timers = [];
     this.ring?.close();
     this.ring = undefined;
+    this.obj?.close();
+    this.obj = undefined;
+  }
+
+  hooks(): Record<string, string> {
+    return { http: 'cgroup_skb' };
   }
 }

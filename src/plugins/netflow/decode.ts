@@ -19,6 +19,7 @@ export const CONN_STATS = {
 } as const;
 export const CLOSE_EVENT = { sk: 0, c: 8, size: 128 } as const;
 export const NETFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
+export const NETFLOW_CONTROL = { counting: 0, size: 4 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -43,6 +44,7 @@ export const COUNTER_NAMES = [
   'udp_map_full',
   'udp_no_peer',
   'udp_last_peer',
+  'kretprobe_missed',
 ] as const;
 
 /** Counters that mean data was lost: logged as a warning when they grow. */
@@ -50,6 +52,7 @@ export const LOSS_COUNTERS: Record<string, string> = {
   conn_map_full: 'connections not tracked: connection table full',
   close_lost: 'closed connections lost: ring buffer and fallback table full',
   udp_map_full: 'UDP flows not tracked: flow table full',
+  kretprobe_missed: 'sends or receives not counted: the kernel ran out of kretprobe instances',
 };
 
 export const UDP_KEY_SIZE = 32;

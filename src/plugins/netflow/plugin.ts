@@ -17,13 +17,17 @@ import {
   UDP_KEY_SIZE,
 } from './decode';
 import { log } from '../../log';
+import { StartupError } from '../../runtime';
 import { LossWarnings } from '../loss';
+import { attachByteHooks, BYTE_HOOKS, ByteHooks, HooksMode, missingFor, selectByteHooks } from './hooks';
 
 export interface NetflowOptions extends PluginOptions {
   /** Connections (and, separately, UDP flows) tracked at once in the kernel. */
   maxConnections?: number;
-  /** cgroup v2 root: the UDP peer hooks attach there to see every process. */
-  cgroup2?: string;
+  /** The cgroup v2 root: the UDP peer hooks attach there to see every process. */
+  cgroup2?: () => string;
+  /** Which hooks count bytes: `auto` takes the cheapest the kernel has. */
+  hooks?: HooksMode;
   /** Names for dst_domain, learnt from DNS answers. */
   domains?: DomainLookup;
   /** Kubernetes tags for each end. */
@@ -33,7 +37,6 @@ export interface NetflowOptions extends PluginOptions {
 /** TCP connections tracked at once: a busy server holds 100,000 and more. */
 const DEFAULT_MAX_CONNECTIONS = 262_144;
 const MAX_UDP_FLOWS = 65_536;
-const MAX_HTTP_CONNECTIONS = 65_536;
 
 /** Map entries read per batch: a bounded buffer however many connections there are. */
 const READ_CHUNK = 4096;
@@ -96,22 +99,65 @@ export class NetflowPlugin implements Plugin {
   private drainTimer?: NodeJS.Timeout;
   private readonly agg = new NetflowAggregator();
   private closeEvents = 0;
+  private byteHooks?: ByteHooks;
+  private udpPeerHooks = false;
 
   constructor(private readonly opts: NetflowOptions) {}
 
-  /** The loaded object, for httpflow, whose programs share its connection table. */
-  get object(): BpfObject | undefined {
-    return this.obj;
+  /** The kernel's connection table, for httpflow to name each socket's owner. */
+  get connections(): BpfMap | undefined {
+    return this.conns;
   }
 
+  hooks(): Record<string, string> {
+    return {
+      bytes: this.byteHooks ?? 'none',
+      tcp_state: 'raw_tracepoint',
+      udp_peer: this.udpPeerHooks ? 'cgroup_sock_addr' : 'none',
+    };
+  }
+
+  /**
+   * Loads the object with the first set of byte hooks that this kernel runs,
+   * in order of cost (or the one --hooks forces).
+   */
   start(): void {
+    const mode = this.opts.hooks ?? 'auto';
+    const rejected: string[] = [];
+    for (const hooks of mode === 'auto' ? BYTE_HOOKS : [mode]) {
+      const why = missingFor(hooks);
+      if (why) {
+        rejected.push(`${hooks}: ${why}`);
+        continue;
+      }
+      try {
+        this.load(hooks);
+        this.byteHooks = hooks;
+        break;
+      } catch (err) {
+        rejected.push(`${hooks}: the kernel refused them (${(err as Error).message.split('\n')[0]})`);
+        log.debug(`netflow: ${hooks} hooks: ${(err as Error).message}`);
+      }
+    }
+    if (!this.byteHooks) {
+      // a path the user forced and the kernel lacks: not something to run without
+      if (mode !== 'auto') throw new StartupError(`--hooks ${rejected[0]}`);
+      throw new Error(`no hooks to count bytes with (${rejected.join('; ')})`);
+    }
+    if (rejected.length) log.info(`netflow: bytes counted by ${this.byteHooks} hooks (not ${rejected.join('; ')})`);
+    this.attachUdpPeerHooks(this.obj!);
+    this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
+    this.drainTimer.unref();
+  }
+
+  private load(hooks: ByteHooks): void {
     const obj = BpfObject.open('netflow');
     this.obj = obj;
     try {
       obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
       obj.setMaxEntries('conns', this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
       obj.setMaxEntries('udp_flows', Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_UDP_FLOWS));
-      obj.setMaxEntries('http_conns', Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_HTTP_CONNECTIONS));
+      selectByteHooks(obj, hooks);
       obj.load();
       this.conns = obj.map('conns');
       this.counters = obj.map('counters');
@@ -122,23 +168,23 @@ export class NetflowPlugin implements Plugin {
       obj.attachRawTracepoint('on_state', 'inet_sock_set_state');
       obj.attachRawTracepoint('on_destroy', 'tcp_destroy_sock');
       obj.attachRawTracepoint('on_retransmit', 'tcp_retransmit_skb');
-      obj.attachRawTracepoint('on_send', 'sock_send_length');
-      obj.attachRawTracepoint('on_recv', 'sock_recv_length');
+      attachByteHooks(obj, hooks);
     } catch (err) {
       this.stop();
       throw err;
     }
-    // Peers of unconnected UDP sockets: without these, only connected UDP sockets are seen.
+  }
+
+  /** Peers of unconnected UDP sockets: without these, only connected UDP sockets are seen. */
+  private attachUdpPeerHooks(obj: BpfObject): void {
     try {
       if (!this.opts.cgroup2) throw new Error('no cgroup v2 hierarchy');
-      for (const prog of ['udp_sendmsg4', 'udp_recvmsg4', 'udp_sendmsg6', 'udp_recvmsg6']) {
-        obj.attachCgroup(prog, this.opts.cgroup2);
-      }
+      const root = this.opts.cgroup2();
+      for (const prog of ['udp_sendmsg4', 'udp_recvmsg4', 'udp_sendmsg6', 'udp_recvmsg6']) obj.attachCgroup(prog, root);
+      this.udpPeerHooks = true;
     } catch (err) {
       log.warn(`netflow: unconnected UDP sockets will not be reported: ${(err as Error).message.split('\n')[0]}`);
     }
-    this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
-    this.drainTimer.unref();
   }
 
   private onCloseEvents(buf: Buffer, bytes: number): void {
@@ -206,5 +252,6 @@ export class NetflowPlugin implements Plugin {
     this.obj?.close();
     this.obj = undefined;
     this.conns = undefined;
+    this.counters = undefined;
   }
 }
