@@ -11,17 +11,17 @@ import { DnsCache } from './enrich/dns-cache';
 import { k8sConnection, Kubernetes } from './enrich/k8s';
 import type { Plugin } from './plugins/plugin';
 import { metricsRegistry, serveMetrics } from './metrics';
-import { checkRuntime, Runtime, StartupError } from './runtime';
+import { Cgroup2, checkRuntime, StartupError } from './runtime';
 
 /** Addresses remembered for dst_domain. */
 const DNS_CACHE_ENTRIES = 50_000;
 
-function buildPlugins(config: Config, runtime: Runtime, k8s?: Kubernetes): Plugin[] {
+function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugin[] {
   const plugins: Plugin[] = [];
   if (config.enabled.includes('ebpf-net')) {
     // dnsflow learns names from answers, netflow reports them as dst_domain
     const domains = new DnsCache(DNS_CACHE_ENTRIES, config.intervalMs);
-    const common = { includeLoopback: config.includeLoopback, cgroup2: () => runtime.cgroup2, k8s };
+    const common = { includeLoopback: config.includeLoopback, cgroup2: () => cgroup2.path(), k8s };
     const netflow = new NetflowPlugin({ ...common, domains, hooks: config.hooks });
     // the cluster is followed first and let go of last; httpflow reads
     // netflow's connection table, so it must start after netflow
@@ -47,17 +47,18 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   configureLog(config.logLevel, config.logPath);
   for (const w of config.warnings) log.warn(w);
 
-  let runtime: Runtime;
   try {
-    runtime = checkRuntime();
+    checkRuntime();
   } catch (err) {
     if (err instanceof StartupError) return fatal(config, err.message);
     throw err;
   }
+  // mounted only if a plugin needs it and the host has none mounted
+  const cgroup2 = new Cgroup2();
 
   // Kubernetes enrichment serves ebpf-net's flows; a CA or token that cannot be read stops start-up
   const k8sConn = config.enabled.includes('ebpf-net') ? k8sConnection(config.k8s, process.env) : undefined;
-  const k8s = k8sConn ? new Kubernetes(k8sConn, {}, runtime.cgroup2) : undefined;
+  const k8s = k8sConn ? new Kubernetes(k8sConn, {}, cgroup2.hostMount()) : undefined;
   try {
     k8s?.prepare();
   } catch (err) {
@@ -65,11 +66,15 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
 
   const output = createOutput(config.apiServer);
-  const collector = new Collector(config, buildPlugins(config, runtime, k8s), output);
+  const collector = new Collector(config, buildPlugins(config, cgroup2, k8s), output);
   try {
     collector.start();
   } catch (err) {
+    if (err instanceof StartupError) return fatal(config, err.message);
     return fatal(config, `cannot start: ${(err as Error).message.split('\n')[0]}`);
+  } finally {
+    // programs are attached: a private cgroup2 mount is no longer needed
+    cgroup2.release();
   }
   if (config.metricsListen) {
     try {

@@ -2,6 +2,8 @@
 // Each failure is one clear line (SPEC §2: status 1, reported to DataKit).
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { log } from './log';
 
 export class StartupError extends Error {}
 
@@ -55,34 +57,94 @@ export function checkBtf(): void {
   }
 }
 
-/** libbpf attaches tracepoints through tracefs; mount it when missing. */
+/** The oldest kernel whose hooks the programs are built and tested for (SPEC §2). */
+export const OLDEST_KERNEL: readonly [number, number] = [5, 10];
+
+/** "5.10.0-35-amd64" -> [5, 10]; undefined when it does not start with a version. */
+export function kernelVersion(release: string): [number, number] | undefined {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+export function checkKernel(release = os.release()): void {
+  const v = kernelVersion(release);
+  const [major, minor] = OLDEST_KERNEL;
+  if (v && (v[0] < major || (v[0] === major && v[1] < minor))) {
+    throw new StartupError(`Linux ${release} is too old: datakit-ebpf needs Linux ${major}.${minor} or newer`);
+  }
+}
+
+/** Mounts a file system; a failure costs the plugins that need it, not the collector. */
+function mount(args: string[], what: string): void {
+  try {
+    execFileSync('mount', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const why = ((err as { stderr?: Buffer }).stderr?.toString() ?? String(err)).trim();
+    throw new Error(`${what}: ${why}`);
+  }
+}
+
+/** Where tracefs is, mounting it if it is not (libbpf finds classic tracepoints there). */
 export function ensureTracefs(): string {
   const found = mounts().find((m) => m.type === 'tracefs');
   if (found) return found.target;
   const target = '/sys/kernel/tracing';
-  try {
-    execFileSync('mount', ['-t', 'tracefs', 'nodev', target], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (err) {
-    const why = ((err as { stderr?: Buffer }).stderr?.toString() ?? String(err)).trim();
-    throw new StartupError(`tracefs is not mounted and mounting it at ${target} failed: ${why}`);
-  }
+  mount(['-t', 'tracefs', 'nodev', target], `tracefs is not mounted and mounting it at ${target} failed`);
   return target;
 }
 
-/** The cgroup v2 hierarchy (pure v2, or the `unified` mount of a hybrid layout). */
-export function findCgroup2(): string {
-  const found = mounts().find((m) => m.type === 'cgroup2');
-  if (!found) throw new StartupError('no cgroup v2 hierarchy is mounted (looked for a cgroup2 mount in /proc/self/mounts)');
-  return found.target;
+/** Where a private cgroup v2 hierarchy is mounted on hosts that have none mounted. */
+const PRIVATE_CGROUP2 = '/run/datakit-ebpf/cgroup2';
+
+/**
+ * The cgroup v2 hierarchy the cgroup programs attach to: the host's (pure v2,
+ * or the `unified` mount of a hybrid layout), found when first asked for. On
+ * a host with only cgroup v1 mounted, a private mount of the same hierarchy
+ * (every process is in its root), let go of once programs are attached: they
+ * hold the cgroup, not the mount.
+ */
+export class Cgroup2 {
+  private root?: string;
+  private privateMount = false;
+
+  /** The root directory of the hierarchy, mounting a private one if needed. */
+  path(): string {
+    if (this.root) return this.root;
+    const found = mounts().find((m) => m.type === 'cgroup2');
+    if (found) {
+      this.root = found.target;
+      return this.root;
+    }
+    fs.mkdirSync(PRIVATE_CGROUP2, { recursive: true });
+    mount(['-t', 'cgroup2', 'cgroup2', PRIVATE_CGROUP2], `no cgroup v2 hierarchy is mounted and mounting one at ${PRIVATE_CGROUP2} failed`);
+    log.info(`cgroup v2 is not mounted (a cgroup v1 host): mounted it at ${PRIVATE_CGROUP2} until programs are attached`);
+    this.root = PRIVATE_CGROUP2;
+    this.privateMount = true;
+    return this.root;
+  }
+
+  /** The host's own cgroup v2 mount, to read cgroup paths from; undefined if it has none. */
+  hostMount(): string | undefined {
+    return mounts().find((m) => m.type === 'cgroup2' && m.target !== PRIVATE_CGROUP2)?.target;
+  }
+
+  /** Unmounts a private hierarchy (programs stay attached); nothing to do otherwise. */
+  release(): void {
+    if (!this.privateMount) return;
+    try {
+      execFileSync('umount', ['-l', PRIVATE_CGROUP2], { stdio: 'ignore' });
+      fs.rmdirSync(PRIVATE_CGROUP2);
+    } catch (err) {
+      log.warn(`could not unmount ${PRIVATE_CGROUP2}: ${(err as Error).message}`);
+    }
+    this.privateMount = false;
+    this.root = undefined;
+  }
 }
 
-export interface Runtime {
-  tracefs: string;
-  cgroup2: string;
-}
-
-export function checkRuntime(): Runtime {
+/** What every plugin needs: privileges, BTF and a kernel that is new enough. */
+export function checkRuntime(): void {
   checkPrivileges();
   checkBtf();
-  return { tracefs: ensureTracefs(), cgroup2: findCgroup2() };
+  checkKernel();
 }

@@ -2,6 +2,7 @@
 // touches eBPF only through this module.
 import * as fs from 'node:fs';
 import { bpfObjectPath, nativeAddonPath } from '../paths';
+import { ensureTracefs } from '../runtime';
 
 interface RawProgram { name: string; section: string; fd: number }
 interface RawMap { name: string; fd: number; type: number; keySize: number; valueSize: number; maxEntries: number }
@@ -316,7 +317,9 @@ export class BpfObject {
     return this.track(call(() => native().attachRawTracepoint(this.handle, prog, tracepoint)), `raw_tp/${tracepoint}`);
   }
 
+  /** A classic tracepoint: libbpf finds its id in tracefs, which is mounted first if it is not. */
   attachTracepoint(prog: string, category: string, name: string): Link {
+    ensureTracefs();
     return this.track(call(() => native().attachTracepoint(this.handle, prog, category, name)), `tp/${category}/${name}`);
   }
 

@@ -24,7 +24,7 @@ import {
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
-import { findCgroup2 } from '../../src/runtime';
+import { Cgroup2 } from '../../src/runtime';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 const TOKEN = 'integration-token';
@@ -207,7 +207,7 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
   test("a host-network pod's process: the local end from its pod cgroup", async () => {
     // the client host's address now belongs to a node; a batch pod runs there in the host network
     api.apply(PODS, pod('batch', 'report-29', hosts.clientV4, { hostNetwork: true, uid: BATCH_UID }));
-    cgroupDir = path.join(findCgroup2(), `dkeb-test-kubepods-pod${BATCH_UID.replace(/-/g, '_')}.slice`);
+    cgroupDir = path.join(new Cgroup2().path(), `dkeb-test-kubepods-pod${BATCH_UID.replace(/-/g, '_')}.slice`);
     fs.mkdirSync(cgroupDir);
     await settled();
     // a short-lived client: gone by the report, found through the cgroup id the kernel recorded

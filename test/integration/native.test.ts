@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { BpfError, BpfMap, BpfObject, forEachRecord, nativeAddonFile, probeTarget, RingBuffer } from '../../src/bpf/native';
-import { findCgroup2 } from '../../src/runtime';
+import { Cgroup2 } from '../../src/runtime';
 import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
 
 const MAGIC = 0xfeedbeef;
@@ -85,7 +85,7 @@ describe('native layer', { skip }, () => {
   });
 
   test('cgroup_skb and sockops on a cgroup of our own', async () => {
-    const cgroup = `${findCgroup2()}/datakit-ebpf-test-${process.pid}`;
+    const cgroup = `${new Cgroup2().path()}/datakit-ebpf-test-${process.pid}`;
     fs.mkdirSync(cgroup);
     const server = net.createServer((s) => s.end()).listen(0, '127.0.0.1');
     try {
