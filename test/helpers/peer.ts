@@ -3,7 +3,8 @@
 //   client HOST PORT CONNS REQUEST_BYTES [PARALLEL]
 //                                          TCP: per connection sends, half-closes, reads to EOF
 //   stream HOST PORT CHUNK_BYTES CHUNKS GAP_MS
-//                                          TCP: one connection, a chunk every GAP_MS, then as client
+//                                          TCP: one connection, a chunk every GAP_MS, then as client;
+//                                          CHUNKS 0: until SIGUSR2 (however slow the machine)
 //   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
@@ -38,22 +39,27 @@ function server(responseBytes: number): void {
   srv.listen(port, host, () => process.stdout.write('listening\n'));
 }
 
-/** One TCP connection: `chunks` writes of `chunkBytes`, `gapMs` apart, then half-close and read to EOF. */
-function connection(chunkBytes: number, chunks: number, gapMs: number): Promise<number> {
+/**
+ * One TCP connection: `chunks` writes of `chunkBytes` (0: until SIGUSR2), `gapMs`
+ * apart, then half-close and read to EOF. Resolves to the bytes sent and received.
+ */
+function connection(chunkBytes: number, chunks: number, gapMs: number): Promise<{ sent: number; received: number }> {
+  let stop = false;
+  process.on('SIGUSR2', () => (stop = true));
   return new Promise((resolve, reject) => {
     let received = 0;
     let sent = 0;
     const sock = net.connect({ host, port }, () => {
       const tick = () => {
         sock.write(Buffer.alloc(chunkBytes, 0x62));
-        if (++sent === chunks) sock.end();
+        if (++sent === chunks || stop) sock.end();
         else setTimeout(tick, gapMs);
       };
       tick();
     });
     sock.on('data', (d) => (received += d.length));
     sock.on('error', reject);
-    sock.on('close', () => resolve(received));
+    sock.on('close', () => resolve({ sent: sent * chunkBytes, received }));
   });
 }
 
@@ -64,7 +70,7 @@ async function client(conns: number, requestBytes: number, parallel = 1): Promis
     while (next < conns) {
       next++;
       const got = await connection(requestBytes, 1, 0);
-      received += got; // not `received += await`: that would read received before the await
+      received += got.received; // not `received += await`: that would read received before the await
     }
   };
   await Promise.all(Array.from({ length: parallel }, worker));
@@ -201,7 +207,10 @@ const modes: Record<string, () => unknown> = {
   'dns-servfail': dnsServfail,
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),
-  stream: async () => done(nums[0] * nums[1], await connection(nums[0], nums[1], nums[2])),
+  stream: async () => {
+    const { sent, received } = await connection(nums[0], nums[1], nums[2]);
+    done(sent, received);
+  },
   'udp-server': () => udpServer(nums[0]),
   'udp-client': () => udpClient(nums[0], nums[1]),
 };
