@@ -12,6 +12,11 @@ PACKAGES=(
   iproute2 util-linux procps nftables
   influxdb nginx-light wrk dnsmasq-base dnsutils dnsperf prometheus iperf3 openssl
 )
+# --kernels: also what the kernel matrix needs (test/kernels/vm.ts): qemu,
+# a static busybox for the initramfs, and the tools to unpack kernel modules
+if [ "${1:-}" = --kernels ]; then
+  PACKAGES+=(qemu-system-x86 busybox-static cpio kmod xz-utils zstd)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
