@@ -139,6 +139,23 @@ export function run(cmd: string, args: string[]): Promise<{ pid: number; stdout:
   });
 }
 
+/**
+ * Runs a command to its end, whatever its status, without blocking this
+ * process (a fake DataKit here may have to answer it): for start-ups that must fail.
+ */
+export function runToExit(cmd: string, args: string[], timeoutMs = 60000): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stderr });
+    });
+  });
+}
+
 /** Starts a long-running process and resolves once it prints `ready`. */
 export function startDaemon(cmd: string, args: string[], ready: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {

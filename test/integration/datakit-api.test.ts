@@ -1,10 +1,10 @@
 // The collector's DataKit HTTP output end to end: real traffic in, the exact
 // request DataKit would receive out; and fatal start-up errors reported to /v1/lasterror.
 import assert from 'node:assert/strict';
-import { spawn, ChildProcess } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { binPath, killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { binPath, killGroup, run, runToExit, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { FakeDataKit, startFakeDataKit } from '../helpers/fake-datakit';
 import { parseLine } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
@@ -65,14 +65,8 @@ describe('DataKit HTTP output', { skip }, () => {
   test('a fatal start-up error is posted to /v1/lasterror and exits 1', async () => {
     dk.requests.length = 0;
     // root without capabilities: the privilege check must refuse to start
-    // asynchronously: the fake DataKit in this process must be able to answer
-    const res = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
-      const p = spawn('setpriv', ['--bounding-set=-all', '--inh-caps=-all', '--', process.execPath, binPath, '--datakit-apiserver', dk.address]);
-      let stderr = '';
-      p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      p.on('exit', (status) => resolve({ status, stderr }));
-    });
-    assert.equal(res.status, 1, res.stderr);
+    const res = await runToExit('setpriv', ['--bounding-set=-all', '--inh-caps=-all', '--', process.execPath, binPath, '--datakit-apiserver', dk.address]);
+    assert.equal(res.code, 1, res.stderr);
     const lines = res.stderr.trim().split('\n');
     assert.equal(lines.length, 1, `one line: ${res.stderr}`);
     assert.match(lines[0], /must run as root/);

@@ -6,11 +6,11 @@
 // EXPECT_BYTE_HOOKS (set by the kernel matrix, e.g. "fentry,kprobe") names the
 // sets this kernel must offer; without it the test learns them by trying.
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BYTE_HOOKS, ByteHooks } from '../../src/plugins/netflow/hooks';
-import { binPath, killGroup, run, RunningCollector, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
+import { binPath, killGroup, run, runToExit, RunningCollector, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
 import { startInteractiveBash } from '../helpers/interactive-bash';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
@@ -25,20 +25,6 @@ const TCP_PORT = 7000;
 const HTTP_PORT = 9000;
 const REQUEST = 123457;
 const RESPONSE = 7654;
-
-/** Runs the collector until it exits by itself; for start-ups that must fail. */
-function runToExit(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(binPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const t = setTimeout(() => p.kill('SIGKILL'), 60000);
-    p.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 describe('hooks: every plugin on every byte-hook set the kernel offers', { skip }, () => {
   // all traffic stays on the loopback of a namespace of the test's own
@@ -104,7 +90,7 @@ describe('hooks: every plugin on every byte-hook set the kernel offers', { skip 
         collector = await startCollector(args);
       } catch {
         // refused: the same start-up again, to read how
-        const { code, stderr } = await runToExit(args);
+        const { code, stderr } = await runToExit(binPath, args);
         assert.equal(code, 1, stderr);
         const errors = stderr.split('\n').filter((l) => / ERROR /.test(l));
         assert.equal(errors.length, 1, stderr);

@@ -3,12 +3,11 @@
 // kernel without BTF in one line, telling DataKit. Each case runs the real
 // collector in a mount namespace of its own, shaped like such a host.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import { after, before, describe, test } from 'node:test';
 import { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { binPath, killGroup, run, RunningCollector, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { after, before, describe, test } from 'node:test';
+import { binPath, killGroup, run, runToExit, RunningCollector, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { FakeDataKit, startFakeDataKit } from '../helpers/fake-datakit';
 import { startInteractiveBash } from '../helpers/interactive-bash';
 import { createHostPair, HostPair } from '../helpers/netns';
@@ -89,13 +88,8 @@ describe('start-up on hosts of every shape', { skip }, () => {
   test('a kernel without BTF: one line, status 1, and DataKit is told', async () => {
     dk.requests.length = 0;
     const [cmd, ...args] = privateMounts('mount -t tmpfs tmpfs /sys/kernel/btf');
-    const res = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
-      const p = spawn(cmd, [...args, binPath, '--datakit-apiserver', dk.address]);
-      let stderr = '';
-      p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      p.on('exit', (status) => resolve({ status, stderr }));
-    });
-    assert.equal(res.status, 1, res.stderr);
+    const res = await runToExit(cmd, [...args, binPath, '--datakit-apiserver', dk.address]);
+    assert.equal(res.code, 1, res.stderr);
     const lines = res.stderr.trim().split('\n');
     assert.equal(lines.length, 1, `one line: ${res.stderr}`);
     assert.match(lines[0], /kernel BTF not found at \/sys\/kernel\/btf\/vmlinux/);
