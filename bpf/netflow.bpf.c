@@ -104,8 +104,8 @@ struct {
 	__type(value, __u64);
 } id_seq SEC(".maps");
 
-/* Byte counting starts when user space sets `counting`, once every byte hook
- * is attached: at one instant for sends and receives alike, however long the
+/* Byte counting starts when user space sets `counting`, once every hook is
+ * attached: at one instant for sends and receives alike, however long the
  * attaching took (a trampoline or kprobe each). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

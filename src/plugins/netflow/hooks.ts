@@ -67,15 +67,18 @@ export function selectByteHooks(obj: BpfObject, hooks: ByteHooks): void {
   for (const set of BYTE_HOOKS) for (const prog of PROGRAMS[set]) obj.setAutoload(prog, set === hooks);
 }
 
-/** Attaches the loaded set; counting starts once all of it is in place. */
-export function attachByteHooks(obj: BpfObject, hooks: ByteHooks): void {
-  attachSet(obj, hooks);
+/**
+ * Byte hooks count nothing until this is called, once every hook is in place:
+ * sends and receives start at one instant, however long attaching took.
+ */
+export function startCounting(obj: BpfObject): void {
   const value = Buffer.alloc(NETFLOW_CONTROL.size);
   value.writeUInt32LE(1, NETFLOW_CONTROL.counting);
   obj.map('control').update(Buffer.alloc(4), value);
 }
 
-function attachSet(obj: BpfObject, hooks: ByteHooks): void {
+/** Attaches the loaded set. */
+export function attachByteHooks(obj: BpfObject, hooks: ByteHooks): void {
   switch (hooks) {
     case 'tracepoint':
       obj.attachRawTracepoint('on_send', 'sock_send_length');

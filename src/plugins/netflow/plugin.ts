@@ -19,7 +19,7 @@ import {
 import { log } from '../../log';
 import { StartupError } from '../../runtime';
 import { LossWarnings } from '../loss';
-import { attachByteHooks, BYTE_HOOKS, ByteHooks, HooksMode, missingFor, selectByteHooks } from './hooks';
+import { attachByteHooks, BYTE_HOOKS, ByteHooks, HooksMode, missingFor, selectByteHooks, startCounting } from './hooks';
 
 export interface NetflowOptions extends PluginOptions {
   /** Connections (and, separately, UDP flows) tracked at once in the kernel. */
@@ -146,6 +146,7 @@ export class NetflowPlugin implements Plugin {
     }
     if (rejected.length) log.info(`netflow: bytes counted by ${this.byteHooks} hooks (not ${rejected.join('; ')})`);
     this.attachUdpPeerHooks(this.obj!);
+    startCounting(this.obj!);
     this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
     this.drainTimer.unref();
   }
