@@ -7,6 +7,7 @@
 //   ROUNDS=3 SECONDS=10 IDLE_CONNECTIONS=100000 npm run bench
 //   ONLY=DNS DNS_QPS=20000 npm run bench     (workloads whose name contains ONLY; a capped query rate)
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
+//   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -15,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
+import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -41,6 +43,8 @@ interface Workload {
   losses: string[];
   /** Send to a DataKit stand-in (which writes what it receives to the points file) instead of stdout. */
   viaDataKit?: boolean;
+  /** Extra flags for the collector. */
+  args?: string[];
 }
 
 interface Usage {
@@ -82,6 +86,13 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
     return { rate: requests / SECONDS, made: requests, pid };
   };
+  const iperf = async (extra: string[]): Promise<RunResult> => {
+    const { pid, out } = await spawnOut('ip', inClient(['iperf3', '-c', hosts.serverV4, '-p', '5201', '-t', String(SECONDS), '-J', ...extra]));
+    const end = JSON.parse(out).end;
+    return { rate: end.sum_received.bits_per_second / 1e9, made: end.sum_sent.bytes, pid };
+  };
+  // bytes written by the client, control connection included
+  const bytesWritten = (ps: ParsedPoint[], r: RunResult) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'bytes_written');
   const queries = path.join(dir, 'queries');
   fs.writeFileSync(queries, 'www.example.test A\nnx.example.test A\nwww.example.test AAAA\n');
   return [
@@ -114,15 +125,22 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       name: 'bulk TCP (iperf3)',
       unit: 'Gbit/s',
       measurement: 'netflow',
-      run: async () => {
-        const { pid, out } = await spawnOut('ip', inClient(['iperf3', '-c', hosts.serverV4, '-p', '5201', '-t', String(SECONDS), '-J']));
-        const end = JSON.parse(out).end;
-        return { rate: end.sum_received.bits_per_second / 1e9, made: end.sum_sent.bytes, pid };
-      },
-      // bytes written by the client, control connection included
-      reported: (ps, r) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'bytes_written'),
+      run: () => iperf([]),
+      reported: bytesWritten,
       losses: ['netflow:conn_map_full', 'netflow:close_lost'],
     },
+    // every send and receive goes through the byte hooks: what each set costs
+    ...BYTE_HOOKS.map(
+      (hooks): Workload => ({
+        name: `small writes (iperf3 -l 64), bytes counted by ${hooks} hooks`,
+        unit: 'Gbit/s',
+        measurement: 'netflow',
+        args: ['--hooks', hooks],
+        run: () => iperf(['-l', '64']),
+        reported: bytesWritten,
+        losses: ['netflow:conn_map_full', 'netflow:kretprobe_missed'],
+      }),
+    ),
     {
       name: 'DNS (dnsperf -> dnsmasq)',
       unit: 'q/s',
@@ -187,7 +205,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     const b = await w.run();
     const pointsFile = path.join(dir, 'points');
     const datakit = w.viaDataKit ? await startDataKitSink(pointsFile) : undefined;
-    const collector = await startCollector(['--interval', '5s', ...(datakit ? ['--datakit-apiserver', datakit.address] : [])], {}, pointsFile);
+    const collector = await startCollector(['--interval', '5s', ...(w.args ?? []), ...(datakit ? ['--datakit-apiserver', datakit.address] : [])], {}, pointsFile);
     const before = usage(collector.proc.pid!);
     const r = await w.run();
     await new Promise((res) => setTimeout(res, 500));
@@ -224,6 +242,18 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     `${reported} / ${made}`,
     [...losses].map(([k, v]) => `${k.split(':')[1]}=${v}`).join(' '),
   ];
+}
+
+/** Why the collector will not start with `args` on this kernel (a set of hooks it lacks); undefined if it starts. */
+async function refusal(args: string[]): Promise<string | undefined> {
+  if (!args.length) return undefined;
+  try {
+    const c = await startCollector(['--interval', '60s', ...args], {}, '/dev/null');
+    await c.stop('SIGTERM');
+    return undefined;
+  } catch (err) {
+    return / ERROR (.*)/.exec((err as Error).message)?.[1] ?? (err as Error).message.split('\n')[0];
+  }
 }
 
 /** IDLE connections held open by several processes (20,000 descriptors each at most). */
@@ -293,7 +323,8 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
       'collector CPU s / 1M events', 'peak RSS MB', 'reported / made', 'losses'];
     const rows: string[][] = [];
     for (const w of workloads(hosts, dir).filter((w) => w.name.includes(ONLY))) {
-      rows.push(await measure(w, dir));
+      const refused = await refusal(w.args ?? []);
+      rows.push(refused ? [w.name, '-', '-', '-', '-', '-', '-', '-', `not on this kernel: ${refused}`] : await measure(w, dir));
       console.error(`done: ${w.name}`);
     }
     if (IDLE > 0 && 'idle connections'.includes(ONLY)) rows.push(await idle(hosts, dir));
