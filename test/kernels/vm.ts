@@ -244,3 +244,20 @@ export function runInVm(kernel: Kernel, command: string[], opts: RunOptions = {}
     });
   });
 }
+
+/** `node dist/test/kernels/vm.js SUITE -- COMMAND...`: runs one command on that kernel, its status ours. */
+async function main(argv: string[]): Promise<void> {
+  const [suite, dashes, ...command] = argv;
+  if (!(SUITES as string[]).includes(suite) || dashes !== '--' || !command.length) {
+    process.stderr.write(`usage: vm.js ${SUITES.join('|')} -- COMMAND...\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const kernel = prepareKernel(suite as Suite, (msg) => process.stderr.write(`vm: ${msg}\n`));
+  process.stderr.write(`vm: booting Linux ${kernel.release}\n`);
+  const r = await runInVm(kernel, command, { onOutput: (d) => process.stdout.write(d) });
+  if (r.status === undefined) process.stderr.write(`vm: the VM ended without the command's status; console:\n${r.console.slice(-3000)}\n`);
+  process.exitCode = r.status ?? 1;
+}
+
+if (require.main === module) void main(process.argv.slice(2));
