@@ -1,5 +1,5 @@
 // The overhead benchmark (`npm run bench`, root): each workload runs without
-// and with the collector (all plugins on), alternating, between two test
+// and with the collector (all plugins on), in ABBA order, between two test
 // namespaces, and the table shows what the collector costs and whether it
 // reported what was made. Each round also runs the workload beside a plain busy
 // loop taking the collector's measured share of a CPU: on a machine the load
@@ -14,6 +14,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
@@ -36,10 +37,11 @@ interface Workload {
   name: string;
   unit: string;
   run(): Promise<RunResult>;
-  /** The measurement `reported` counts: only its lines are parsed (a run writes millions). */
+  /** The measurement `reported` counts: only its lines are parsed (a run may write millions). */
   measurement: string;
-  /** What the collector reported of `r`, and the loss counters that matter. */
-  reported(points: ParsedPoint[], r: RunResult): number;
+  /** How much of `r` one point of `measurement` reports (0 for points of others' traffic). */
+  reported(point: ParsedPoint, r: RunResult): number;
+  /** The loss counters that matter, as plugin:counter. */
   losses: string[];
   /** Send to a DataKit stand-in (which writes what it receives to the points file) instead of stdout. */
   viaDataKit?: boolean;
@@ -92,7 +94,9 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
     return { rate: end.sum_received.bits_per_second / 1e9, made: end.sum_sent.bytes, pid };
   };
   // bytes written by the client, control connection included
-  const bytesWritten = (ps: ParsedPoint[], r: RunResult) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'bytes_written');
+  const bytesWritten = (p: ParsedPoint, r: RunResult) => (p.tags.pid === String(r.pid) ? (p.fields.bytes_written as number) : 0);
+  // a series counts its exchanges; a point per request counts one
+  const exchanges = (p: ParsedPoint, r: RunResult) => (p.tags.pid === String(r.pid) ? ((p.fields.count as number | undefined) ?? 1) : 0);
   const queries = path.join(dir, 'queries');
   fs.writeFileSync(queries, 'www.example.test A\nnx.example.test A\nwww.example.test AAAA\n');
   return [
@@ -101,7 +105,16 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       unit: 'req/s',
       measurement: 'httpflow',
       run: () => wrk([]),
-      reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
+      reported: exchanges,
+      losses: ['httpflow:ringbuf_full', 'httpflow:overflow', 'httpflow:series_lost', 'netflow:conn_map_full'],
+    },
+    {
+      name: 'HTTP keep-alive, a point per request (--l7-per-request)',
+      unit: 'req/s',
+      measurement: 'httpflow',
+      args: ['--l7-per-request'],
+      run: () => wrk([]),
+      reported: exchanges,
       losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'netflow:conn_map_full'],
     },
     {
@@ -109,8 +122,8 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       unit: 'req/s',
       measurement: 'httpflow',
       run: () => wrk([]),
-      reported: (ps, r) => ps.filter((p) => p.measurement === 'httpflow' && p.tags.pid === String(r.pid)).length,
-      losses: ['httpflow:ringbuf_full', 'httpflow:queue_overflow', 'output:dropped'],
+      reported: exchanges,
+      losses: ['httpflow:ringbuf_full', 'httpflow:overflow', 'output:dropped'],
       viaDataKit: true,
     },
     {
@@ -118,7 +131,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       unit: 'conn/s',
       measurement: 'netflow',
       run: () => wrk(['-H', 'Connection: close']),
-      reported: (ps, r) => sum(ps.filter((p) => p.measurement === 'netflow' && p.tags.pid === String(r.pid)), 'tcp_closed'),
+      reported: (p, r) => (p.tags.pid === String(r.pid) ? (p.fields.tcp_closed as number) : 0),
       losses: ['netflow:conn_map_full', 'netflow:close_lost', 'httpflow:ringbuf_full'],
     },
     {
@@ -149,7 +162,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
         const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200', ...DNS_QPS]));
         return { rate: Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]), made: Number(/Queries sent:\s+(\d+)/.exec(out)?.[1]), pid };
       },
-      reported: (ps) => ps.filter((p) => p.measurement === 'dnsflow' && p.tags.dst_ip === hosts.serverV4).length,
+      reported: (p) => (p.tags.dst_ip === hosts.serverV4 ? 1 : 0),
       losses: ['dnsflow:ringbuf_full', 'dnsflow:pending_overflow'],
     },
   ];
@@ -182,8 +195,16 @@ async function startDataKitSink(file: string): Promise<{ address: string; close(
   };
 }
 
-function readPoints(file: string, measurement: string): ParsedPoint[] {
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith(`${measurement},`)).map(parseLine);
+/**
+ * Sums `fn` over the points of `measurement` in `file`, a line at a time: a
+ * run at hundreds of thousands of requests a second writes more than one
+ * string can hold.
+ */
+async function sumPoints(file: string, measurement: string, fn: (p: ParsedPoint) => number): Promise<number> {
+  let total = 0;
+  const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+  for await (const l of lines) if (l.startsWith(`${measurement},`)) total += fn(parseLine(l));
+  return total;
 }
 
 /** Keeps `argv[1]` (a fraction) of one CPU busy, in 10 ms slices. */
@@ -202,15 +223,20 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
   let reported = 0;
   const losses = new Map<string, number>();
   for (let round = 0; round < ROUNDS; round++) {
-    const b = await w.run();
+    // ABBA: the baseline runs first in even rounds and last in odd ones, so drift over time cancels
+    let b = round % 2 ? undefined : await w.run();
     const pointsFile = path.join(dir, 'points');
     const datakit = w.viaDataKit ? await startDataKitSink(pointsFile) : undefined;
     const collector = await startCollector(['--interval', '5s', ...(w.args ?? []), ...(datakit ? ['--datakit-apiserver', datakit.address] : [])], {}, pointsFile);
     const before = usage(collector.proc.pid!);
     const r = await w.run();
-    await new Promise((res) => setTimeout(res, 500));
+    // CPU is read after the next report, which reads and sends what this run left in the kernel
+    const reports = (collector.stderr().match(/ memory: /g) ?? []).length;
+    const deadline = Date.now() + 15_000;
+    while ((collector.stderr().match(/ memory: /g) ?? []).length <= reports && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
     const after = usage(collector.proc.pid!);
     await collector.stop('SIGTERM', 300_000);
+    b ??= await w.run();
     // the same share of a CPU taken by a plain busy loop: how much of the cost is CPU competition alone
     const share = (after.cpuSeconds - before.cpuSeconds) / SECONDS;
     const burner = spawn(process.execPath, ['-e', BURNER, String(Math.min(1, share))], { stdio: 'ignore' });
@@ -224,7 +250,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     rss = Math.max(rss, after.peakRssMb);
     made += r.made;
     await datakit?.close();
-    reported += w.reported(datakit ? readPoints(pointsFile, w.measurement) : collector.points(w.measurement), r);
+    reported += await sumPoints(pointsFile, w.measurement, (p) => w.reported(p, r));
     for (const l of w.losses) {
       const [plugin, key] = l.split(':');
       losses.set(l, (losses.get(l) ?? 0) + (stat(collector.stderr(), plugin, key) || 0));

@@ -1,12 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
-/* httpflow: starts of HTTP/1.x requests and responses.
+/* httpflow: HTTP/1.x exchanges.
  *
  * cgroup_skb programs on the cgroup v2 root see every TCP segment of every
  * socket on the host, with the socket itself. A segment whose payload starts
- * like a request line or a status line is an HTTP message start; only its
- * first bytes go to user space. The owner of the socket comes from netflow's
- * connection table, which user space hands to this object before load (when
- * netflow runs; without it the owner is unknown). */
+ * like a request line or a status line is an HTTP message start. The owner of
+ * the socket comes from netflow's connection table, which user space hands to
+ * this object before load (when netflow runs; without it the owner is unknown).
+ *
+ * By default exchanges are summed in the kernel: a request is parsed where it
+ * is seen (method, a hash of its path, version) and waits in socket storage;
+ * its response adds it to a series of the current interval (ends, side,
+ * owner, method, path, status, version: count, latency sum and maximum, a
+ * latency histogram). A path's text goes to user space once, the first time
+ * its hash is seen. User space switches between two series maps each
+ * interval and reads the one no longer written to.
+ *
+ * With cfg.per_request (--l7-per-request), the first bytes of each message
+ * go to user space instead, which pairs and reports every exchange. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "addr.h"
@@ -18,6 +28,8 @@
 const volatile struct httpflow_config cfg = {
 	.include_loopback = 0,
 	.wakeup_bytes = 1 << 20,
+	.per_request = 0,
+	.max_series = 16384,
 };
 
 /* netflow's table, by socket (replaced by netflow's own map before load). */
@@ -40,6 +52,68 @@ struct {
 	__type(key, int);
 	__type(value, struct http_sock);
 } http_socks SEC(".maps");
+
+/* ---- aggregated mode ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct http_queue);
+} http_queues SEC(".maps");
+
+struct http_series_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 17408); /* set by user space: series plus overflow series */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct http_series_key);
+	__type(value, struct http_series);
+} http_series_0 SEC(".maps"), http_series_1 SEC(".maps");
+
+/* The two series maps; control.active says which one the programs add to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct http_series_map);
+} http_series SEC(".maps") = {
+	.values = {&http_series_0, &http_series_1},
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_control);
+} http_control SEC(".maps");
+
+/* Path hashes whose text user space has (it deletes those it forgets). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} http_paths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} http_path_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_parsed);
+} http_parse SEC(".maps");
+
+/* A zeroed series, to insert new ones from (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_series);
+} http_series_zero SEC(".maps");
 
 /* Events are built here, then copied out with only their used length. */
 struct {
@@ -114,6 +188,332 @@ static __always_inline bool read_ends(struct bpf_sock *bsk, __u32 family, struct
 	return cfg.include_loopback || (!is_loopback(sa, family) && !is_loopback(da, family));
 }
 
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+#define MAX_PATH 1024 /* path bytes kept, as user space keeps them */
+
+/* Method id (as src/plugins/httpflow/aggregate.ts numbers them) and length,
+ * from the first four bytes. */
+static __always_inline __u8 method_of(__u32 w, __u32 *len)
+{
+	switch (w) {
+	case W('G', 'E', 'T', ' '): *len = 3; return 1;
+	case W('P', 'O', 'S', 'T'): *len = 4; return 2;
+	case W('P', 'U', 'T', ' '): *len = 3; return 3;
+	case W('H', 'E', 'A', 'D'): *len = 4; return 4;
+	case W('D', 'E', 'L', 'E'): *len = 6; return 5;
+	case W('O', 'P', 'T', 'I'): *len = 7; return 6;
+	case W('P', 'A', 'T', 'C'): *len = 5; return 7;
+	case W('C', 'O', 'N', 'N'): *len = 7; return 8;
+	case W('T', 'R', 'A', 'C'): *len = 5; return 9;
+	}
+	return 0;
+}
+
+/* Word-at-a-time byte tests (bit hacks): each sets bit 7 of the bytes of
+ * `x` that match; bytes above the lowest match may be flagged wrongly, so
+ * only the lowest one is ever used. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static __always_inline __u64 zero_bytes(__u64 x)
+{
+	return (x - ONES) & ~x & HIGHS;
+}
+
+/* bytes below n (n at most 128) */
+static __always_inline __u64 bytes_below(__u64 x, __u64 n)
+{
+	return (x - ONES * n) & ~x & HIGHS;
+}
+
+/* Index of the lowest flagged byte; 8 when none. Arithmetic, not branches:
+ * the parser's loop must not fork the verifier's walk at every word. */
+static __always_inline __u64 first_byte(__u64 m)
+{
+	__u64 low = m & (0 - m);
+	__u64 k = ((low >> 7) * 0x0001020304050607ULL) >> 56;
+	__u64 any = m | (0 - m);
+	/* in asm, or the compiler turns `m != 0` back into a branch */
+	asm volatile("%0 >>= 63" : "+r"(any));
+	return k + ((any ^ 1) << 3);
+}
+
+/* 1 when a < b (both below 2^63), in asm for the same reason */
+static __always_inline __u64 lt(__u64 a, __u64 b)
+{
+	__u64 d = a - b;
+	asm volatile("%0 >>= 63" : "+r"(d));
+	return d;
+}
+
+/* Parses the request line at `off` into this CPU's http_parsed: method,
+ * version, and a hash of the path (up to '?', '#' or the space before the
+ * version; at most MAX_PATH bytes). Returns 1 for a request line.
+ * It reads eight bytes at a time, and its loop has one data-dependent branch,
+ * its exit, so that the verifier's walk stays linear on 5.10 (no bpf_loop).
+ * A global function: verified once, on its own. */
+__noinline int parse_request(struct __sk_buff *skb, __u32 off)
+{
+	__u32 zero = 0;
+	struct http_parsed *p = bpf_map_lookup_elem(&http_parse, &zero);
+	if (!p)
+		return 0;
+	p->ok = 0;
+	if (skb->len <= off)
+		return 0;
+	__u64 n = capture_len(skb->len - off, HTTP_CAPTURE);
+	if (!n || bpf_skb_load_bytes(skb, off, p->event.data, n))
+		return 0;
+	__u8 *d = p->event.data;
+	__u32 mlen = 0;
+	__u8 method = method_of(*(__u32 *)d, &mlen);
+	if (!method || d[mlen & 7] != ' ')
+		return 0;
+	/* a zero after what was captured ends the target like a control character
+	 * would (the guard after data leaves room for it and for the last word) */
+	d[n] = 0;
+	__u64 start = (mlen & 7) + 1, h = FNV_OFFSET, inq = 0, pos = 0, w;
+	for (w = 0; w < HTTP_CAPTURE / 8; w++) {
+		__u64 x = *(__u64 *)(d + start + w * 8);
+		/* the target ends at a space, a control character or DEL; the path before that, at '?' or '#' */
+		__u64 mend = bytes_below(x, 0x21) | zero_bytes(x ^ (ONES * 0x7f));
+		__u64 mpath = mend | zero_bytes(x ^ (ONES * '?')) | zero_bytes(x ^ (ONES * '#'));
+		__u64 fp = first_byte(mpath), fe = first_byte(mend);
+		/* the bytes before the path's end, in words still in the path and within MAX_PATH */
+		__u64 take = (inq ^ 1) & lt(w, MAX_PATH / 8);
+		__u64 keep = ((1ULL << ((fp << 3) & 63)) - 1) | (0 - (fp >> 3));
+		__u64 sel = 0 - take;
+		h = (((h ^ (x & keep)) * FNV_PRIME) & sel) | (h & ~sel);
+		inq |= take & lt(fp, fe);
+		if (mend) {
+			pos = start + w * 8 + fe;
+			break;
+		}
+	}
+	if (pos <= start)
+		return 0; /* no target */
+	__u8 version = 1;
+	if (pos >= n) {
+		/* the line goes on past the capture: a request only if its path is long */
+		if (n - start < MAX_PATH)
+			return 0;
+	} else {
+		/* through asm: the compiler would compute d + pos before the check,
+		 * in a register the check does not bound */
+		__u64 at = pos;
+		asm volatile("%0 &= 2047" : "+r"(at));
+		if (at > HTTP_CAPTURE - 9 || at + 9 > n || d[at] != ' ')
+			return 0; /* a control character in the target, or no room for the version */
+		__u64 v = *(__u64 *)(d + at + 1);
+		if (v == 0x312e312f50545448ULL) /* "HTTP/1.1" */
+			version = 1;
+		else if (v == 0x302e312f50545448ULL) /* "HTTP/1.0" */
+			version = 0;
+		else
+			return 0;
+	}
+	p->path = h;
+	p->len = n;
+	p->method = method;
+	p->version = version;
+	p->ok = 1;
+	p->event.path = h;
+	p->event.len = n;
+	return 1;
+}
+
+/* The status of a status line at `off`; 0 when it is not one. */
+static __always_inline __u16 parse_status(struct __sk_buff *skb, __u32 off)
+{
+	__u8 b[12];
+	if (skb->len < off + 12 || bpf_skb_load_bytes(skb, off, b, 12))
+		return 0;
+	if (*(__u32 *)b != W('H', 'T', 'T', 'P') || b[4] != '/' || b[5] != '1' || b[6] != '.' || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
+		return 0;
+	if (b[9] < '1' || b[9] > '5' || b[10] < '0' || b[10] > '9' || b[11] < '0' || b[11] > '9')
+		return 0;
+	return (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+}
+
+/* The histogram bucket of a latency (see HIST_* in httpflow.h). */
+static __always_inline __u32 hist_bucket(__u64 ns)
+{
+	if (ns < (1ULL << HIST_MIN_SHIFT))
+		return 0;
+	__u64 v = ns;
+	__u32 msb = 0;
+	if (v >> 32) { v >>= 32; msb += 32; }
+	if (v >> 16) { v >>= 16; msb += 16; }
+	if (v >> 8) { v >>= 8; msb += 8; }
+	if (v >> 4) { v >>= 4; msb += 4; }
+	if (v >> 2) { v >>= 2; msb += 2; }
+	if (v >> 1) msb += 1;
+	if (msb >= HIST_MIN_SHIFT + HIST_OCTAVES)
+		return HIST_BUCKETS - 1;
+	__u32 sub = (ns >> (msb - HIST_SUB_BITS)) & (HIST_SUB - 1);
+	return 1 + (msb - HIST_MIN_SHIFT) * HIST_SUB + sub;
+}
+
+static __always_inline bool ephemeral(__u16 port)
+{
+	return port >= 32768 && port <= 60999;
+}
+
+/* Adds one exchange to its series in the active map, or to its endpoint
+ * pair's overflow series once the interval's series are all made. */
+static __always_inline void add_exchange(struct http_series_key *k, __u64 latency)
+{
+	__u32 zero = 0;
+	struct http_control *ctl = bpf_map_lookup_elem(&http_control, &zero);
+	if (!ctl)
+		return;
+	__u32 active = ctl->active & 1;
+	void *series = bpf_map_lookup_elem(&http_series, &active);
+	if (!series)
+		return;
+	/* `active` went to the stack as the lookup's key: bound it again here,
+	 * in the register that indexes, or the verifier sees any value */
+	__u32 slot = active;
+	asm volatile("%0 &= 1" : "+r"(slot));
+	__u64 *made = &ctl->series_made[slot];
+	struct http_series *v = bpf_map_lookup_elem(series, k);
+	if (!v) {
+		struct http_series *fresh = bpf_map_lookup_elem(&http_series_zero, &zero);
+		if (!fresh)
+			return;
+		/* a count, not the map's size: concurrent inserts may pass the bound
+		 * by a few, which the map's room for overflow series absorbs */
+		if (*made >= cfg.max_series) {
+			/* the table is full for this interval: one series per endpoint pair */
+			k->path = 0;
+			k->method = 0;
+			k->status = 0;
+			k->version = 0;
+			http_count(HTTP_CNT_OVERFLOW);
+		}
+		if (!bpf_map_update_elem(series, k, fresh, BPF_NOEXIST))
+			__sync_fetch_and_add(made, 1);
+		v = bpf_map_lookup_elem(series, k);
+		if (!v) {
+			http_count(HTTP_CNT_SERIES_LOST);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&v->count, 1);
+	__sync_fetch_and_add(&v->latency_sum, latency);
+	if (latency > v->latency_max)
+		v->latency_max = latency; /* may lose a race with another CPU's maximum */
+	__u64 b = hist_bucket(latency);
+	/* masked in asm so the bound check below stays, for older verifiers */
+	asm volatile("%0 &= 511" : "+r"(b));
+	if (b < HIST_BUCKETS)
+		__sync_fetch_and_add(&v->hist[b], 1);
+	http_count(HTTP_CNT_EXCHANGES);
+}
+
+/* Aggregated mode: a request waits in its socket's queue; a response takes
+ * the oldest and adds the exchange to its series. */
+static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 off, int kind, bool egress)
+{
+	struct bpf_sock *full = bpf_sk_fullsock(bsk);
+	if (!full)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	if (!kind) {
+		/* more of a request: its end moves on */
+		struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
+		if (q && q->in_request && q->request_egress == egress)
+			q->req_end_ts = now;
+		return;
+	}
+	struct conn_tuple t = {};
+	if (!read_ends(bsk, family, &t))
+		return; /* loopback, not reported */
+	if (kind == HTTP_REQUEST) {
+		if (!parse_request(skb, off)) {
+			http_count(HTTP_CNT_NOT_HTTP);
+			return;
+		}
+		__u32 zero = 0;
+		struct http_parsed *p = bpf_map_lookup_elem(&http_parse, &zero);
+		if (!p || !p->ok)
+			return;
+		struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!q) {
+			http_count(HTTP_CNT_STATE_FULL);
+			return;
+		}
+		q->request_egress = egress;
+		q->in_request = 1;
+		q->req_end_ts = now;
+		if (q->count >= HTTP_QUEUE) {
+			http_count(HTTP_CNT_QUEUE_OVERFLOW);
+			return;
+		}
+		struct http_waiting *w = &q->waiting[(q->head + q->count) & (HTTP_QUEUE - 1)];
+		w->ts = now;
+		w->path = p->path;
+		w->method = p->method;
+		w->version = p->version;
+		q->count++;
+		/* the path's text, the first time its hash is seen */
+		if (!bpf_map_lookup_elem(&http_paths, &p->path)) {
+			__u8 one = 1;
+			bpf_map_update_elem(&http_paths, &p->path, &one, BPF_ANY);
+			__u64 len = capture_len(p->len, HTTP_CAPTURE);
+			if (output_prefix(&http_path_events, &p->event, offsetof(struct http_path_event, data) + len, sizeof(p->event), ~0ULL)) {
+				http_count(HTTP_CNT_RINGBUF_FULL);
+				bpf_map_delete_elem(&http_paths, &p->path); /* sent again next time */
+			} else {
+				http_count(HTTP_CNT_PATHS_SENT);
+			}
+		}
+		return;
+	}
+
+	__u16 status = parse_status(skb, off);
+	if (!status) {
+		http_count(HTTP_CNT_NOT_HTTP);
+		return;
+	}
+	if (status < 200 && status != 101)
+		return; /* an interim answer (100 Continue): the final one follows */
+	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
+	if (!q || !q->count) {
+		http_count(HTTP_CNT_UNMATCHED);
+		return;
+	}
+	q->in_request = 0;
+	struct http_waiting *w = &q->waiting[q->head & (HTTP_QUEUE - 1)];
+	q->head++;
+	q->count--;
+	/* the connection's last request data belongs to this request only if no other waits */
+	__u64 end = w->ts;
+	if (!q->count && q->req_end_ts > end)
+		end = q->req_end_ts;
+	__u64 latency = now > end ? now - end : 0;
+
+	struct http_series_key k = {};
+	__builtin_memcpy(k.saddr, t.saddr, 16);
+	__builtin_memcpy(k.daddr, t.daddr, 16);
+	k.family = family;
+	k.server = egress; /* the response leaves the side that serves */
+	k.sport = !egress && ephemeral(t.sport) ? 0 : t.sport;
+	k.dport = egress && ephemeral(t.dport) ? 0 : t.dport;
+	k.method = w->method;
+	k.version = w->version;
+	k.path = w->path;
+	k.status = status;
+	__u64 key = (__u64)bsk;
+	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+	if (c) {
+		k.pid = c->pid;
+		__builtin_memcpy(k.comm, c->comm, sizeof(k.comm));
+	}
+	add_exchange(&k, latency);
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
@@ -148,6 +548,15 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	int kind = 0;
 	if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
 		kind = http_kind(word);
+	if (!cfg.per_request) {
+		http_aggregate(skb, bsk, family, off, kind, egress);
+		return 1;
+	}
+	if (kind == HTTP_RESPONSE) {
+		__u16 status = parse_status(skb, off);
+		if (status && status < 200 && status != 101)
+			return 1; /* an interim answer (100 Continue): the final one follows */
+	}
 	struct bpf_sock *full = bpf_sk_fullsock(bsk);
 	if (!full)
 		return 1;

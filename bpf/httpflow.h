@@ -15,10 +15,17 @@ enum http_kind {
 };
 
 enum http_counter {
-	HTTP_CNT_EVENTS = 0,        /* request and response starts queued */
+	HTTP_CNT_EVENTS = 0,        /* request and response starts queued (per-request mode) */
 	HTTP_CNT_RINGBUF_FULL = 1,  /* lost: ring buffer full */
 	HTTP_CNT_STATE_FULL = 2,    /* sockets whose request state could not be kept */
-	HTTP_CNT_MAX = 3,
+	HTTP_CNT_EXCHANGES = 3,     /* exchanges added to a series (aggregated mode) */
+	HTTP_CNT_OVERFLOW = 4,      /* of those, added to an endpoint pair's overflow series: the table was full */
+	HTTP_CNT_SERIES_LOST = 5,   /* exchanges lost: not even an overflow series could be made */
+	HTTP_CNT_QUEUE_OVERFLOW = 6, /* requests not kept: too many waiting on one socket */
+	HTTP_CNT_UNMATCHED = 7,     /* responses with no request waiting */
+	HTTP_CNT_NOT_HTTP = 8,      /* message starts that did not parse */
+	HTTP_CNT_PATHS_SENT = 9,    /* path texts sent to user space */
+	HTTP_CNT_MAX = 10,
 };
 
 struct http_event {
@@ -52,10 +59,97 @@ struct http_sock {
 	__u8 data[HTTP_CAPTURE];
 };
 
+/* ---- aggregated mode: exchanges summed into per-interval series ---- */
+
+#define HTTP_QUEUE 8 /* requests kept waiting per socket (pipelining) */
+
+/* Latency histogram, log-linear: one bucket below 2^HIST_MIN_SHIFT ns, then
+ * HIST_SUB buckets per power of two up to 2^(HIST_MIN_SHIFT + HIST_OCTAVES),
+ * then one for everything longer. A bucket is 1/16 of its power of two wide,
+ * so its midpoint is within 3.2% of any value in it. */
+#define HIST_MIN_SHIFT 10 /* 1 µs */
+#define HIST_SUB_BITS 4
+#define HIST_SUB (1 << HIST_SUB_BITS)
+#define HIST_OCTAVES 27   /* up to 2^37 ns: 137 s */
+#define HIST_BUCKETS (HIST_OCTAVES * HIST_SUB + 2)
+
+/* A request waiting for its response (aggregated mode). */
+struct http_waiting {
+	__u64 ts;   /* when it started */
+	__u64 path; /* hash of its path */
+	__u8 method;
+	__u8 version; /* minor version: 0 or 1 */
+	__u8 _pad[6];
+};
+
+/* Per socket with HTTP seen (aggregated mode, sk_storage). */
+struct http_queue {
+	__u64 req_end_ts;    /* last request data seen */
+	__u8 request_egress; /* direction of requests on this connection */
+	__u8 in_request;     /* request data seen since the last response start */
+	__u8 head;           /* the oldest waiting request */
+	__u8 count;          /* requests waiting */
+	__u32 _pad;
+	struct http_waiting waiting[HTTP_QUEUE];
+};
+
+/* One series: the exchanges of one interval that share all of this. */
+struct http_series_key {
+	__u8 saddr[16]; /* local end; IPv4 in the first 4 bytes */
+	__u8 daddr[16]; /* remote end */
+	__u16 sport;    /* 0: an ephemeral client port, collapsed */
+	__u16 dport;
+	__u16 family;
+	__u8 server;    /* this side answered (incoming) */
+	__u8 method;    /* enum in src/plugins/httpflow/aggregate.ts; 0 with path 0: overflow */
+	__u16 status;
+	__u8 version;
+	__u8 _pad;
+	__u32 pid;
+	__u64 path;     /* hash of the path; 0: the endpoint pair's overflow series ("*") */
+	char comm[16];
+};
+
+struct http_series {
+	__u64 count;
+	__u64 latency_sum; /* ns */
+	__u64 latency_max;
+	__u32 hist[HIST_BUCKETS];
+};
+
+/* A path's text, sent the first time its hash is seen. */
+struct http_path_event {
+	__u64 path; /* the hash */
+	__u16 len;  /* bytes in data: the request's start, as captured */
+	__u8 _pad[6];
+	__u8 data[HTTP_CAPTURE];
+};
+
+/* What the request parser found (per CPU). */
+struct http_parsed {
+	__u64 path;
+	__u16 len;    /* bytes of the request captured in data */
+	__u8 method;
+	__u8 version;
+	__u8 ok;
+	__u8 _pad[3];
+	struct http_path_event event; /* data holds the captured request */
+	__u8 guard[8];                /* the parser reads a word past the capture */
+};
+
+/* Written by user space while the programs run. */
+struct http_control {
+	__u32 active;          /* which series map the programs add to: 0 or 1 */
+	__u32 _pad;
+	__u64 series_made[2];  /* series made in each map this interval (reset at each switch) */
+};
+
 /* Read-only configuration, written by user space before load. */
 struct httpflow_config {
 	__u32 include_loopback;
 	__u32 wakeup_bytes; /* wake user space once this much is queued */
+	__u32 per_request;  /* 1: every exchange to user space (DataKit 1.4.0's points) */
+	__u32 max_series;   /* series per interval before exchanges go to overflow series */
 };
 
 #endif

@@ -26,7 +26,8 @@ function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugi
     // the cluster is followed first and let go of last; httpflow reads
     // netflow's connection table, so it must start after netflow
     if (k8s) plugins.push(k8s);
-    plugins.push(netflow, new DnsflowPlugin({ ...common, cache: domains }), new HttpflowPlugin(netflow, common));
+    const http = new HttpflowPlugin(netflow, { ...common, perRequest: config.l7PerRequest, maxSeries: config.l7MaxSeries });
+    plugins.push(netflow, new DnsflowPlugin({ ...common, cache: domains }), http);
   }
   if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());
   return plugins;

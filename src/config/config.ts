@@ -42,6 +42,10 @@ export interface Config {
   metricsListen?: string;
   /** Which kernel hooks count netflow's bytes. */
   hooks: HooksMode;
+  /** httpflow and dnsflow: one point per request / query instead of per series and interval. */
+  l7PerRequest: boolean;
+  /** Series per interval the kernel keeps for httpflow before counting in overflow series. */
+  l7MaxSeries: number;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
   warnings: string[];
 }
@@ -56,6 +60,8 @@ export class UsageError extends Error {
 }
 
 export const DEFAULT_SERVICE = 'ebpf';
+export const DEFAULT_L7_MAX_SERIES = 8192;
+const MAX_L7_MAX_SERIES = 1 << 20;
 export const DEFAULT_INTERVAL_MS = 60_000;
 /** Shorter reports would flood DataKit with tiny batches. */
 export const MIN_INTERVAL_MS = 1_000;
@@ -105,6 +111,15 @@ const FLAGS = {
     type: 'string',
     arg: 'HOST:PORT',
     help: "serve the collector's own metrics at /metrics, Prometheus format (default: none)",
+  },
+  'l7-per-request': {
+    type: 'boolean',
+    help: 'httpflow, dnsflow: a point per request, as DataKit 1.4.0 (default: per interval)',
+  },
+  'l7-max-series': {
+    type: 'string',
+    arg: 'N',
+    help: `httpflow series per interval before overflow series (default: ${DEFAULT_L7_MAX_SERIES})`,
   },
   hooks: {
     type: 'string',
@@ -178,6 +193,8 @@ interface FlagValues {
   config?: string;
   'include-loopback'?: boolean;
   'metrics-listen'?: string;
+  'l7-per-request'?: boolean;
+  'l7-max-series'?: string;
   hooks?: string;
   help?: boolean;
   version?: boolean;
@@ -224,7 +241,7 @@ function readFlags(argv: readonly string[], where: string): FlagValues {
 
     const name = t.name;
     const flag = `--${name}`;
-    if (name === 'include-loopback') {
+    if (name === 'include-loopback' || name === 'l7-per-request') {
       // Go's flag package allows --bool=false; it is the only way to undo a config file's args
       out[name] = t.value === undefined ? true : parseBool(t.value, `${where}${flag}`);
       continue;
@@ -256,6 +273,8 @@ interface Settings {
   includeLoopback?: boolean;
   metricsListen?: string;
   hooks?: HooksMode;
+  l7PerRequest?: boolean;
+  l7MaxSeries?: number;
   k8s: Config['k8s'];
   /** Where k8s.url came from, to name it if it turns out invalid. */
   k8sUrlSource?: string;
@@ -280,6 +299,16 @@ function applyFlags(v: FlagValues, s: Settings, where: string): void {
   if (v['include-loopback'] !== undefined) s.includeLoopback = v['include-loopback'];
   if (v['metrics-listen'] !== undefined) s.metricsListen = checkHostPort(v['metrics-listen'], name('metrics-listen'));
   if (v.hooks !== undefined) s.hooks = parseHooks(v.hooks, name('hooks'));
+  if (v['l7-per-request'] !== undefined) s.l7PerRequest = v['l7-per-request'];
+  if (v['l7-max-series'] !== undefined) s.l7MaxSeries = parseSeriesCount(v['l7-max-series'], name('l7-max-series'));
+}
+
+function parseSeriesCount(value: string, name: string): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_L7_MAX_SERIES) {
+    throw new UsageError(`${name}: expected a number of series from 1 to ${MAX_L7_MAX_SERIES}, got ${quote(value)}`);
+  }
+  return n;
 }
 
 function parseHooks(value: string, name: string): HooksMode {
@@ -509,6 +538,14 @@ function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
         if (typeof v !== 'boolean') throw wrongType(k, 'true or false', v);
         s.includeLoopback = v;
         break;
+      case 'l7_per_request':
+        if (typeof v !== 'boolean') throw wrongType(k, 'true or false', v);
+        s.l7PerRequest = v;
+        break;
+      case 'l7_max_series':
+        if (typeof v !== 'number' && typeof v !== 'bigint') throw wrongType(k, 'an integer', v);
+        s.l7MaxSeries = parseSeriesCount(String(v), key(k));
+        break;
       case 'args':
         args = strArray(k, v);
         break;
@@ -615,6 +652,8 @@ export function parseConfig(
     k8s: s.k8s,
     metricsListen: s.metricsListen,
     hooks: s.hooks ?? 'auto',
+    l7PerRequest: s.l7PerRequest ?? false,
+    l7MaxSeries: s.l7MaxSeries ?? DEFAULT_L7_MAX_SERIES,
     warnings,
   };
 }

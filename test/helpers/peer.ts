@@ -9,7 +9,12 @@
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
 //   dns-servfail HOST PORT                 a DNS server that answers every query with SERVFAIL
-//   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms
+//   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms,
+//                                          /app/delay?ms=N after N ms
+//   http-raw HOST PORT LINE...              each LINE as a request line of its own request, on a connection of its own;
+//                                          prints {"pid","statuses"} (0: no status line came back)
+//   http-timed HOST PORT CONNS PATH...     each PATH in turn over CONNS kept-alive connections at once; prints
+//                                          {"pid","latencies"}: ms from each request's end to its response's headers
 //   http-keepalive HOST PORT REQUESTS PATH HTTP requests in turn over one kept-alive connection
 //   http-pipeline HOST PORT PATH...         HTTP requests sent 30 ms apart on one connection, before any answer
 //   noise HOST PORT BYTES                  TCP: random bytes, then close
@@ -118,6 +123,8 @@ function httpApp(): void {
   const srv = http.createServer((req, res) => {
     if (req.url?.startsWith('/app/fail')) return void res.writeHead(500).end('failed\n');
     if (req.url?.startsWith('/app/slow')) return void setTimeout(() => res.writeHead(200).end('slow\n'), 300);
+    const delay = /^\/app\/delay\?ms=(\d+)/.exec(req.url ?? '');
+    if (delay) return void setTimeout(() => res.writeHead(200).end('delayed\n'), Number(delay[1]));
     res.writeHead(200).end('app\n');
   });
   srv.listen(port, host, () => process.stdout.write('listening\n'));
@@ -141,6 +148,48 @@ async function httpKeepAlive(requests: number, urlPath: string): Promise<void> {
 }
 
 /** Pipelining: every request goes out (each in its own segment) before the first answer is read. */
+async function httpRaw(lines: string[]): Promise<void> {
+  const statuses: number[] = [];
+  for (const line of lines) {
+    statuses.push(
+      await new Promise<number>((resolve, reject) => {
+        let answer = '';
+        const sock = net.connect({ host, port }, () => sock.write(`${line}\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`));
+        sock.setEncoding('latin1').on('data', (d: string) => (answer += d));
+        sock.on('error', reject);
+        sock.on('close', () => resolve(Number(/^HTTP\/1\.\d (\d{3})/.exec(answer)?.[1] ?? 0)));
+      }),
+    );
+  }
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, statuses })}\n`);
+}
+
+async function httpTimed(conns: number, paths: string[]): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
+  const latencies: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const urlPath = paths[next++];
+      latencies.push(
+        await new Promise<number>((resolve, reject) => {
+          let sent = 0n;
+          const req = http.get({ host, port, path: urlPath, agent }, (res) => {
+            const ms = Number(process.hrtime.bigint() - sent) / 1e6;
+            res.resume();
+            res.on('end', () => resolve(ms));
+          });
+          req.on('finish', () => (sent = process.hrtime.bigint()));
+          req.on('error', reject);
+        }),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: conns }, worker));
+  agent.destroy();
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, latencies })}\n`);
+}
+
 function httpPipeline(paths: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port }, async () => {
@@ -204,6 +253,8 @@ const modes: Record<string, () => unknown> = {
   'http-keepalive': () => httpKeepAlive(nums[0], rest[1]),
   noise: () => noise(nums[0]),
   'http-pipeline': () => httpPipeline(rest),
+  'http-timed': () => httpTimed(nums[0], rest.slice(1)),
+  'http-raw': () => httpRaw(rest),
   'dns-servfail': dnsServfail,
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),

@@ -38,6 +38,7 @@ const CONNS = 3;
 const BATCH_UID = '3f2a1b4c-5d6e-4f70-8192-a3b4c5d6e7f8';
 
 const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
+const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + (p.fields[f] as number), 0);
 
 function k8sTags(p: ParsedPoint): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = { sub_source: p.tags.sub_source };
@@ -90,7 +91,6 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
    */
   async function flowOf(pid: number) {
     const mine = () => collector!.points('netflow').filter((p) => p.tags.pid === String(pid) && p.tags.direction === 'outgoing');
-    const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + (p.fields[f] as number), 0);
     await waitFor(`pid ${pid} reported closed`, () => sum(mine(), 'tcp_closed') >= CONNS, 15000);
     const points = mine();
     for (const p of points) assert.deepEqual(k8sTags(p), k8sTags(points[0]), `one set of k8s tags: ${show(points)}`);
@@ -103,10 +103,11 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     };
   }
 
-  /** Points of `measurement` that satisfy `pred`, once there are `count` of them. */
-  async function pointsWhen(measurement: string, pred: (p: ParsedPoint) => boolean, count: number): Promise<ParsedPoint[]> {
-    await waitFor(`${count} ${measurement} points`, () => collector!.points(measurement).filter(pred).length >= count, 15000);
-    return collector!.points(measurement).filter(pred);
+  /** httpflow series that satisfy `pred`, once they count `count` exchanges (a series per interval). */
+  async function exchangesWhen(pred: (p: ParsedPoint) => boolean, count: number): Promise<ParsedPoint[]> {
+    const matching = () => collector!.points('httpflow').filter(pred);
+    await waitFor(`${count} exchanges`, () => sum(matching(), 'count') >= count, 15000);
+    return matching();
   }
 
   async function settled(): Promise<void> {
@@ -177,14 +178,15 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
   test('httpflow points carry the same tags', async () => {
     const r = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'http-keepalive', hosts.serverV4, String(HTTP_PORT), '5', '/app/items']);
     const pid = JSON.parse(r.stdout).pid as number;
-    const client = await pointsWhen('httpflow', (p) => p.tags.pid === String(pid), 5);
-    assert.equal(client.length, 5, show(client));
+    const client = await exchangesWhen((p) => p.tags.pid === String(pid), 5);
+    assert.equal(sum(client, 'count'), 5, show(client));
     for (const p of client) {
       assert.equal(p.tags.direction, 'outgoing');
+      assert.equal(p.fields.path, '/app/items');
       assert.deepEqual(k8sTags(p), ends(TOOLBOX, WEB));
     }
-    const served = await pointsWhen('httpflow', (p) => p.tags.direction === 'incoming' && p.tags.src_port === String(HTTP_PORT), 5);
-    assert.equal(served.length, 5, show(served));
+    const served = await exchangesWhen((p) => p.tags.direction === 'incoming' && p.tags.src_port === String(HTTP_PORT), 5);
+    assert.equal(sum(served, 'count'), 5, show(served));
     for (const p of served) assert.deepEqual(k8sTags(p), ends(WEB, TOOLBOX));
   });
 

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import { bpfObjectPath } from '../../src/paths';
 import { BASH_CONFIG, BASH_EVENT } from '../../src/plugins/bash/decode';
 import { DNS_EVENT, DNSFLOW_CONFIG } from '../../src/plugins/dnsflow/decode';
-import { HTTP_CAPTURE, HTTP_EVENT, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
+import { HIST_BUCKETS } from '../../src/aggregate/histogram';
+import { HTTP_CAPTURE, HTTP_CONTROL, HTTP_EVENT, HTTP_PATH_EVENT, HTTP_SERIES, HTTP_SERIES_KEY, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
 import { CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
@@ -69,6 +70,10 @@ test('httpflow structs match the decoder', () => {
   const structs = btfStructs(bpfObjectPath('httpflow'));
   assertLayout(structs.get('http_event'), { ...HTTP_EVENT, size: HTTP_EVENT.data + HTTP_CAPTURE }, 'http_event');
   assertLayout(structs.get('httpflow_config'), HTTPFLOW_CONFIG, 'httpflow_config');
+  assertLayout(structs.get('http_series_key'), HTTP_SERIES_KEY, 'http_series_key');
+  assertLayout(structs.get('http_series'), { ...HTTP_SERIES, size: HTTP_SERIES.hist + 4 * HIST_BUCKETS }, 'http_series');
+  assertLayout(structs.get('http_path_event'), { ...HTTP_PATH_EVENT, size: HTTP_PATH_EVENT.data + HTTP_CAPTURE }, 'http_path_event');
+  assertLayout(structs.get('http_control'), HTTP_CONTROL, 'http_control');
   // httpflow reads netflow's connection table: both objects must agree on the entry
   assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
 });

@@ -55,6 +55,8 @@ const DEFAULTS: Config = {
   k8s: { url: undefined, bearerTokenPath: undefined, bearerTokenString: undefined, caPath: undefined, insecureSkipTlsVerify: undefined },
   metricsListen: undefined,
   hooks: 'auto',
+  l7PerRequest: false,
+  l7MaxSeries: 8192,
   warnings: [],
 };
 
@@ -202,6 +204,23 @@ describe('--hooks', () => {
   test('errors', () => {
     usage(['--hooks', 'ebpf'], '--hooks: unknown hooks "ebpf" (valid: auto, tracepoint, fentry, kprobe)');
     usage(['--hooks'], '--hooks: missing value');
+  });
+});
+
+describe('--l7-per-request and --l7-max-series', () => {
+  test('flags, config keys, and the command line over the file', () => {
+    assert.equal(cfg(['--l7-per-request']).l7PerRequest, true);
+    assert.equal(cfg(['--l7-per-request=false']).l7PerRequest, false);
+    assert.equal(cfg(['--l7-max-series', '100']).l7MaxSeries, 100);
+    const p = ebpfConf('l7_per_request = true\nl7_max_series = 50');
+    assert.deepEqual([cfg(['--config', p]).l7PerRequest, cfg(['--config', p]).l7MaxSeries], [true, 50]);
+    assert.equal(cfg(['--config', p, '--l7-per-request=false']).l7PerRequest, false);
+  });
+
+  test('errors', () => {
+    usage(['--l7-max-series', '0'], '--l7-max-series: expected a number of series from 1 to 1048576, got "0"');
+    usage(['--l7-max-series', 'many'], '--l7-max-series: expected a number of series from 1 to 1048576, got "many"');
+    usage(['--l7-per-request=maybe'], '--l7-per-request: expected true or false, got "maybe"');
   });
 });
 
@@ -624,7 +643,7 @@ test('helpText lists every flag with its default, and the environment', () => {
   const text = helpText();
   const flags = [
     '--datakit-apiserver', '--hostname', '--log', '--log-level', '--service', '--enabled', '--interval', '--tags',
-    '--config', '--include-loopback', '--metrics-listen', '--hooks',
+    '--config', '--include-loopback', '--metrics-listen', '--hooks', '--l7-per-request', '--l7-max-series',
   ];
   const lines = text.split('\n');
   for (const flag of flags) {

@@ -22,13 +22,55 @@ export const HTTP_REQUEST = 1;
 export const HTTP_RESPONSE = 2;
 /** A request the kernel kept until its response: both in one record. */
 export const HTTP_EXCHANGE = 3;
-export const HTTP_COUNTER_NAMES = ['events', 'ringbuf_full', 'state_full'] as const;
-export const HTTPFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
+/** Slots of the per-CPU http_counters map (enum http_counter). */
+export const HTTP_COUNTER_NAMES = [
+  'events',
+  'ringbuf_full',
+  'state_full',
+  'exchanges',
+  'overflow',
+  'series_lost',
+  'kernel_queue_overflow',
+  'unmatched',
+  'not_http',
+  'paths_sent',
+] as const;
+export const HTTPFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, per_request: 8, max_series: 12, size: 16 } as const;
 
-export function encodeHttpflowConfig(includeLoopback: boolean, wakeupBytes: number): Buffer {
+/** struct http_series_key: one series of an interval. */
+export const HTTP_SERIES_KEY = {
+  saddr: 0,
+  daddr: 16,
+  sport: 32,
+  dport: 34,
+  family: 36,
+  server: 38,
+  method: 39,
+  status: 40,
+  version: 42,
+  pid: 44,
+  path: 48,
+  comm: 56,
+  size: 72,
+} as const;
+/** struct http_series: count, latency sum and maximum (ns), then the histogram. */
+export const HTTP_SERIES = { count: 0, latency_sum: 8, latency_max: 16, hist: 24 } as const;
+export const HTTP_PATH_EVENT = { path: 0, len: 8, data: 16 } as const;
+export const HTTP_CONTROL = { active: 0, series_made: 8, size: 24 } as const;
+
+export interface HttpflowConfig {
+  includeLoopback: boolean;
+  wakeupBytes: number;
+  perRequest: boolean;
+  maxSeries: number;
+}
+
+export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
   const b = Buffer.alloc(HTTPFLOW_CONFIG.size);
-  b.writeUInt32LE(includeLoopback ? 1 : 0, HTTPFLOW_CONFIG.include_loopback);
-  b.writeUInt32LE(wakeupBytes, HTTPFLOW_CONFIG.wakeup_bytes);
+  b.writeUInt32LE(c.includeLoopback ? 1 : 0, HTTPFLOW_CONFIG.include_loopback);
+  b.writeUInt32LE(c.wakeupBytes, HTTPFLOW_CONFIG.wakeup_bytes);
+  b.writeUInt32LE(c.perRequest ? 1 : 0, HTTPFLOW_CONFIG.per_request);
+  b.writeUInt32LE(c.maxSeries, HTTPFLOW_CONFIG.max_series);
   return b;
 }
 
@@ -47,7 +89,13 @@ const tupleView = Buffer.alloc(CONN_STATS.size);
 
 /** Addresses of the event's connection: decoded once per connection by the caller's cache. */
 export function decodeHttpConnection(buf: Buffer, off: number): HttpConnection {
-  buf.copy(tupleView, 0, off + HTTP_EVENT.t, off + HTTP_EVENT.t + 48);
+  return decodeEnds(buf, off + HTTP_EVENT.t);
+}
+
+/** Both ends, laid out as in struct conn_tuple (http_series_key starts the same way). */
+export function decodeEnds(buf: Buffer, off: number): HttpConnection {
+  tupleView.fill(0);
+  buf.copy(tupleView, 0, off, off + HTTP_SERIES_KEY.server);
   const t = decodeConnStats(tupleView, 0);
   return {
     family: t.family,

@@ -1,10 +1,14 @@
 // httpflow (SPEC §4.3): every HTTP/1.x request made or served on this host.
-// Its programs read netflow's connection table for each socket's owner.
+// Its programs read netflow's connection table for each socket's owner. By
+// default the kernel sums exchanges into series per interval (aggregate.ts);
+// with --l7-per-request every exchange comes to user space, is paired here
+// and becomes a point of its own, as DataKit 1.4.0 reported them.
 import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { FlowTagger } from '../../enrich/k8s';
 import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
+import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
 import { EventClock } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
@@ -23,6 +27,7 @@ import {
   HttpConnection,
   httpEventSocket,
 } from './decode';
+import { HttpSeries, SeriesReader } from './aggregate';
 import { Exchange, HttpPairer } from './pairing';
 import { parseRequestLine, parseStatus } from './parse';
 
@@ -41,11 +46,19 @@ export interface HttpflowOptions {
   cgroup2: () => string;
   /** Kubernetes tags for each end. */
   k8s?: FlowTagger;
+  /** One point per exchange, as DataKit 1.4.0 (else one per series and interval). */
+  perRequest?: boolean;
+  /** Series per interval before exchanges are counted in overflow series. */
+  maxSeries?: number;
 }
+
+/** Room in each series map beyond maxSeries, for the overflow series (one per endpoint pair). */
+const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
 
 /** The tags of an exchange: all of them belong to the connection and its side. */
 export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, processName: string, k8s?: FlowTagger): Point['tags'] {
   const direction = serverSide ? 'incoming' : 'outgoing';
+  // port 0: the kernel collapsed an ephemeral port already
   const tags: Point['tags'] = {
     source: 'httpflow',
     direction,
@@ -54,16 +67,33 @@ export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, pr
     pid: pid ? String(pid) : undefined,
     process_name: processName,
     src_ip: c.localIp,
-    src_port: !serverSide && isEphemeralPort(c.localPort) ? '*' : String(c.localPort),
+    src_port: c.localPort === 0 || (!serverSide && isEphemeralPort(c.localPort)) ? '*' : String(c.localPort),
     src_ip_type: c.localType,
     dst_ip: c.remoteIp,
-    dst_port: serverSide && isEphemeralPort(c.remotePort) ? '*' : String(c.remotePort),
+    dst_port: c.remotePort === 0 || (serverSide && isEphemeralPort(c.remotePort)) ? '*' : String(c.remotePort),
     dst_ip_type: c.remoteType,
   };
   k8s?.enrich(tags, { srcIp: c.localIp, srcPort: c.localPort, dstIp: c.remoteIp, dstPort: c.remotePort, transport: 'tcp', pid });
   // the HTTP exchange itself says which side serves: a service's port does not overrule it
   tags.direction = direction;
   return tags;
+}
+
+/** One series of an interval (the default mode), at the interval's end. */
+export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger): Point {
+  const fields: Point['fields'] = {
+    method: s.method,
+    status_code: s.status,
+    http_version: s.version,
+    count: s.count,
+    latency: s.latencyMeanNs,
+    latency_max: s.latencyMaxNs,
+    latency_p50: s.latencyP50Ns,
+    latency_p90: s.latencyP90Ns,
+    latency_p99: s.latencyP99Ns,
+  };
+  if (s.path !== undefined) fields.path = s.path;
+  return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, k8s), fields, time };
 }
 
 /** Fields and timestamp of one exchange, after its cached series. */
@@ -131,18 +161,24 @@ export class HttpflowPlugin implements Plugin {
   readonly category = 'network' as const;
   private obj?: BpfObject;
   private ring?: RingBuffer;
+  private reader?: SeriesReader;
   private counters?: BpfMap;
+  private seriesRead = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly pairer = new HttpPairer();
   private readonly clock = new EventClock();
   private emit: (lines: string[]) => void = () => {};
   private commonTags: Readonly<Record<string, string>> = {};
   private notHttp = 0;
-  readonly gauges = new Set(['pending']);
+  readonly gauges = new Set(['pending', 'paths_known', 'series']);
   readonly losses = new LossWarnings('httpflow', {
-    ringbuf_full: 'HTTP message starts lost: ring buffer full',
+    ringbuf_full: 'HTTP message starts (per request) or path texts (aggregated) lost: ring buffer full',
     state_full: 'requests not kept in the kernel: no socket storage',
     queue_overflow: 'requests not tracked: too many waiting',
+    kernel_queue_overflow: 'requests not tracked: too many waiting on one socket',
+    overflow: 'exchanges counted in an endpoint pair\'s overflow series (path "*"): the series table was full',
+    series_lost: 'exchanges lost: no room even for an overflow series',
+    paths_missing: 'series reported without a path: its text never reached user space',
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
   private connections = new Map<number, CachedConnection>();
@@ -159,14 +195,18 @@ export class HttpflowPlugin implements Plugin {
     this.commonTags = sink.commonTags;
     const obj = BpfObject.open('httpflow');
     this.obj = obj;
+    const perRequest = !!this.opts.perRequest;
+    const maxSeries = this.opts.maxSeries ?? DEFAULT_L7_MAX_SERIES;
     try {
-      obj.setConfig(encodeHttpflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
+      obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest, maxSeries }));
+      for (const m of ['http_series_0', 'http_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
       const conns = this.netflow.connections;
       if (conns) obj.reuseMap('conns', conns);
       else log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name');
       obj.load();
       this.counters = obj.map('http_counters');
-      this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
+      if (perRequest) this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
+      else this.reader = new SeriesReader(obj);
       const root = this.opts.cgroup2();
       obj.attachCgroup('http_egress', root);
       obj.attachCgroup('http_ingress', root);
@@ -175,15 +215,18 @@ export class HttpflowPlugin implements Plugin {
       throw err;
     }
     this.clock.reset();
-    const drain = setInterval(() => this.ring?.drain(), DRAIN_MS);
-    const expire = setInterval(() => {
-      this.pairer.expire(this.clock.now(), REQUEST_TIMEOUT_NS);
-      this.connections = new Map();
-      this.seriesCache = new Map();
-    }, EXPIRE_MS);
+    const drain = setInterval(() => (this.reader ? this.reader.drain() : this.ring?.drain()), DRAIN_MS);
     drain.unref();
-    expire.unref();
-    this.timers = [drain, expire];
+    this.timers = [drain];
+    if (perRequest) {
+      const expire = setInterval(() => {
+        this.pairer.expire(this.clock.now(), REQUEST_TIMEOUT_NS);
+        this.connections = new Map();
+        this.seriesCache = new Map();
+      }, EXPIRE_MS);
+      expire.unref();
+      this.timers.push(expire);
+    }
   }
 
   /** One drained chunk of ring records: lines for every exchange they complete go to `emit`. */
@@ -274,13 +317,27 @@ export class HttpflowPlugin implements Plugin {
     return series;
   }
 
-  collect(): Point[] {
-    this.ring?.drain();
-    return [];
+  /** Per request: what is queued still; aggregated: the interval's series. */
+  collect(now: bigint): Point[] {
+    if (!this.reader) {
+      this.ring?.drain();
+      return [];
+    }
+    const series = this.reader.read();
+    this.seriesRead = series.length;
+    return series.map((s) => seriesPoint(s, now, this.opts.k8s));
   }
 
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(HTTP_COUNTER_NAMES) ?? {};
+    if (this.reader) {
+      return Object.assign(out, {
+        series: this.seriesRead,
+        paths_known: this.reader.pathsKnown,
+        paths_missing: this.reader.pathsMissing,
+        paths_unparsed: this.reader.pathsUnparsed,
+      });
+    }
     return Object.assign(out, this.pairer.counts, { pending: this.pairer.pending, not_http: this.notHttp });
   }
 
@@ -289,6 +346,8 @@ export class HttpflowPlugin implements Plugin {
     this.timers = [];
     this.ring?.close();
     this.ring = undefined;
+    this.reader?.close();
+    this.reader = undefined;
     this.obj?.close();
     this.obj = undefined;
   }
