@@ -1,4 +1,5 @@
-/* Variable-length copies that every verifier accepts. */
+/* Variable-length copies that every verifier accepts, and the arithmetic the
+ * parsers of captured bytes use instead of branches. */
 #ifndef DATAKIT_EBPF_CAPTURE_H
 #define DATAKIT_EBPF_CAPTURE_H
 
@@ -18,6 +19,28 @@ static __always_inline __u64 capture_len(__u64 avail, __u64 cap)
 	 * test against a linked copy, which 6.12's verifier gets wrong */
 	asm volatile("%0 &= 0xfff\n\t%0 += 1" : "+r"(len));
 	return len;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/* 1 when a < b (both below 2^63), 0 otherwise. A parser's loop must not
+ * branch on the bytes it reads, or the verifier follows every combination of
+ * branches from byte to byte: the shift is in asm, or the compiler, knowing
+ * the ranges, turns the comparison back into a branch. */
+static __always_inline __u64 lt(__u64 a, __u64 b)
+{
+	__u64 d = a - b;
+	asm volatile("%0 >>= 63" : "+r"(d));
+	return d;
+}
+
+/* 1 when a == b (both below 2^63), 0 otherwise; the same way */
+static __always_inline __u64 eq(__u64 a, __u64 b)
+{
+	__u64 d = (a ^ b) - 1;
+	asm volatile("%0 >>= 63" : "+r"(d));
+	return d;
 }
 
 #endif

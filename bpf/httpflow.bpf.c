@@ -67,7 +67,7 @@ struct http_series_map {
 	__uint(max_entries, 17408); /* set by user space: series plus overflow series */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct http_series_key);
-	__type(value, struct http_series);
+	__type(value, struct latency_series);
 } http_series_0 SEC(".maps"), http_series_1 SEC(".maps");
 
 /* The two series maps; control.active says which one the programs add to. */
@@ -84,7 +84,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct http_control);
+	__type(value, struct series_control);
 } http_control SEC(".maps");
 
 /* Path hashes whose text user space has (it deletes those it forgets). */
@@ -112,7 +112,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct http_series);
+	__type(value, struct latency_series);
 } http_series_zero SEC(".maps");
 
 /* Events are built here, then copied out with only their used length. */
@@ -188,8 +188,6 @@ static __always_inline bool read_ends(struct bpf_sock *bsk, __u32 family, struct
 	return cfg.include_loopback || (!is_loopback(sa, family) && !is_loopback(da, family));
 }
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 #define MAX_PATH 1024 /* path bytes kept, as user space keeps them */
 
 /* Method id (as src/plugins/httpflow/aggregate.ts numbers them) and length,
@@ -237,14 +235,6 @@ static __always_inline __u64 first_byte(__u64 m)
 	/* in asm, or the compiler turns `m != 0` back into a branch */
 	asm volatile("%0 >>= 63" : "+r"(any));
 	return k + ((any ^ 1) << 3);
-}
-
-/* 1 when a < b (both below 2^63), in asm for the same reason */
-static __always_inline __u64 lt(__u64 a, __u64 b)
-{
-	__u64 d = a - b;
-	asm volatile("%0 >>= 63" : "+r"(d));
-	return d;
 }
 
 /* Parses the request line at `off` into this CPU's http_parsed: method,
@@ -336,25 +326,6 @@ static __always_inline __u16 parse_status(struct __sk_buff *skb, __u32 off)
 	return (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
 }
 
-/* The histogram bucket of a latency (see HIST_* in httpflow.h). */
-static __always_inline __u32 hist_bucket(__u64 ns)
-{
-	if (ns < (1ULL << HIST_MIN_SHIFT))
-		return 0;
-	__u64 v = ns;
-	__u32 msb = 0;
-	if (v >> 32) { v >>= 32; msb += 32; }
-	if (v >> 16) { v >>= 16; msb += 16; }
-	if (v >> 8) { v >>= 8; msb += 8; }
-	if (v >> 4) { v >>= 4; msb += 4; }
-	if (v >> 2) { v >>= 2; msb += 2; }
-	if (v >> 1) msb += 1;
-	if (msb >= HIST_MIN_SHIFT + HIST_OCTAVES)
-		return HIST_BUCKETS - 1;
-	__u32 sub = (ns >> (msb - HIST_SUB_BITS)) & (HIST_SUB - 1);
-	return 1 + (msb - HIST_MIN_SHIFT) * HIST_SUB + sub;
-}
-
 static __always_inline bool ephemeral(__u16 port)
 {
 	return port >= 32768 && port <= 60999;
@@ -365,21 +336,17 @@ static __always_inline bool ephemeral(__u16 port)
 static __always_inline void add_exchange(struct http_series_key *k, __u64 latency)
 {
 	__u32 zero = 0;
-	struct http_control *ctl = bpf_map_lookup_elem(&http_control, &zero);
+	struct series_control *ctl = bpf_map_lookup_elem(&http_control, &zero);
 	if (!ctl)
 		return;
 	__u32 active = ctl->active & 1;
 	void *series = bpf_map_lookup_elem(&http_series, &active);
 	if (!series)
 		return;
-	/* `active` went to the stack as the lookup's key: bound it again here,
-	 * in the register that indexes, or the verifier sees any value */
-	__u32 slot = active;
-	asm volatile("%0 &= 1" : "+r"(slot));
-	__u64 *made = &ctl->series_made[slot];
-	struct http_series *v = bpf_map_lookup_elem(series, k);
+	__u64 *made = series_made(ctl, active);
+	struct latency_series *v = bpf_map_lookup_elem(series, k);
 	if (!v) {
-		struct http_series *fresh = bpf_map_lookup_elem(&http_series_zero, &zero);
+		struct latency_series *fresh = bpf_map_lookup_elem(&http_series_zero, &zero);
 		if (!fresh)
 			return;
 		/* a count, not the map's size: concurrent inserts may pass the bound
@@ -400,15 +367,7 @@ static __always_inline void add_exchange(struct http_series_key *k, __u64 latenc
 			return;
 		}
 	}
-	__sync_fetch_and_add(&v->count, 1);
-	__sync_fetch_and_add(&v->latency_sum, latency);
-	if (latency > v->latency_max)
-		v->latency_max = latency; /* may lose a race with another CPU's maximum */
-	__u64 b = hist_bucket(latency);
-	/* masked in asm so the bound check below stays, for older verifiers */
-	asm volatile("%0 &= 511" : "+r"(b));
-	if (b < HIST_BUCKETS)
-		__sync_fetch_and_add(&v->hist[b], 1);
+	series_add(v, latency);
 	http_count(HTTP_CNT_EXCHANGES);
 }
 

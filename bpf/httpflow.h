@@ -4,6 +4,7 @@
 #define DATAKIT_EBPF_HTTPFLOW_H
 
 #include "netflow.h"
+#include "series.h"
 
 #define HTTP_CAPTURE 1152 /* request line: method, a path of up to 1024 bytes, version */
 #define HTTP_STATUS_CAPTURE 16 /* "HTTP/1.1 200 OK" */
@@ -63,16 +64,6 @@ struct http_sock {
 
 #define HTTP_QUEUE 8 /* requests kept waiting per socket (pipelining) */
 
-/* Latency histogram, log-linear: one bucket below 2^HIST_MIN_SHIFT ns, then
- * HIST_SUB buckets per power of two up to 2^(HIST_MIN_SHIFT + HIST_OCTAVES),
- * then one for everything longer. A bucket is 1/16 of its power of two wide,
- * so its midpoint is within 3.2% of any value in it. */
-#define HIST_MIN_SHIFT 10 /* 1 µs */
-#define HIST_SUB_BITS 4
-#define HIST_SUB (1 << HIST_SUB_BITS)
-#define HIST_OCTAVES 27   /* up to 2^37 ns: 137 s */
-#define HIST_BUCKETS (HIST_OCTAVES * HIST_SUB + 2)
-
 /* A request waiting for its response (aggregated mode). */
 struct http_waiting {
 	__u64 ts;   /* when it started */
@@ -110,13 +101,6 @@ struct http_series_key {
 	char comm[16];
 };
 
-struct http_series {
-	__u64 count;
-	__u64 latency_sum; /* ns */
-	__u64 latency_max;
-	__u32 hist[HIST_BUCKETS];
-};
-
 /* A path's text, sent the first time its hash is seen. */
 struct http_path_event {
 	__u64 path; /* the hash */
@@ -135,13 +119,6 @@ struct http_parsed {
 	__u8 _pad[3];
 	struct http_path_event event; /* data holds the captured request */
 	__u8 guard[8];                /* the parser reads a word past the capture */
-};
-
-/* Written by user space while the programs run. */
-struct http_control {
-	__u32 active;          /* which series map the programs add to: 0 or 1 */
-	__u32 _pad;
-	__u64 series_made[2];  /* series made in each map this interval (reset at each switch) */
 };
 
 /* Read-only configuration, written by user space before load. */

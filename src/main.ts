@@ -27,7 +27,8 @@ function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugi
     // netflow's connection table, so it must start after netflow
     if (k8s) plugins.push(k8s);
     const http = new HttpflowPlugin(netflow, { ...common, perRequest: config.l7PerRequest, maxSeries: config.l7MaxSeries });
-    plugins.push(netflow, new DnsflowPlugin({ ...common, cache: domains }), http);
+    const dns = new DnsflowPlugin({ ...common, cache: domains, netflow, perQuery: config.l7PerRequest, maxSeries: config.l7MaxSeries });
+    plugins.push(netflow, dns, http);
   }
   if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());
   return plugins;

@@ -44,7 +44,7 @@ export interface Config {
   hooks: HooksMode;
   /** httpflow and dnsflow: one point per request / query instead of per series and interval. */
   l7PerRequest: boolean;
-  /** Series per interval the kernel keeps for httpflow before counting in overflow series. */
+  /** Series per interval the kernel keeps for httpflow, and for dnsflow, before counting in overflow series. */
   l7MaxSeries: number;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
   warnings: string[];
@@ -119,7 +119,7 @@ const FLAGS = {
   'l7-max-series': {
     type: 'string',
     arg: 'N',
-    help: `httpflow series per interval before overflow series (default: ${DEFAULT_L7_MAX_SERIES})`,
+    help: `httpflow's and dnsflow's series per interval before overflow (default: ${DEFAULT_L7_MAX_SERIES})`,
   },
   hooks: {
     type: 'string',

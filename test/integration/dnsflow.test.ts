@@ -1,6 +1,9 @@
 // dnsflow against a real DNS server (dnsmasq) on a test host, with dig as the
 // client: exact rcodes, response times, a timeout, TCP, IPv6, and the answer
-// feeding netflow's dst_domain.
+// feeding netflow's dst_domain; by default summed in the kernel per interval
+// (exact counts per outcome, response times against a second collector that
+// reports every query, overflow series), and with --l7-per-request a point
+// per query.
 import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -65,65 +68,129 @@ describe('dnsflow', { skip }, () => {
     }
   }
 
-  test('rcodes, response times, TCP, IPv6, a timeout, and dst_domain for the next connection', async () => {
+  for (const perQuery of [true, false]) {
+    const mode = perQuery ? 'per query' : 'series';
+    test(`${mode}: rcodes, response times, TCP, IPv6, a timeout, and dst_domain for the next connection`, async () => {
+      const collector = await startCollector(['--interval', '60s', ...(perQuery ? ['--l7-per-request'] : [])]);
+      try {
+        const t0 = Date.now();
+        assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'alias.example.test'), 'NOERROR');
+        assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'www.example.test'), 'NOERROR');
+        assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'nx.example.test'), 'NXDOMAIN');
+        assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'elsewhere.test'), 'REFUSED');
+        assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'x.fail.example.test'), 'SERVFAIL');
+        assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, '+tcp', 'www.example.test'), 'NOERROR');
+        assert.equal(await dig(hosts.client, `@${hosts.serverV6}`, 'AAAA', 'www.example.test'), 'NOERROR');
+        assert.equal(await dig(silent.client, `@${silent.serverV4}`, 'never.example.test'), 'no answer');
+        // a connection to the address just resolved
+        const conn = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'client', hosts.serverV4, '8080', '1', '10']);
+        await sleep(7000); // past the 6 s timeout (and the once-a-second walk that finds it)
+        const stopped = Date.now();
+        assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+
+        const dns = collector.points('dnsflow');
+        const byDomain = (d: string, extra: Record<string, string> = {}) =>
+          dns.filter((p) => p.tags.domain === d && Object.entries(extra).every(([k, v]) => p.tags[k] === v));
+        const one = (ps: ParsedPoint[], what: string) => {
+          assert.equal(ps.length, 1, `${what}: ${show(ps)}`);
+          return ps[0];
+        };
+        const expectAnswered = (p: ParsedPoint, rcode: number) => {
+          assert.equal(p.fields.rcode, rcode);
+          assert.equal(p.fields.timeout, false);
+          const rt = p.fields.resp_time as number;
+          assert.ok(rt > 0 && rt < 1e9, `plausible resp_time ${rt} ns`);
+          const ms = Number(p.time / 1_000_000n);
+          if (perQuery) {
+            assert.ok(ms >= t0 - 5 && ms <= Date.now(), 'timestamp: when the query was seen');
+          } else {
+            assert.ok(ms >= stopped, 'timestamp: the end of the interval');
+            assert.equal(p.fields.count, 1);
+            for (const f of ['resp_time_max', 'resp_time_p50', 'resp_time_p99']) assert.ok((p.fields[f] as number) > 0, f);
+            assert.equal(p.tags.process_name, 'dig');
+            assert.match(p.tags.pid, /^\d+$/);
+          }
+        };
+
+        const a = one(byDomain('alias.example.test'), 'alias');
+        expectAnswered(a, 0);
+        assert.deepEqual(
+          [a.tags.transport, a.tags.family, a.tags.src_ip, a.tags.dst_ip, a.tags.dst_port, a.tags.qtype, a.tags.source],
+          ['udp', 'IPv4', hosts.clientV4, hosts.serverV4, '53', 'A', 'dnsflow'],
+        );
+        // a point per query keeps the client's port; a series collapses the ephemeral one
+        assert.match(a.tags.src_port, perQuery ? /^\d+$/ : /^\*$/);
+        expectAnswered(one(byDomain('www.example.test', { transport: 'udp', family: 'IPv4' }), 'www udp'), 0);
+        expectAnswered(one(byDomain('nx.example.test'), 'nx'), 3);
+        expectAnswered(one(byDomain('elsewhere.test'), 'refused'), 5);
+        expectAnswered(one(byDomain('x.fail.example.test'), 'servfail'), 2);
+        expectAnswered(one(byDomain('www.example.test', { transport: 'tcp' }), 'tcp'), 0);
+        const v6 = one(byDomain('www.example.test', { family: 'IPv6' }), 'ipv6');
+        expectAnswered(v6, 0);
+        assert.deepEqual([v6.tags.qtype, v6.tags.src_ip, v6.tags.dst_ip], ['AAAA', hosts.clientV6, hosts.serverV6]);
+
+        const never = one(byDomain('never.example.test'), 'timeout');
+        assert.deepEqual(never.fields, perQuery ? { timeout: true } : { count: 1, timeout: true });
+        assert.equal(never.tags.dst_ip, silent.serverV4);
+
+        const flow = collector.points('netflow').filter((p) => p.tags.pid === String(conn.pid));
+        assert.equal(flow.length, 1, show(flow));
+        assert.equal(flow[0].tags.dst_domain, 'www.example.test');
+        // dig sends from a worker thread named isc-net-0000: process_name is the process's
+        const digFlows = collector.points('netflow').filter((p) => p.tags.dst_port === '53' && p.tags.direction === 'outgoing');
+        assert.ok(digFlows.length > 0 && digFlows.every((p) => p.tags.process_name === 'dig'), show(digFlows.map((p) => p.tags)));
+      } finally {
+        await collector.stop('SIGKILL');
+      }
+    });
+  }
+
+  test('series: exact counts per outcome from one process; response times against every query reported apart', async () => {
+    // a second collector reports every query on its own: the exact values for the same packets
     const collector = await startCollector(['--interval', '60s']);
+    const exact = await startCollector(['--interval', '60s', '--l7-per-request']);
     try {
-      const t0 = Date.now();
-      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'alias.example.test'), 'NOERROR');
-      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'www.example.test'), 'NOERROR');
-      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'nx.example.test'), 'NXDOMAIN');
-      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'elsewhere.test'), 'REFUSED');
-      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, 'x.fail.example.test'), 'SERVFAIL');
-      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, '+tcp', 'www.example.test'), 'NOERROR');
-      assert.equal(await dig(hosts.client, `@${hosts.serverV6}`, 'AAAA', 'www.example.test'), 'NOERROR');
-      assert.equal(await dig(silent.client, `@${silent.serverV4}`, 'never.example.test'), 'no answer');
-      // a connection to the address just resolved
-      const conn = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'client', hosts.serverV4, '8080', '1', '10']);
-      await sleep(6500); // past the 6 s timeout
+      // one dig, several queries: one process, a fresh ephemeral port each
+      const r = await run('ip', ['netns', 'exec', hosts.client, 'dig', '+tries=1', '+timeout=1', `@${hosts.serverV4}`,
+        'www.example.test', 'www.example.test', 'nx.example.test', 'www.example.test', 'nx.example.test', 'elsewhere.test']);
+      assert.deepEqual(r.stdout.match(/status: \w+/g), ['NOERROR', 'NOERROR', 'NXDOMAIN', 'NOERROR', 'NXDOMAIN', 'REFUSED'].map((x) => `status: ${x}`));
+      await sleep(500);
       assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      assert.equal((await exact.stop('SIGTERM')).code, 0, exact.stderr());
+      const mine = (c: typeof collector) => c.points('dnsflow').filter((p) => p.tags.dst_ip === hosts.serverV4 && p.tags.src_ip === hosts.clientV4);
+      const series = mine(collector);
+      assert.deepEqual(series.map((p) => `${p.tags.domain} ${p.fields.rcode} ${p.fields.count} ${p.tags.pid}`).sort(), [
+        `elsewhere.test 5 1 ${r.pid}`,
+        `nx.example.test 3 2 ${r.pid}`,
+        `www.example.test 0 3 ${r.pid}`,
+      ]);
+      for (const p of series) {
+        const each = mine(exact).filter((q) => q.tags.domain === p.tags.domain).map((q) => q.fields.resp_time as number);
+        assert.equal(each.length, p.fields.count);
+        const mean = each.reduce((a, x) => a + x, 0) / each.length;
+        const max = Math.max(...each);
+        // each collector reads the clock itself: microseconds apart
+        assert.ok(Math.abs((p.fields.resp_time as number) - mean) <= Math.max(0.05 * mean, 20_000), `${p.tags.domain} mean ${p.fields.resp_time} vs ${mean}`);
+        assert.ok(Math.abs((p.fields.resp_time_max as number) - max) <= Math.max(0.05 * max, 20_000), `${p.tags.domain} max ${p.fields.resp_time_max} vs ${max}`);
+      }
+    } finally {
+      await collector.stop('SIGKILL');
+      await exact.stop('SIGKILL');
+    }
+  });
 
-      const dns = collector.points('dnsflow');
-      const byDomain = (d: string, extra: Record<string, string> = {}) =>
-        dns.filter((p) => p.tags.domain === d && Object.entries(extra).every(([k, v]) => p.tags[k] === v));
-      const one = (ps: ParsedPoint[], what: string) => {
-        assert.equal(ps.length, 1, `${what}: ${show(ps)}`);
-        return ps[0];
-      };
-      const expectAnswered = (p: ParsedPoint, rcode: number) => {
-        assert.equal(p.fields.rcode, rcode);
-        assert.equal(p.fields.timeout, false);
-        const rt = p.fields.resp_time as number;
-        assert.ok(rt > 0 && rt < 1e9, `plausible resp_time ${rt} ns`);
-        const ms = Number(p.time / 1_000_000n);
-        assert.ok(ms >= t0 - 5 && ms <= Date.now(), 'timestamp: when the query was seen');
-      };
-
-      const a = one(byDomain('alias.example.test'), 'alias');
-      expectAnswered(a, 0);
-      assert.deepEqual(
-        [a.tags.transport, a.tags.family, a.tags.src_ip, a.tags.dst_ip, a.tags.dst_port, a.tags.qtype, a.tags.source],
-        ['udp', 'IPv4', hosts.clientV4, hosts.serverV4, '53', 'A', 'dnsflow'],
-      );
-      assert.match(a.tags.src_port, /^\d+$/);
-      expectAnswered(one(byDomain('www.example.test', { transport: 'udp', family: 'IPv4' }), 'www udp'), 0);
-      expectAnswered(one(byDomain('nx.example.test'), 'nx'), 3);
-      expectAnswered(one(byDomain('elsewhere.test'), 'refused'), 5);
-      expectAnswered(one(byDomain('x.fail.example.test'), 'servfail'), 2);
-      expectAnswered(one(byDomain('www.example.test', { transport: 'tcp' }), 'tcp'), 0);
-      const v6 = one(byDomain('www.example.test', { family: 'IPv6' }), 'ipv6');
-      expectAnswered(v6, 0);
-      assert.deepEqual([v6.tags.qtype, v6.tags.src_ip, v6.tags.dst_ip], ['AAAA', hosts.clientV6, hosts.serverV6]);
-
-      const never = one(byDomain('never.example.test'), 'timeout');
-      assert.deepEqual(never.fields, { timeout: true });
-      assert.equal(never.tags.dst_ip, silent.serverV4);
-
-      const flow = collector.points('netflow').filter((p) => p.tags.pid === String(conn.pid));
-      assert.equal(flow.length, 1, show(flow));
-      assert.equal(flow[0].tags.dst_domain, 'www.example.test');
-      // dig sends from a worker thread named isc-net-0000: process_name is the process's
-      const digFlows = collector.points('netflow').filter((p) => p.tags.dst_port === '53' && p.tags.direction === 'outgoing');
-      assert.ok(digFlows.length > 0 && digFlows.every((p) => p.tags.process_name === 'dig'), show(digFlows.map((p) => p.tags)));
+  test('series: past --l7-max-series, answers count in one overflow series per endpoint pair and rcode', async () => {
+    const collector = await startCollector(['--interval', '60s', '--l7-max-series', '2']);
+    try {
+      const names = ['a', 'b', 'c', 'd', 'e'].map((x) => `${x}.nx.example.test`);
+      await run('ip', ['netns', 'exec', hosts.client, 'dig', '+tries=1', '+timeout=1', `@${hosts.serverV4}`, ...names]);
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const points = collector.points('dnsflow').filter((p) => p.tags.dst_ip === hosts.serverV4);
+      assert.equal(points.reduce((a, p) => a + (p.fields.count as number), 0), 5, show(points));
+      const overflow = points.filter((p) => p.tags.domain === '*');
+      assert.deepEqual(overflow.map((p) => `${p.tags.qtype} ${p.fields.rcode} ${p.fields.count}`), ['* 3 3']);
+      assert.match(collector.stderr(), /WARN dnsflow: overflow \+3 /);
     } finally {
       await collector.stop('SIGKILL');
     }

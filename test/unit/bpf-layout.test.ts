@@ -5,9 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { bpfObjectPath } from '../../src/paths';
 import { BASH_CONFIG, BASH_EVENT } from '../../src/plugins/bash/decode';
-import { DNS_EVENT, DNSFLOW_CONFIG } from '../../src/plugins/dnsflow/decode';
+import { DNS_EVENT, DNS_QUERY, DNS_QUERY_KEY, DNS_SERIES_KEY, DNSFLOW_CONFIG } from '../../src/plugins/dnsflow/decode';
 import { HIST_BUCKETS } from '../../src/aggregate/histogram';
-import { HTTP_CAPTURE, HTTP_CONTROL, HTTP_EVENT, HTTP_PATH_EVENT, HTTP_SERIES, HTTP_SERIES_KEY, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
+import { LATENCY_SERIES, SERIES_CONTROL } from '../../src/aggregate/series';
+import { HTTP_CAPTURE, HTTP_EVENT, HTTP_PATH_EVENT, HTTP_SERIES_KEY, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
 import { CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
@@ -64,6 +65,10 @@ test('dnsflow structs match the decoder', () => {
   const structs = btfStructs(bpfObjectPath('dnsflow'));
   assertLayout(structs.get('dns_event'), DNS_EVENT, 'dns_event');
   assertLayout(structs.get('dnsflow_config'), DNSFLOW_CONFIG, 'dnsflow_config');
+  assertLayout(structs.get('dns_series_key'), DNS_SERIES_KEY, 'dns_series_key');
+  assertLayout(structs.get('dns_query_key'), DNS_QUERY_KEY, 'dns_query_key');
+  assertLayout(structs.get('dns_query'), DNS_QUERY, 'dns_query');
+  assertLayout(structs.get('latency_series'), { ...LATENCY_SERIES, size: LATENCY_SERIES.hist + 4 * HIST_BUCKETS }, 'latency_series');
 });
 
 test('httpflow structs match the decoder', () => {
@@ -71,9 +76,9 @@ test('httpflow structs match the decoder', () => {
   assertLayout(structs.get('http_event'), { ...HTTP_EVENT, size: HTTP_EVENT.data + HTTP_CAPTURE }, 'http_event');
   assertLayout(structs.get('httpflow_config'), HTTPFLOW_CONFIG, 'httpflow_config');
   assertLayout(structs.get('http_series_key'), HTTP_SERIES_KEY, 'http_series_key');
-  assertLayout(structs.get('http_series'), { ...HTTP_SERIES, size: HTTP_SERIES.hist + 4 * HIST_BUCKETS }, 'http_series');
+  assertLayout(structs.get('latency_series'), { ...LATENCY_SERIES, size: LATENCY_SERIES.hist + 4 * HIST_BUCKETS }, 'latency_series');
   assertLayout(structs.get('http_path_event'), { ...HTTP_PATH_EVENT, size: HTTP_PATH_EVENT.data + HTTP_CAPTURE }, 'http_path_event');
-  assertLayout(structs.get('http_control'), HTTP_CONTROL, 'http_control');
+  assertLayout(structs.get('series_control'), SERIES_CONTROL, 'series_control');
   // httpflow reads netflow's connection table: both objects must agree on the entry
   assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
 });

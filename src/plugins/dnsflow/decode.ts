@@ -11,12 +11,49 @@ export const DNS_EVENT = {
   proto: 46,
   is_response: 47,
   len: 48,
+  kind: 50,
   payload_len: 52,
-  payload: 56,
-  size: 56 + 512,
+  name: 56,
+  payload: 64,
+  size: 64 + 512,
 } as const;
-export const DNSFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
-export const DNS_COUNTER_NAMES = ['events', 'ringbuf_full', 'fragments'] as const;
+/** enum dns_kind: why the kernel sent a message. */
+export const DNS_KIND = { PACKET: 0, NAME: 1, ANSWER: 2 } as const;
+export const DNSFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, per_query: 8, max_series: 12, size: 16 } as const;
+/** Slots of the per-CPU counters map (enum dns_counter). */
+export const DNS_COUNTER_NAMES = [
+  'events',
+  'ringbuf_full',
+  'fragments',
+  'kernel_queries',
+  'kernel_answered',
+  'kernel_duplicates',
+  'pending_full',
+  'kernel_unmatched',
+  'kernel_parse_errors',
+  'overflow',
+  'series_lost',
+] as const;
+/** struct dns_series_key, dns_query_key and dns_query (bpf/dnsflow.h). */
+export const DNS_SERIES_KEY = { client: 0, server: 16, client_port: 32, server_port: 34, family: 36, proto: 38, rcode: 39, qtype: 40, pid: 44, name: 48, comm: 56, size: 72 } as const;
+export const DNS_QUERY_KEY = { client: 0, server: 16, client_port: 32, server_port: 34, family: 36, proto: 38, id: 40, size: 44 } as const;
+export const DNS_QUERY = { ts: 0, name: 8, qtype: 16, pid: 20, comm: 24, size: 40 } as const;
+
+export interface DnsflowConfig {
+  includeLoopback: boolean;
+  wakeupBytes: number;
+  perQuery: boolean;
+  maxSeries: number;
+}
+
+export function encodeDnsflowConfig(c: DnsflowConfig): Buffer {
+  const b = Buffer.alloc(DNSFLOW_CONFIG.size);
+  b.writeUInt32LE(c.includeLoopback ? 1 : 0, DNSFLOW_CONFIG.include_loopback);
+  b.writeUInt32LE(c.wakeupBytes, DNSFLOW_CONFIG.wakeup_bytes);
+  b.writeUInt32LE(c.perQuery ? 1 : 0, DNSFLOW_CONFIG.per_query);
+  b.writeUInt32LE(c.maxSeries, DNSFLOW_CONFIG.max_series);
+  return b;
+}
 
 export interface DnsPacketEvent {
   monotonicNs: bigint;
@@ -33,7 +70,7 @@ export interface DnsPacketEvent {
   payloadLen: number;
 }
 
-function ip(buf: Buffer, off: number, v4: boolean): string {
+export function ip(buf: Buffer, off: number, v4: boolean): string {
   return v4 ? `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}` : formatV6(buf, off);
 }
 

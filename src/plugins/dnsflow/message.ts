@@ -78,7 +78,7 @@ function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
       if (off + 2 > msg.length) break;
       const qtype = msg.readUInt16BE(off);
       base.name = name;
-      base.qtype = QTYPES[qtype] ?? String(qtype);
+      base.qtype = qtypeName(qtype);
       return base;
     }
     if (n > 63 || off + 1 + n > msg.length) break; // compression never appears in a first question
@@ -88,6 +88,11 @@ function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
   }
   base.partial = true;
   return base;
+}
+
+/** A query type's mnemonic, or its number. */
+export function qtypeName(qtype: number): string {
+  return QTYPES[qtype] ?? String(qtype);
 }
 
 const QTYPES: Record<number, string> = {

@@ -1,5 +1,8 @@
-// dnsflow (SPEC §4.2): every DNS query, answered (rcode, response time) or
-// timed out; A/AAAA answers feed netflow's dst_domain.
+// dnsflow (SPEC §4.2): DNS queries, answered (rcode, response time) or timed
+// out; A/AAAA answers feed netflow's dst_domain. By default the kernel matches
+// answers with queries and sums them per interval (aggregate.ts); with
+// --l7-per-request every query and response comes to user space, is matched
+// here and becomes a point of its own, as DataKit 1.4.0 reported them.
 import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
@@ -7,7 +10,11 @@ import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
 import { escapeKey } from '../../output/lineprotocol';
 import type { Sink, Plugin, PluginOptions } from '../plugin';
-import { decodeDnsEvent, DNS_COUNTER_NAMES, DNS_EVENT, DNSFLOW_CONFIG, DnsPacketEvent } from './decode';
+import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
+import { log } from '../../log';
+import type { NetflowPlugin } from '../netflow/plugin';
+import { DnsSeries, DnsSeriesReader } from './aggregate';
+import { decodeDnsEvent, DNS_COUNTER_NAMES, DNS_EVENT, DNS_KIND, DnsPacketEvent, encodeDnsflowConfig } from './decode';
 import { DnsFlowKey, DnsMatcher, DnsQueryResult } from './matcher';
 import { parseDnsMessage, resolvedAddresses } from './message';
 
@@ -16,10 +23,53 @@ export interface DnsflowOptions extends PluginOptions {
   cgroup2: () => string;
   /** Filled with the addresses each answered name resolved to. */
   cache?: DnsCache;
+  /** Its connection and UDP flow tables name each query's process. */
+  netflow?: NetflowPlugin;
+  /** One point per query, as DataKit 1.4.0 (else one per series and interval). */
+  perQuery?: boolean;
+  /** Series per interval before answers are counted in overflow series. */
+  maxSeries?: number;
 }
 
 const DRAIN_MS = 100;
 const EXPIRE_MS = 500;
+/** Aggregated mode: how often the kernel's pending queries are searched for timeouts. */
+const TIMEOUT_WALK_MS = 1000;
+/** Room in each series map beyond maxSeries, for overflow series (endpoint pair and rcode). */
+const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
+
+/** One series of an interval (the default mode), at the interval's end. */
+export function dnsSeriesPoint(s: DnsSeries, time: bigint): Point {
+  const timeout = s.rcode === undefined;
+  const fields: Point['fields'] = { count: s.latency.count, timeout };
+  if (!timeout) {
+    Object.assign(fields, {
+      rcode: s.rcode!,
+      resp_time: s.latency.meanNs,
+      resp_time_max: s.latency.maxNs,
+      resp_time_p50: s.latency.p50Ns,
+      resp_time_p99: s.latency.p99Ns,
+    });
+  }
+  return {
+    measurement: 'dnsflow',
+    tags: {
+      source: 'dnsflow',
+      transport: s.transport,
+      family: s.family,
+      src_ip: s.clientIp,
+      src_port: s.clientPort === 0 ? '*' : String(s.clientPort),
+      dst_ip: s.serverIp,
+      dst_port: String(s.serverPort),
+      domain: s.domain,
+      qtype: s.qtype,
+      pid: s.pid ? String(s.pid) : undefined,
+      process_name: s.processName || undefined,
+    },
+    fields,
+    time,
+  };
+}
 
 /** Dynamic tags of a dnsflow line, by key. */
 const DNS_TAGS: Record<string, (r: DnsQueryResult) => string | undefined> = {
@@ -77,7 +127,9 @@ export class DnsflowPlugin implements Plugin {
   readonly category = 'network' as const;
   private obj?: BpfObject;
   private ring?: RingBuffer;
+  private reader?: DnsSeriesReader;
   private counters?: BpfMap;
+  private seriesRead = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly matcher = new DnsMatcher();
   private offsetNs = 0n;
@@ -87,10 +139,14 @@ export class DnsflowPlugin implements Plugin {
   private learnt = new Map<string, number>();
   private parseErrors = 0;
   private partial = 0;
-  readonly gauges = new Set(['pending', 'dns_cache']);
+  readonly gauges = new Set(['pending', 'dns_cache', 'names_known', 'series']);
   readonly losses = new LossWarnings('dnsflow', {
-    ringbuf_full: 'DNS packets lost: ring buffer full',
+    ringbuf_full: 'DNS packets (per query) or names and answers (aggregated) lost: ring buffer full',
     pending_overflow: 'queries not tracked: pending table full',
+    pending_full: 'queries not tracked: the kernel\'s pending table was full',
+    overflow: 'answers counted in an endpoint pair\'s overflow series (domain "*"): the series table was full',
+    series_lost: 'answers lost: no room even for an overflow series',
+    names_missing: 'series reported without a domain: its name never reached user space',
   });
 
   constructor(private readonly opts: DnsflowOptions) {}
@@ -100,14 +156,23 @@ export class DnsflowPlugin implements Plugin {
     this.encoder = new DnsLineEncoder(sink.commonTags);
     const obj = BpfObject.open('dnsflow');
     this.obj = obj;
+    const perQuery = !!this.opts.perQuery;
+    const maxSeries = this.opts.maxSeries ?? DEFAULT_L7_MAX_SERIES;
     try {
-      const cfg = Buffer.alloc(DNSFLOW_CONFIG.size);
-      cfg.writeUInt32LE(this.opts.includeLoopback ? 1 : 0, DNSFLOW_CONFIG.include_loopback);
-      cfg.writeUInt32LE(64 * 1024, DNSFLOW_CONFIG.wakeup_bytes);
-      obj.setConfig(cfg);
+      obj.setConfig(encodeDnsflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: 64 * 1024, perQuery, maxSeries }));
+      for (const m of ['dns_series_0', 'dns_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
+      const conns = this.opts.netflow?.connections;
+      const udpFlows = this.opts.netflow?.udpFlowTable;
+      if (conns && udpFlows) {
+        obj.reuseMap('conns', conns);
+        obj.reuseMap('udp_flows', udpFlows);
+      } else if (!perQuery) {
+        log.warn('dnsflow: netflow is not running: queries will carry no pid or process_name');
+      }
       obj.load();
       this.counters = obj.map('counters');
-      this.ring = new RingBuffer(obj.map('dns_events'), (buf, bytes) => this.onEvents(buf, bytes));
+      if (!perQuery) this.reader = new DnsSeriesReader(obj);
+      this.ring = new RingBuffer(obj.map('dns_events'), (buf, bytes) => (this.reader ? this.onLearning(buf, bytes) : this.onEvents(buf, bytes)));
       const root = this.opts.cgroup2();
       obj.attachCgroup('dns_egress', root);
       obj.attachCgroup('dns_ingress', root);
@@ -117,7 +182,9 @@ export class DnsflowPlugin implements Plugin {
     }
     this.offsetNs = monotonicToWallOffsetNs();
     const drain = setInterval(() => this.ring?.drain(), DRAIN_MS);
-    const expire = setInterval(() => this.expire(), EXPIRE_MS);
+    const expire = this.reader
+      ? setInterval(() => this.reader?.expire(process.hrtime.bigint()), TIMEOUT_WALK_MS)
+      : setInterval(() => this.expire(), EXPIRE_MS);
     drain.unref();
     expire.unref();
     this.timers = [drain, expire];
@@ -131,6 +198,25 @@ export class DnsflowPlugin implements Plugin {
       if (r) lines.push(this.encoder.line(r, this.offsetNs));
     });
     if (lines.length) this.emit(lines);
+  }
+
+  /** Aggregated mode: names sent once per hash, and answers to learn addresses from. */
+  private onLearning(buf: Buffer, bytes: number): void {
+    forEachRecord(buf, bytes, (off, len) => {
+      if (len < DNS_EVENT.payload) return;
+      const kind = buf[off + DNS_EVENT.kind];
+      const ev = decodeDnsEvent(buf, off, len);
+      const msg = parseDnsMessage(ev.payload, ev.transport);
+      if (!msg?.name) {
+        this.parseErrors++;
+        return;
+      }
+      const hash = buf.readBigUInt64LE(off + DNS_EVENT.name);
+      if (kind === DNS_KIND.NAME) this.reader?.learnName(hash, msg.name);
+      else if (kind === DNS_KIND.ANSWER && this.opts.cache) {
+        for (const a of resolvedAddresses(msg.name, msg.answers)) this.opts.cache.add(a.ip, msg.name.replace(/\.$/, ''), a.ttl);
+      }
+    });
   }
 
   /** Whether a response's answers are worth decoding: not if the same question's were, just now. */
@@ -172,14 +258,29 @@ export class DnsflowPlugin implements Plugin {
     if (timedOut.length) this.emit(timedOut.map((r) => this.encoder.line(r, this.offsetNs)));
   }
 
-  collect(): Point[] {
+  /** Per query: what is queued still; aggregated: the interval's series. */
+  collect(now: bigint): Point[] {
     this.ring?.drain();
-    return [];
+    if (!this.reader) return [];
+    const series = this.reader.read();
+    this.seriesRead = series.length;
+    return series.map((s) => dnsSeriesPoint(s, now));
   }
 
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(DNS_COUNTER_NAMES) ?? {};
-    Object.assign(out, this.matcher.counts, { pending: this.matcher.size, parse_errors: this.parseErrors, partial: this.partial });
+    if (this.reader) {
+      Object.assign(out, {
+        series: this.seriesRead,
+        timeouts: this.reader.timedOut,
+        pending: this.reader.pending,
+        names_known: this.reader.namesKnown,
+        names_missing: this.reader.namesMissing,
+        parse_errors: this.parseErrors,
+      });
+    } else {
+      Object.assign(out, this.matcher.counts, { pending: this.matcher.size, parse_errors: this.parseErrors, partial: this.partial });
+    }
     if (this.opts.cache) out.dns_cache = this.opts.cache.size;
     return out;
   }
@@ -193,6 +294,7 @@ export class DnsflowPlugin implements Plugin {
     this.timers = [];
     this.ring?.close();
     this.ring = undefined;
+    this.reader = undefined;
     this.obj?.close();
     this.obj = undefined;
   }

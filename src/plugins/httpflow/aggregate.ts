@@ -1,12 +1,10 @@
 // httpflow's default mode (SPEC §4.3): the kernel sums each interval's
-// exchanges into series (bpf/httpflow.bpf.c); this reads them. The kernel
-// adds to one of two series maps; once per interval the other becomes the
-// active one, and the one just left is read and emptied, so a read never
-// races an update. A path's text arrives once, the first time the kernel
-// sees its hash.
+// exchanges into series (bpf/httpflow.bpf.c); this reads them (through
+// SeriesTables). A path's text arrives once, the first time the kernel sees
+// its hash.
 import { BpfMap, BpfObject, forEachRecord, RingBuffer } from '../../bpf/native';
-import { quantiles } from '../../aggregate/histogram';
-import { decodeEnds, HTTP_CONTROL, HTTP_PATH_EVENT, HTTP_SERIES, HTTP_SERIES_KEY, HttpConnection } from './decode';
+import { LatencyStats, latencyStats, SeriesTables } from '../../aggregate/series';
+import { decodeEnds, HTTP_PATH_EVENT, HTTP_SERIES_KEY, HttpConnection } from './decode';
 import { parseRequestLine } from './parse';
 
 /** Method ids as the kernel numbers them (method_of in bpf/httpflow.bpf.c). */
@@ -14,10 +12,6 @@ export const METHODS = ['*', 'GET', 'POST', 'PUT', 'HEAD', 'DELETE', 'OPTIONS', 
 
 /** Path texts kept; the kernel keeps as many hashes (http_paths). */
 const MAX_PATHS = 65_536;
-/** Series read per batch. */
-const READ_CHUNK = 1024;
-/** After a switch, how long programs that read the old index may still add to the old map. */
-const SETTLE_MS = 10;
 
 export interface HttpSeries {
   conn: HttpConnection;
@@ -30,20 +24,12 @@ export interface HttpSeries {
   path?: string;
   status: number;
   version: '1.0' | '1.1' | '*';
-  count: number;
-  latencyMeanNs: number;
-  latencyMaxNs: number;
-  latencyP50Ns: number;
-  latencyP90Ns: number;
-  latencyP99Ns: number;
+  latency: LatencyStats;
 }
-
-const settle = new Int32Array(new SharedArrayBuffer(4));
 
 export class SeriesReader {
   private readonly paths = new Map<bigint, string>();
-  private readonly control: BpfMap;
-  private readonly series: BpfMap[];
+  private readonly tables: SeriesTables;
   private readonly knownPaths: BpfMap;
   private readonly ring: RingBuffer;
   /** Series read whose path text never arrived (its record was lost): reported with no path. */
@@ -52,8 +38,7 @@ export class SeriesReader {
   pathsUnparsed = 0;
 
   constructor(obj: BpfObject) {
-    this.control = obj.map('http_control');
-    this.series = [obj.map('http_series_0'), obj.map('http_series_1')];
+    this.tables = new SeriesTables(obj.map('http_control'), [obj.map('http_series_0'), obj.map('http_series_1')]);
     this.knownPaths = obj.map('http_paths');
     this.ring = new RingBuffer(obj.map('http_path_events'), (buf, bytes) => this.onPaths(buf, bytes), 256 * 1024);
   }
@@ -92,26 +77,10 @@ export class SeriesReader {
     this.knownPaths.delete(key);
   }
 
-  /** Switches the kernel to the other series map, then reads and empties the one it was adding to. */
+  /** The interval's series: the kernel switches maps, the one it left is read and emptied. */
   read(): HttpSeries[] {
-    const zero = Buffer.alloc(4);
-    const ctl = this.control.lookup(zero) ?? Buffer.alloc(HTTP_CONTROL.size);
-    const old = ctl.readUInt32LE(HTTP_CONTROL.active) & 1;
-    const next = 1 - old;
-    ctl.writeUInt32LE(next, HTTP_CONTROL.active);
-    ctl.writeBigUInt64LE(0n, HTTP_CONTROL.series_made + next * 8);
-    this.control.update(zero, ctl);
-    // programs run for microseconds: one that read the old index is done by then
-    Atomics.wait(settle, 0, 0, SETTLE_MS);
-    this.drain();
     const out: HttpSeries[] = [];
-    this.series[old].forEachChunk(
-      READ_CHUNK,
-      ({ count, keys, values }) => {
-        for (let i = 0; i < count; i++) out.push(this.decode(keys, i * HTTP_SERIES_KEY.size, values, i * this.series[old].valueSize));
-      },
-      { delete: true },
-    );
+    this.tables.switchAndRead((keys, k, values, v) => out.push(this.decode(keys, k, values, v)));
     return out;
   }
 
@@ -122,9 +91,7 @@ export class SeriesReader {
       path = this.paths.get(hash);
       if (path === undefined) this.pathsMissing++;
     }
-    const count = Number(values.readBigUInt64LE(v + HTTP_SERIES.count));
-    const max = Number(values.readBigUInt64LE(v + HTTP_SERIES.latency_max));
-    const [p50, p90, p99] = quantiles(values, v + HTTP_SERIES.hist, count, max, [0.5, 0.9, 0.99]);
+    const stats = latencyStats(values, v);
     let end = k + HTTP_SERIES_KEY.comm;
     while (end < k + HTTP_SERIES_KEY.comm + 16 && keys[end] !== 0) end++;
     const overflow = hash === 0n;
@@ -137,12 +104,7 @@ export class SeriesReader {
       path,
       status: keys.readUInt16LE(k + HTTP_SERIES_KEY.status),
       version: overflow ? '*' : keys[k + HTTP_SERIES_KEY.version] === 0 ? '1.0' : '1.1',
-      count,
-      latencyMeanNs: count ? Math.round(Number(values.readBigUInt64LE(v + HTTP_SERIES.latency_sum)) / count) : 0,
-      latencyMaxNs: max,
-      latencyP50Ns: p50,
-      latencyP90Ns: p90,
-      latencyP99Ns: p99,
+      latency: stats,
     };
   }
 

@@ -53,10 +53,7 @@ export const HTTP_SERIES_KEY = {
   comm: 56,
   size: 72,
 } as const;
-/** struct http_series: count, latency sum and maximum (ns), then the histogram. */
-export const HTTP_SERIES = { count: 0, latency_sum: 8, latency_max: 16, hist: 24 } as const;
 export const HTTP_PATH_EVENT = { path: 0, len: 8, data: 16 } as const;
-export const HTTP_CONTROL = { active: 0, series_made: 8, size: 24 } as const;
 
 export interface HttpflowConfig {
   includeLoopback: boolean;

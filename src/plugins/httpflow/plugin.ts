@@ -85,12 +85,12 @@ export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger): Poin
     method: s.method,
     status_code: s.status,
     http_version: s.version,
-    count: s.count,
-    latency: s.latencyMeanNs,
-    latency_max: s.latencyMaxNs,
-    latency_p50: s.latencyP50Ns,
-    latency_p90: s.latencyP90Ns,
-    latency_p99: s.latencyP99Ns,
+    count: s.latency.count,
+    latency: s.latency.meanNs,
+    latency_max: s.latency.maxNs,
+    latency_p50: s.latency.p50Ns,
+    latency_p90: s.latency.p90Ns,
+    latency_p99: s.latency.p99Ns,
   };
   if (s.path !== undefined) fields.path = s.path;
   return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, k8s), fields, time };

@@ -104,9 +104,14 @@ export class NetflowPlugin implements Plugin {
 
   constructor(private readonly opts: NetflowOptions) {}
 
-  /** The kernel's connection table, for httpflow to name each socket's owner. */
+  /** The kernel's connection table, for httpflow and dnsflow to name each socket's owner. */
   get connections(): BpfMap | undefined {
     return this.conns;
+  }
+
+  /** The kernel's UDP flow table, for dnsflow to name a query's owner. */
+  get udpFlowTable(): BpfMap | undefined {
+    return this.udpFlows;
   }
 
   hooks(): Record<string, string> {
