@@ -169,9 +169,11 @@ describe('dnsflow', { skip }, () => {
         assert.equal(each.length, p.fields.count);
         const mean = each.reduce((a, x) => a + x, 0) / each.length;
         const max = Math.max(...each);
-        // each collector reads the clock itself: microseconds apart
-        assert.ok(Math.abs((p.fields.resp_time as number) - mean) <= Math.max(0.05 * mean, 20_000), `${p.tags.domain} mean ${p.fields.resp_time} vs ${mean}`);
-        assert.ok(Math.abs((p.fields.resp_time_max as number) - max) <= Math.max(0.05 * max, 20_000), `${p.tags.domain} max ${p.fields.resp_time_max} vs ${max}`);
+        // each collector's program reads the clock itself, one after the other: microseconds
+        // apart here, tens of them under emulation, against answers that take a few hundred
+        const near = (got: number, want: number) => Math.abs(got - want) <= Math.max(0.05 * want, 100_000);
+        assert.ok(near(p.fields.resp_time as number, mean), `${p.tags.domain} mean ${p.fields.resp_time} vs ${mean}`);
+        assert.ok(near(p.fields.resp_time_max as number, max), `${p.tags.domain} max ${p.fields.resp_time_max} vs ${max}`);
       }
     } finally {
       await collector.stop('SIGKILL');
