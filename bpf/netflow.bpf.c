@@ -114,6 +114,25 @@ struct {
 	__type(value, struct netflow_control);
 } control SEC(".maps");
 
+struct closed_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* a full map sends close events, as before */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct closed_key);
+	__type(value, struct closed_sum);
+} closed_0 SEC(".maps"), closed_1 SEC(".maps");
+
+/* The two closed-series maps; control.active says which one the programs add
+ * to, and user space reads the other, as for httpflow's series. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct closed_map);
+} closed_series SEC(".maps") = {
+	.values = {&closed_0, &closed_1},
+};
+
 static __always_inline void count(__u32 slot)
 {
 	counter_inc(&counters, slot);
@@ -188,6 +207,10 @@ static __always_inline struct conn_stats *track(__u64 key, __u8 direction, __u8 
 	fresh.id = new_id();
 	fresh.direction = direction;
 	fresh.flags = flags;
+	__u32 zero = 0;
+	struct netflow_control *ctl = bpf_map_lookup_elem(&control, &zero);
+	if (ctl)
+		fresh.epoch = ctl->epoch;
 	/* BPF_NOEXIST: a concurrent insert for the same socket keeps the first */
 	long err = bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST);
 	if (err && err != -17 /* EEXIST */) {
@@ -499,6 +522,54 @@ int BPF_KRETPROBE(kretprobe_recvmsg, int ret)
 	return 0;
 }
 
+static __always_inline bool ephemeral(__u16 port)
+{
+	return port >= 32768 && port <= 60999;
+}
+
+/* A connection user space never saw (made since its last read of `conns`,
+ * which it skips when made after the read began): summed into the active
+ * closed-series map. False when there is no room: a close event goes instead. */
+static __always_inline bool sum_closed(struct conn_stats *c)
+{
+	__u32 zero = 0;
+	struct netflow_control *ctl = bpf_map_lookup_elem(&control, &zero);
+	if (!ctl || c->epoch != ctl->epoch || !(c->flags & CONN_F_ESTABLISHED) || c->direction == DIR_UNKNOWN)
+		return false;
+	__u32 active = ctl->active & 1;
+	void *sums = bpf_map_lookup_elem(&closed_series, &active);
+	if (!sums)
+		return false;
+	struct closed_key k = {};
+	__builtin_memcpy(k.saddr, c->t.saddr, 16);
+	__builtin_memcpy(k.daddr, c->t.daddr, 16);
+	bool out = c->direction == DIR_OUTGOING;
+	/* the client's ephemeral port: ours when outgoing, the peer's when incoming */
+	k.sport = out && ephemeral(c->t.sport) ? 0 : c->t.sport;
+	k.dport = !out && ephemeral(c->t.dport) ? 0 : c->t.dport;
+	k.family = c->t.family;
+	k.proto = c->t.proto;
+	k.direction = c->direction;
+	k.pid = c->pid;
+	__builtin_memcpy(k.comm, c->comm, sizeof(k.comm));
+	k.cgroup_id = c->cgroup_id;
+	struct closed_sum *v = bpf_map_lookup_elem(sums, &k);
+	if (!v) {
+		struct closed_sum fresh = {};
+		bpf_map_update_elem(sums, &k, &fresh, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(sums, &k);
+		if (!v)
+			return false;
+	}
+	__sync_fetch_and_add(&v->bytes_sent, c->bytes_sent);
+	__sync_fetch_and_add(&v->bytes_recv, c->bytes_recv);
+	__sync_fetch_and_add(&v->retrans, c->retrans);
+	__sync_fetch_and_add(&v->conns, 1);
+	__sync_fetch_and_add(&v->srtt_us, c->srtt_us);
+	__sync_fetch_and_add(&v->mdev_us, c->mdev_us);
+	return true;
+}
+
 /* The socket is being freed: report its final counters. */
 static __always_inline void report_closed(__u64 key)
 {
@@ -507,6 +578,11 @@ static __always_inline void report_closed(__u64 key)
 		return;
 	if (!(c->flags & (CONN_F_ESTABLISHED | CONN_F_PREEXISTING))) {
 		bpf_map_delete_elem(&conns, &key); /* a connect that never succeeded */
+		return;
+	}
+	if (sum_closed(c)) {
+		bpf_map_delete_elem(&conns, &key);
+		count(CNT_CLOSED_SUMMED);
 		return;
 	}
 	struct conn_close_event *e = bpf_ringbuf_reserve(&closed, sizeof(*e), 0);

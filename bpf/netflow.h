@@ -27,7 +27,8 @@ enum netflow_counter {
 	CNT_UDP_NO_PEER = 6,    /* UDP bytes whose peer address was unknown */
 	CNT_UDP_LAST_PEER = 7,  /* UDP receives without an address, given the socket's last peer */
 	CNT_KRETPROBE_MISSED = 8, /* kprobe path: a send or receive whose return the kernel did not report */
-	CNT_MAX = 9,
+	CNT_CLOSED_SUMMED = 9,  /* connections made and closed between two reads, summed in the kernel */
+	CNT_MAX = 10,
 };
 
 struct conn_tuple {
@@ -54,7 +55,8 @@ struct conn_stats {
 	__u8 direction;    /* enum conn_direction */
 	__u8 flags;        /* enum conn_flags */
 	__u8 samples;      /* byte events since owner and RTT were last sampled */
-	__u8 _pad[5];
+	__u8 _pad;
+	__u32 epoch;       /* the map read it was made after (netflow_control.epoch) */
 	char comm[16];     /* command name of `pid` */
 	__u64 cgroup_id;   /* cgroup v2 of `pid` when it took over: names a pod's container */
 };
@@ -86,6 +88,34 @@ struct conn_close_event {
 /* Written by user space while the programs run. */
 struct netflow_control {
 	__u32 counting; /* byte hooks count: set once all are attached */
+	__u32 epoch;    /* moved on just before each read of `conns` */
+	__u32 active;   /* which closed-series map the programs add to: 0 or 1 */
+	__u32 _pad;
+};
+
+/* Connections made and closed between two reads of `conns` (user space never
+ * saw them) are summed here, by what their netflow point would say, instead
+ * of each sending a close event. */
+struct closed_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;  /* 0: an ephemeral port, collapsed */
+	__u16 dport;
+	__u16 family;
+	__u8 proto;
+	__u8 direction;
+	__u32 pid;
+	char comm[16];
+	__u64 cgroup_id;
+};
+
+struct closed_sum {
+	__u64 bytes_sent;
+	__u64 bytes_recv;
+	__u64 retrans;
+	__u64 conns;   /* established and closed */
+	__u64 srtt_us; /* sums over the connections */
+	__u64 mdev_us;
 };
 
 /* Read-only configuration, written by user space before load. */

@@ -7,6 +7,7 @@
 // that differ only in their ephemeral port are merged into one flow.
 import { isEphemeralPort } from '../enrich/iptype';
 import {
+  ClosedSum,
   CONN_F_ESTABLISHED,
   CONN_F_PREEXISTING,
   ConnSample,
@@ -101,6 +102,26 @@ export class NetflowAggregator {
     this.add(s, true);
   }
 
+  /**
+   * Connections the kernel summed (made and closed between two map reads, so
+   * never seen here): their totals, each established and closed once.
+   * Port 0 is a client's ephemeral port the kernel collapsed already.
+   */
+  addSummed(c: ClosedSum): void {
+    const s = c.sample;
+    const direction = s.direction === DIR_OUTGOING ? 'outgoing' : 'incoming';
+    const acc = this.accumulator(s, direction, s.srcPort === 0 ? '*' : String(s.srcPort), s.dstPort === 0 ? '*' : String(s.dstPort));
+    const f = acc.flow;
+    f.bytesWritten += s.bytesSent;
+    f.bytesRead += s.bytesRecv;
+    f.retransmits += s.retransmits;
+    f.tcpEstablished += c.conns;
+    f.tcpClosed += c.conns;
+    acc.rttSum += c.rttSumUs;
+    acc.rttVarSum += c.rttVarSumUs;
+    acc.rttCount += c.conns;
+  }
+
   private add(s: ConnSample, closed: boolean): number {
     const prev = this.seen.get(s.id);
     const dWritten = s.bytesSent - (prev?.sent ?? 0);
@@ -139,6 +160,23 @@ export class NetflowAggregator {
     // The client's ephemeral port is collapsed: ours when outgoing, the peer's when incoming.
     const srcPort = direction === 'outgoing' && isEphemeralPort(s.srcPort) ? '*' : String(s.srcPort);
     const dstPort = direction === 'incoming' && isEphemeralPort(s.dstPort) ? '*' : String(s.dstPort);
+    const acc = this.accumulator(s, direction, srcPort, dstPort);
+    const f = acc.flow;
+    f.bytesWritten += Math.max(0, dWritten);
+    f.bytesRead += Math.max(0, dRead);
+    f.retransmits += Math.max(0, dRetrans);
+    if (establishedNow && isTcp) f.tcpEstablished++;
+    if (closedNow) f.tcpClosed++;
+    if (isTcp) {
+      acc.rttSum += s.rttUs;
+      acc.rttVarSum += s.rttVarUs;
+      acc.rttCount++;
+    }
+    return 0;
+  }
+
+  /** The flow `s` belongs to in this interval (connections that differ only in the collapsed port share one). */
+  private accumulator(s: ConnSample, direction: 'incoming' | 'outgoing', srcPort: string, dstPort: string): Acc {
     const key = `${s.pid}|${direction}|${s.transport}|${s.srcIp}|${srcPort}|${s.dstIp}|${dstPort}`;
     let acc = this.flows.get(key);
     if (!acc) {
@@ -168,20 +206,9 @@ export class NetflowAggregator {
       };
       this.flows.set(key, acc);
     }
-    const f = acc.flow;
-    f.bytesWritten += Math.max(0, dWritten);
-    f.bytesRead += Math.max(0, dRead);
-    f.retransmits += Math.max(0, dRetrans);
-    if (establishedNow && isTcp) f.tcpEstablished++;
-    if (closedNow) f.tcpClosed++;
-    if (isTcp) {
-      acc.rttSum += s.rttUs;
-      acc.rttVarSum += s.rttVarUs;
-      acc.rttCount++;
-    }
-    if (!f.processName && s.processName) f.processName = s.processName;
-    if (!f.cgroupId && s.cgroupId) f.cgroupId = s.cgroupId;
-    return 0;
+    if (!acc.flow.processName && s.processName) acc.flow.processName = s.processName;
+    if (!acc.flow.cgroupId && s.cgroupId) acc.flow.cgroupId = s.cgroupId;
+    return acc;
   }
 
   /** Call after every full map read: forgets connections that disappeared without a close event. */

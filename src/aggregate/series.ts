@@ -16,6 +16,15 @@ const READ_CHUNK = 1024;
 const SETTLE_MS = 10;
 const settle = new Int32Array(new SharedArrayBuffer(4));
 
+/**
+ * Blocks until SETTLE_MS after a switch made at `switchedAt` (Date.now()):
+ * programs run for microseconds, so one that read the old index is done by then.
+ */
+export function settleAfterSwitch(switchedAt: number): void {
+  const wait = SETTLE_MS - (Date.now() - switchedAt);
+  if (wait > 0) Atomics.wait(settle, 0, 0, wait);
+}
+
 export interface LatencyStats {
   count: number;
   meanNs: number;
@@ -52,8 +61,7 @@ export class SeriesTables {
     ctl.writeUInt32LE(next, SERIES_CONTROL.active);
     ctl.writeBigUInt64LE(0n, SERIES_CONTROL.series_made + next * 8);
     this.control.update(zero, ctl);
-    // programs run for microseconds: one that read the old index is done by then
-    Atomics.wait(settle, 0, 0, SETTLE_MS);
+    settleAfterSwitch(Date.now());
     const map = this.maps[old];
     return map.forEachChunk(
       READ_CHUNK,

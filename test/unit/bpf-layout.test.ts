@@ -9,7 +9,7 @@ import { DNS_EVENT, DNS_QUERY, DNS_QUERY_KEY, DNS_SERIES_KEY, DNSFLOW_CONFIG } f
 import { HIST_BUCKETS } from '../../src/aggregate/histogram';
 import { LATENCY_SERIES, SERIES_CONTROL } from '../../src/aggregate/series';
 import { HTTP_CAPTURE, HTTP_EVENT, HTTP_PATH_EVENT, HTTP_SERIES_KEY, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
-import { CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
+import { CLOSED_KEY, CLOSED_SUM, CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
   size: number;
@@ -49,6 +49,8 @@ test('netflow structs match the decoder', () => {
   assertLayout(structs.get('conn_stats'), CONN_STATS, 'conn_stats');
   assertLayout(structs.get('netflow_config'), NETFLOW_CONFIG, 'netflow_config');
   assertLayout(structs.get('netflow_control'), NETFLOW_CONTROL, 'netflow_control');
+  assertLayout(structs.get('closed_key'), CLOSED_KEY, 'closed_key');
+  assertLayout(structs.get('closed_sum'), CLOSED_SUM, 'closed_sum');
 });
 
 test('netflow UDP key size matches', () => {

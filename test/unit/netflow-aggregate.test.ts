@@ -187,3 +187,23 @@ test('the idle fast path: unchanged connections skip decoding, but becoming esta
   assert.equal(agg.tracked, 1);
   assert.equal(agg.vanished, 0, 'touched connections are not forgotten');
 });
+
+test('connections the kernel summed join the flow of the same ends: totals, counts, and rtt averaged over all', () => {
+  const agg = new NetflowAggregator();
+  agg.addClosed(conn({ srcPort: 40000, bytesSent: 100, bytesRecv: 1000, rttUs: 100, rttVarUs: 10 }));
+  // three connections the kernel summed; port 0 is the ephemeral port it collapsed
+  agg.addSummed({ sample: conn({ srcPort: 0, bytesSent: 30, bytesRecv: 300, retransmits: 2 }), conns: 3, rttSumUs: 600, rttVarSumUs: 60 });
+  // another process: its own flow
+  agg.addSummed({ sample: conn({ srcPort: 0, pid: 7, bytesSent: 5 }), conns: 1, rttSumUs: 50, rttVarSumUs: 5 });
+  // an incoming one: the peer's port was collapsed
+  agg.addSummed({ sample: conn({ srcPort: 80, dstPort: 0, direction: DIR_INCOMING, bytesRecv: 9 }), conns: 2, rttSumUs: 20, rttVarSumUs: 2 });
+  const flows = agg.takeFlows().sort((a, b) => a.pid - b.pid || a.direction.localeCompare(b.direction));
+  assert.deepEqual(
+    flows.map((f) => [f.pid, f.direction, f.srcPort, f.dstPort, f.bytesWritten, f.bytesRead, f.retransmits, f.tcpEstablished, f.tcpClosed, f.rtt, f.rttVar]),
+    [
+      [7, 'outgoing', '*', '80', 5, 0, 0, 1, 1, 50, 5],
+      [42, 'incoming', '80', '*', 0, 9, 0, 2, 2, 10, 1],
+      [42, 'outgoing', '*', '80', 130, 1300, 2, 4, 4, 175, 18],
+    ],
+  );
+});

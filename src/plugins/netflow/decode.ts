@@ -13,13 +13,17 @@ export const CONN_STATS = {
   mdev_us: 84,
   direction: 88,
   flags: 89,
+  epoch: 92,
   comm: 96,
   cgroup_id: 112,
   size: 120,
 } as const;
 export const CLOSE_EVENT = { sk: 0, c: 8, size: 128 } as const;
 export const NETFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
-export const NETFLOW_CONTROL = { counting: 0, size: 4 } as const;
+export const NETFLOW_CONTROL = { counting: 0, epoch: 4, active: 8, size: 16 } as const;
+/** struct closed_key and closed_sum: connections summed in the kernel. */
+export const CLOSED_KEY = { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, proto: 38, direction: 39, pid: 40, comm: 44, cgroup_id: 64, size: 72 } as const;
+export const CLOSED_SUM = { bytes_sent: 0, bytes_recv: 8, retrans: 16, conns: 24, srtt_us: 32, mdev_us: 40, size: 48 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -45,6 +49,7 @@ export const COUNTER_NAMES = [
   'udp_no_peer',
   'udp_last_peer',
   'kretprobe_missed',
+  'closed_summed',
 ] as const;
 
 /** Counters that mean data was lost: logged as a warning when they grow. */
@@ -161,6 +166,40 @@ export function decodeConnStats(buf: Buffer, base: number): ConnSample {
     direction: buf[base + CONN_STATS.direction],
     flags: buf[base + CONN_STATS.flags],
     cgroupId: readU53(buf, base + CONN_STATS.cgroup_id),
+  };
+}
+
+/** Connections of one flow that opened and closed between two reads, summed by the kernel. */
+export interface ClosedSum {
+  sample: ConnSample;
+  conns: number;
+  rttSumUs: number;
+  rttVarSumUs: number;
+}
+
+const closedView = Buffer.alloc(CONN_STATS.size);
+
+/** A closed_key and its closed_sum, through the conn_stats decoder (the key starts with a tuple's addresses). */
+export function decodeClosedSum(keys: Buffer, k: number, values: Buffer, v: number): ClosedSum {
+  closedView.fill(0);
+  keys.copy(closedView, TUPLE.saddr, k + CLOSED_KEY.saddr, k + CLOSED_KEY.daddr + 16);
+  closedView.writeUInt16LE(keys.readUInt16LE(k + CLOSED_KEY.sport), TUPLE.sport);
+  closedView.writeUInt16LE(keys.readUInt16LE(k + CLOSED_KEY.dport), TUPLE.dport);
+  closedView.writeUInt16LE(keys.readUInt16LE(k + CLOSED_KEY.family), TUPLE.family);
+  closedView[TUPLE.proto] = keys[k + CLOSED_KEY.proto];
+  closedView[CONN_STATS.direction] = keys[k + CLOSED_KEY.direction];
+  closedView.writeUInt32LE(keys.readUInt32LE(k + CLOSED_KEY.pid), CONN_STATS.pid);
+  keys.copy(closedView, CONN_STATS.comm, k + CLOSED_KEY.comm, k + CLOSED_KEY.comm + 16);
+  keys.copy(closedView, CONN_STATS.cgroup_id, k + CLOSED_KEY.cgroup_id, k + CLOSED_KEY.cgroup_id + 8);
+  const sample = decodeConnStats(closedView, 0);
+  sample.bytesSent = readU53(values, v + CLOSED_SUM.bytes_sent);
+  sample.bytesRecv = readU53(values, v + CLOSED_SUM.bytes_recv);
+  sample.retransmits = readU53(values, v + CLOSED_SUM.retrans);
+  return {
+    sample,
+    conns: readU53(values, v + CLOSED_SUM.conns),
+    rttSumUs: readU53(values, v + CLOSED_SUM.srtt_us),
+    rttVarSumUs: readU53(values, v + CLOSED_SUM.mdev_us),
   };
 }
 

@@ -72,9 +72,11 @@ export function selectByteHooks(obj: BpfObject, hooks: ByteHooks): void {
  * sends and receives start at one instant, however long attaching took.
  */
 export function startCounting(obj: BpfObject): void {
-  const value = Buffer.alloc(NETFLOW_CONTROL.size);
+  const control = obj.map('control');
+  const zero = Buffer.alloc(4);
+  const value = control.lookup(zero) ?? Buffer.alloc(NETFLOW_CONTROL.size);
   value.writeUInt32LE(1, NETFLOW_CONTROL.counting);
-  obj.map('control').update(Buffer.alloc(4), value);
+  control.update(zero, value);
 }
 
 /** Attaches the loaded set. */

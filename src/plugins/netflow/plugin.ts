@@ -1,5 +1,6 @@
 // netflow (SPEC §4.1): TCP connection statistics per interval.
 import { NetflowAggregator, Flow } from '../../aggregate/netflow';
+import { settleAfterSwitch } from '../../aggregate/series';
 import { BpfObject, BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { DomainLookup } from '../../enrich/dns-cache';
 import type { FlowTagger } from '../../enrich/k8s';
@@ -10,7 +11,9 @@ import {
   CLOSE_EVENT,
   CONN_STATS,
   COUNTER_NAMES,
+  decodeClosedSum,
   decodeConnStats,
+  NETFLOW_CONTROL,
   encodeNetflowConfig,
   LOSS_COUNTERS,
   readU53,
@@ -50,6 +53,7 @@ const RING_DRAIN_MS = 200;
 const RING_CHUNKS_PER_REPORT = 64;
 /** The kernel wakes us early once this much is queued. */
 const WAKEUP_BYTES = 512 * 1024;
+
 
 export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup, k8s?: FlowTagger): Point {
   const p: Point = {
@@ -92,6 +96,9 @@ export class NetflowPlugin implements Plugin {
   private counters?: BpfMap;
   private orphans?: BpfMap;
   private udpFlows?: BpfMap;
+  private control?: BpfMap;
+  private closedSums: BpfMap[] = [];
+  private summed = 0;
   private udpEvicted = 0;
   readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
   readonly gauges = new Set(['conns_remembered']);
@@ -169,6 +176,8 @@ export class NetflowPlugin implements Plugin {
       this.counters = obj.map('counters');
       this.orphans = obj.map('orphans');
       this.udpFlows = obj.map('udp_flows');
+      this.control = obj.map('control');
+      this.closedSums = [obj.map('closed_0'), obj.map('closed_1')];
       this.ring = new RingBuffer(obj.map('closed'), (buf, bytes) => this.onCloseEvents(buf, bytes));
       // State changes first, so byte hooks find connections already tracked.
       obj.attachRawTracepoint('on_state', 'inet_sock_set_state');
@@ -207,8 +216,14 @@ export class NetflowPlugin implements Plugin {
     // raced with the read (the kernel removes an entry before queueing its event).
     // Once an interval, a whole ring's worth may be taken at once.
     this.ring.drain(RING_CHUNKS_PER_REPORT);
+    const { epoch, summedMap, switchedAt } = this.advance();
+    // connections made since the epoch moved are left to the next read, or,
+    // if they close before it, to the kernel's sums: never counted twice
     this.conns.forEachChunk(READ_CHUNK, ({ count, values }) => {
-      for (let i = 0; i < count; i++) this.addLive(values, i * CONN_STATS.size);
+      for (let i = 0; i < count; i++) {
+        if (values.readUInt32LE(i * CONN_STATS.size + CONN_STATS.epoch) === epoch) continue;
+        this.addLive(values, i * CONN_STATS.size);
+      }
     });
     // closed connections whose event did not fit in the ring buffer
     this.orphans!.forEachChunk(READ_CHUNK, ({ count, values }) => {
@@ -223,9 +238,34 @@ export class NetflowPlugin implements Plugin {
         }
       }
     });
+    // connections made and closed since the last read, summed by the kernel in the map it has left
+    settleAfterSwitch(switchedAt);
+    summedMap.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
+      for (let i = 0; i < count; i++) {
+        const c = decodeClosedSum(keys, i * summedMap.keySize, values, i * summedMap.valueSize);
+        this.summed += c.conns;
+        this.agg.addSummed(c);
+      }
+    }, { delete: true });
     this.agg.endMapRead();
     this.ring.drain(RING_CHUNKS_PER_REPORT);
     return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s));
+  }
+
+  /**
+   * Moves the epoch on (connections made from now on are the kernel's to sum
+   * if they close before the next read) and switches the kernel to the other
+   * closed-sums map; returns the new epoch and the map it left.
+   */
+  private advance(): { epoch: number; summedMap: BpfMap; switchedAt: number } {
+    const zero = Buffer.alloc(4);
+    const ctl = this.control!.lookup(zero) ?? Buffer.alloc(NETFLOW_CONTROL.size);
+    const epoch = (ctl.readUInt32LE(NETFLOW_CONTROL.epoch) + 1) >>> 0;
+    const old = ctl.readUInt32LE(NETFLOW_CONTROL.active) & 1;
+    ctl.writeUInt32LE(epoch, NETFLOW_CONTROL.epoch);
+    ctl.writeUInt32LE(1 - old, NETFLOW_CONTROL.active);
+    this.control!.update(zero, ctl);
+    return { epoch, summedMap: this.closedSums[old], switchedAt: Date.now() };
   }
 
   /** One live connection from a map read; idle ones are not decoded (most of a big table). */
@@ -245,6 +285,7 @@ export class NetflowPlugin implements Plugin {
     const out = this.counters?.namedCounters(COUNTER_NAMES) ?? {};
     out.udp_flows_evicted = this.udpEvicted;
     out.close_events_read = this.closeEvents;
+    out.closed_summed_read = this.summed;
     out.conns_remembered = this.agg.tracked;
     out.conns_vanished = this.agg.vanished;
     return out;
