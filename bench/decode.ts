@@ -3,6 +3,8 @@
 // the plugin's own handler, timed. For quick before/after comparisons.
 //   node dist/bench/decode.js            (EXCHANGES=1000000 CONNECTIONS=50)
 import { HttpflowPlugin } from '../src/plugins/httpflow/plugin';
+import { LineEncoder } from '../src/output/lineprotocol';
+import type { Point } from '../src/output/point';
 import { HTTP_EVENT, HTTP_EXCHANGE, HTTP_REQUEST, HTTP_RESPONSE } from '../src/plugins/httpflow/decode';
 import { TUPLE } from '../src/plugins/netflow/decode';
 import type { NetflowPlugin } from '../src/plugins/netflow/plugin';
@@ -39,9 +41,13 @@ function record(out: Buffer, at: number, kind: number, conn: number, ts: bigint,
 
 /** `paired`: one record per exchange, as the kernel sends one request at a time; else a request and a response record. */
 export function httpflowDecodeBench(paired: boolean): { perSecond: number; nsPerExchange: number; lines: number } {
-  const plugin = new HttpflowPlugin({} as NetflowPlugin, { includeLoopback: false, cgroup2: () => '' });
+  const plugin = new HttpflowPlugin({} as NetflowPlugin, { includeLoopback: false, cgroup2: () => '', perRequest: true });
   let lines = 0;
-  const emit = (l: string[]) => (lines += l.length);
+  // the whole path, through the one encoder to a line
+  const encoder = new LineEncoder({ host: 'bench', service: 'ebpf' });
+  const emit = (points: Point[]) => {
+    for (const p of points) if (encoder.encode(p)) lines++;
+  };
   // one chunk of BATCH/2 exchanges, replayed with fresh timestamps
   const chunk = Buffer.alloc(BATCH * 256);
   const build = (round: number): number => {

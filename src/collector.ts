@@ -10,6 +10,11 @@ export function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
 
+/** The tags every point carries: the user's, then host and service. */
+export function commonTags(config: Config): Record<string, string> {
+  return { ...config.tags, host: config.hostname, service: config.service };
+}
+
 /** Points emitted between intervals (bash, dnsflow, httpflow) go out at least this often. */
 const EVENT_FLUSH_MS = 1000;
 
@@ -31,11 +36,7 @@ export class Collector {
   start(): void {
     for (const p of this.plugins) {
       try {
-        p.start({
-          points: (points) => this.emit(p, points),
-          lines: (lines) => this.emitLines(p, lines),
-          commonTags: this.commonTags,
-        });
+        p.start({ points: (points) => this.emit(p, points) });
         this.started.push(p);
         log.info(`${p.name}: started`);
       } catch (err) {
@@ -59,19 +60,8 @@ export class Collector {
   }
 
   private emit(p: Plugin, points: Point[]): void {
-    this.decorate(points);
     this.output.write(p.category, points);
     this.pending = true;
-  }
-
-  private emitLines(p: Plugin, lines: string[]): void {
-    this.output.writeLines(p.category, lines);
-    this.pending = true;
-  }
-
-  /** The tags every point carries: the user's, then host and service. */
-  get commonTags(): Record<string, string> {
-    return { ...this.config.tags, host: this.config.hostname, service: this.config.service };
   }
 
   get running(): string[] {
@@ -83,18 +73,11 @@ export class Collector {
     return this.started;
   }
 
-  /** Adds the tags every point carries: host, service and the user's tags. */
-  private decorate(points: Point[]): void {
-    const common = this.commonTags;
-    for (const p of points) Object.assign(p.tags, common);
-  }
-
   async report(): Promise<void> {
     const now = nowNs();
     for (const p of this.started) {
       try {
         const points = p.collect(now);
-        this.decorate(points);
         if (points.length) this.output.write(p.category, points);
         const stats = p.stats();
         p.losses?.check(stats);

@@ -1,5 +1,5 @@
 // Entry point of bin/datakit-ebpf.
-import { Collector } from './collector';
+import { Collector, commonTags } from './collector';
 import { Config, loadConfigOrExit } from './config';
 import { configureLog, log } from './log';
 import { createOutput, reportLastError } from './output/datakit';
@@ -67,7 +67,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     return fatal(config, (err as Error).message);
   }
 
-  const output = createOutput(config.apiServer);
+  const output = createOutput(config.apiServer, commonTags(config));
   const collector = new Collector(config, buildPlugins(config, cgroup2, k8s), output);
   try {
     collector.start();

@@ -44,6 +44,11 @@ export class EventClock {
     return Number(process.hrtime.bigint() - this.base);
   }
 
+  /** Wall-clock ns since the epoch of a relative time. */
+  wallNs(rel: number): bigint {
+    return BigInt(this.wallText(rel));
+  }
+
   /** Wall-clock ns since the epoch of a relative time, as decimal text. */
   wallText(rel: number): string {
     const relSec = Math.floor(rel / 1e9);

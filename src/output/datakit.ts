@@ -1,7 +1,7 @@
 // DataKit's HTTP API (SPEC §3): network points to /v1/write/network,
 // logging points to /v1/write/logging, fatal start-up errors to /v1/lasterror.
 import { log } from '../log';
-import { encodePoint } from './lineprotocol';
+import { LineEncoder } from './lineprotocol';
 import type { Category, Output, OutputStats, Point } from './point';
 import { StdoutOutput } from './stdout';
 
@@ -31,6 +31,7 @@ export class DataKitOutput implements Output {
   constructor(
     private readonly apiServer: string,
     opts: DataKitOptions = {},
+    private readonly encoder: LineEncoder = new LineEncoder({}),
   ) {
     this.maxQueued = opts.maxQueuedPoints ?? 100_000;
     this.batchLines = opts.batchPoints ?? 10_000;
@@ -38,12 +39,8 @@ export class DataKitOutput implements Output {
   }
 
   write(category: Category, points: Point[]): void {
-    this.writeLines(category, points.map(encodePoint));
-  }
-
-  writeLines(category: Category, lines: string[]): void {
     const q = this.queues[category];
-    for (const l of lines) q.push(l);
+    for (const p of points) q.push(this.encoder.encode(p));
     this.trim(category);
     // under load, post as soon as a batch is ready rather than once a second
     if (q.length >= this.batchLines && !this.failing) void this.flush();
@@ -126,6 +123,8 @@ export async function reportLastError(apiServer: string, message: string, timeou
   }
 }
 
-export function createOutput(apiServer?: string): Output {
-  return apiServer ? new DataKitOutput(apiServer) : new StdoutOutput();
+/** Where points go: DataKit, or stdout; every line carries `commonTags`. */
+export function createOutput(apiServer: string | undefined, commonTags: Readonly<Record<string, string>>): Output {
+  const encoder = new LineEncoder(commonTags);
+  return apiServer ? new DataKitOutput(apiServer, {}, encoder) : new StdoutOutput(encoder);
 }

@@ -20,10 +20,8 @@ export interface Point {
 export type Category = 'network' | 'logging';
 
 export interface Output {
-  /** Queue points; never throws for transport errors (they are counted). */
+  /** Queue points (encoded with the common tags); never throws for transport errors (they are counted). */
   write(category: Category, points: Point[]): void;
-  /** Queue lines already encoded as line protocol. */
-  writeLines(category: Category, lines: string[]): void;
   /** Send what is queued now. */
   flush(): Promise<void>;
   /** Flush and release resources. */

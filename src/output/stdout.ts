@@ -1,7 +1,7 @@
 // Line protocol on stdout (SPEC §3: the default output).
 import type { Writable } from 'node:stream';
 import { log } from '../log';
-import { encodePoint } from './lineprotocol';
+import { LineEncoder } from './lineprotocol';
 import type { Category, Output, OutputStats, Point } from './point';
 
 /** Lines queued before a write is forced, between the collector's regular flushes. */
@@ -13,7 +13,10 @@ export class StdoutOutput implements Output {
   written = 0;
   dropped = 0;
 
-  constructor(private readonly stream: Writable = process.stdout) {
+  constructor(
+    private readonly encoder: LineEncoder = new LineEncoder({}),
+    private readonly stream: Writable = process.stdout,
+  ) {
     // A closed pipe (e.g. `| head`) must not crash the collector.
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (!this.broken) log.warn(`stdout: ${err.code ?? err.message}: output stopped`);
@@ -22,12 +25,7 @@ export class StdoutOutput implements Output {
   }
 
   write(_category: Category, points: Point[]): void {
-    for (const p of points) this.queued.push(encodePoint(p));
-    this.flushIfLarge();
-  }
-
-  writeLines(_category: Category, lines: string[]): void {
-    for (const l of lines) this.queued.push(l);
+    for (const p of points) this.queued.push(this.encoder.encode(p));
     this.flushIfLarge();
   }
 

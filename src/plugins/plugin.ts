@@ -1,14 +1,14 @@
 import type { Category, Point } from '../output/point';
 import type { LossWarnings } from './loss';
 
-/** Where event plugins (bash, dnsflow, httpflow) hand over what they see, as it happens. */
+/**
+ * Where event plugins (bash, and httpflow and dnsflow a point per request)
+ * hand over what they see, as it happens. The output adds host, service and
+ * the user's tags; a tags object is not changed once handed over (a series
+ * may reuse one).
+ */
 export interface Sink {
-  /** Points; the collector adds host, service and the user's tags. */
   points(points: Point[]): void;
-  /** Lines already encoded, with `commonTags` in them: for the hottest paths. */
-  lines(lines: string[]): void;
-  /** host, service and the user's tags. */
-  readonly commonTags: Readonly<Record<string, string>>;
 }
 
 /** A source of points: loads its eBPF programs on start, reports on collect. */

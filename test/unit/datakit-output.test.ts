@@ -53,12 +53,13 @@ test('large queues go out in batches, posted as soon as a batch is full, in orde
   dk.requests.length = 0;
   const out = new DataKitOutput(dk.address, { batchPoints: 10, maxQueuedPoints: 100 });
   // a full batch starts a post at once; what is written during it follows in later batches
-  out.writeLines('network', Array.from({ length: 25 }, (_, i) => `m n=${i}i`));
-  out.writeLines('network', ['m n=25i']);
+  const m = (n: number) => ({ measurement: 'm', tags: {}, fields: { n }, time: BigInt(n) });
+  out.write('network', Array.from({ length: 25 }, (_, i) => m(i)));
+  out.write('network', [m(25)]);
   await out.flush();
   const bodies = dk.requests.map((r) => r.body.split('\n'));
   assert.deepEqual(bodies.map((b) => b.length), [10, 10, 6]);
-  assert.deepEqual(bodies.flat(), Array.from({ length: 26 }, (_, i) => `m n=${i}i`));
+  assert.deepEqual(bodies.flat(), Array.from({ length: 26 }, (_, i) => `m n=${i}i ${i}`));
   assert.deepEqual(out.stats(), { sent: 26, failed: 0, dropped: 0 });
 });
 

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
 import { DnsMatcher, DnsFlowKey } from '../../src/plugins/dnsflow/matcher';
 import { parseDnsMessage, resolvedAddresses } from '../../src/plugins/dnsflow/message';
-import { DnsLineEncoder } from '../../src/plugins/dnsflow/plugin';
+import { LineEncoder } from '../../src/output/lineprotocol';
+import { dnsQueryPoint } from '../../src/plugins/dnsflow/plugin';
 
 const query = (id: number, name = 'www.example.test', type: dnsPacket.RecordType = 'A') =>
   dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
@@ -120,15 +121,15 @@ test('unanswered queries time out once, after 6 s; the table is bounded', () => 
   assert.equal(m.size, 0);
 });
 
-test('dnsflow lines: answered and timed out, tags sorted with the common ones', () => {
-  const enc = new DnsLineEncoder({ host: 'h1', service: 'ebpf', zone: 'a b', src_port: 'overridden' });
+test('a point per query: answered and timed out, through the encoder with the common tags sorted in', () => {
+  const enc = new LineEncoder({ host: 'h1', service: 'ebpf', zone: 'a b', src_port: 'overridden' });
   assert.equal(
-    enc.line({ ...key, queryNs: 10n, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250n }, 1000n),
+    enc.encode(dnsQueryPoint({ ...key, queryNs: 10n, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250n }, 1000n)),
     'dnsflow,domain=www.example.test,dst_ip=198.51.100.2,dst_port=53,family=IPv4,host=h1,qtype=A,service=ebpf,source=dnsflow,' +
       'src_ip=198.51.100.1,src_port=overridden,transport=udp,zone=a\\ b rcode=3i,resp_time=250i,timeout=false 1010',
   );
   assert.equal(
-    new DnsLineEncoder({}).line({ ...key, queryNs: 10n, domain: 'a,b', qtype: 'A' }, 0n),
+    new LineEncoder({}).encode(dnsQueryPoint({ ...key, queryNs: 10n, domain: 'a,b', qtype: 'A' }, 0n)),
     'dnsflow,domain=a\\,b,dst_ip=198.51.100.2,dst_port=53,family=IPv4,qtype=A,source=dnsflow,src_ip=198.51.100.1,src_port=40000,transport=udp timeout=true 10',
   );
 });

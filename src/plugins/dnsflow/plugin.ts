@@ -8,7 +8,6 @@ import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
 import { monotonicToWallOffsetNs } from '../../timefmt';
-import { escapeKey } from '../../output/lineprotocol';
 import type { Sink, Plugin, PluginOptions } from '../plugin';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
@@ -71,51 +70,24 @@ export function dnsSeriesPoint(s: DnsSeries, time: bigint): Point {
   };
 }
 
-/** Dynamic tags of a dnsflow line, by key. */
-const DNS_TAGS: Record<string, (r: DnsQueryResult) => string | undefined> = {
-  source: () => 'dnsflow',
-  transport: (r) => r.transport,
-  family: (r) => r.family,
-  src_ip: (r) => r.clientIp,
-  src_port: (r) => String(r.clientPort),
-  dst_ip: (r) => r.serverIp,
-  dst_port: (r) => String(r.serverPort),
-  domain: (r) => (r.domain?.endsWith('.') ? r.domain.slice(0, -1) : r.domain),
-  qtype: (r) => r.qtype,
-};
-
-/**
- * Encodes query results as lines directly: the tag keys (the plugin's and the
- * common ones, which win on a clash) are sorted once, and common tags are
- * escaped once, rather than building and sorting a point per query.
- */
-export class DnsLineEncoder {
-  private readonly parts: ({ common: string } | { key: string; value: (r: DnsQueryResult) => string | undefined })[] = [];
-
-  constructor(commonTags: Readonly<Record<string, string>>) {
-    const keys = [...new Set([...Object.keys(DNS_TAGS), ...Object.keys(commonTags)])].sort();
-    for (const k of keys) {
-      if (k in commonTags) {
-        if (commonTags[k] !== '') this.parts.push({ common: `,${escapeKey(k)}=${escapeKey(commonTags[k])}` });
-      } else {
-        this.parts.push({ key: `,${k}=`, value: DNS_TAGS[k] });
-      }
-    }
-  }
-
-  line(r: DnsQueryResult, wallOffsetNs: bigint): string {
-    let line = 'dnsflow';
-    for (const p of this.parts) {
-      if ('common' in p) {
-        line += p.common;
-        continue;
-      }
-      const v = p.value(r);
-      if (v) line += p.key + escapeKey(v);
-    }
-    const fields = r.rcode === undefined ? 'timeout=true' : `rcode=${r.rcode}i,resp_time=${r.respTimeNs ?? 0n}i,timeout=false`;
-    return `${line} ${fields} ${r.queryNs + wallOffsetNs}`;
-  }
+/** One query (--l7-per-request), as DataKit 1.4.0 reported it: stamped when it was seen. */
+export function dnsQueryPoint(r: DnsQueryResult, wallOffsetNs: bigint): Point {
+  return {
+    measurement: 'dnsflow',
+    tags: {
+      source: 'dnsflow',
+      transport: r.transport,
+      family: r.family,
+      src_ip: r.clientIp,
+      src_port: String(r.clientPort),
+      dst_ip: r.serverIp,
+      dst_port: String(r.serverPort),
+      domain: r.domain?.endsWith('.') ? r.domain.slice(0, -1) : r.domain,
+      qtype: r.qtype,
+    },
+    fields: r.rcode === undefined ? { timeout: true } : { rcode: r.rcode, resp_time: r.respTimeNs ?? 0n, timeout: false },
+    time: r.queryNs + wallOffsetNs,
+  };
 }
 
 /** An answer decoded this recently is not decoded again for the DNS cache. */
@@ -133,8 +105,7 @@ export class DnsflowPlugin implements Plugin {
   private timers: NodeJS.Timeout[] = [];
   private readonly matcher = new DnsMatcher();
   private offsetNs = 0n;
-  private emit: (lines: string[]) => void = () => {};
-  private encoder = new DnsLineEncoder({});
+  private emit: (points: Point[]) => void = () => {};
   /** When each name and type last had its answers decoded (ms). */
   private learnt = new Map<string, number>();
   private parseErrors = 0;
@@ -152,8 +123,7 @@ export class DnsflowPlugin implements Plugin {
   constructor(private readonly opts: DnsflowOptions) {}
 
   start(sink: Sink): void {
-    this.emit = (lines) => sink.lines(lines);
-    this.encoder = new DnsLineEncoder(sink.commonTags);
+    this.emit = (points) => sink.points(points);
     const obj = BpfObject.open('dnsflow');
     this.obj = obj;
     const perQuery = !!this.opts.perQuery;
@@ -191,13 +161,13 @@ export class DnsflowPlugin implements Plugin {
   }
 
   private onEvents(buf: Buffer, bytes: number): void {
-    const lines: string[] = [];
+    const points: Point[] = [];
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const r = this.handle(decodeDnsEvent(buf, off, len));
-      if (r) lines.push(this.encoder.line(r, this.offsetNs));
+      if (r) points.push(dnsQueryPoint(r, this.offsetNs));
     });
-    if (lines.length) this.emit(lines);
+    if (points.length) this.emit(points);
   }
 
   /** Aggregated mode: names sent once per hash, and answers to learn addresses from. */
@@ -255,7 +225,7 @@ export class DnsflowPlugin implements Plugin {
 
   private expire(): void {
     const timedOut = this.matcher.expire(process.hrtime.bigint());
-    if (timedOut.length) this.emit(timedOut.map((r) => this.encoder.line(r, this.offsetNs)));
+    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, this.offsetNs)));
   }
 
   /** Per query: what is queued still; aggregated: the interval's series. */

@@ -6,7 +6,6 @@
 import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { FlowTagger } from '../../enrich/k8s';
-import { encodeSeries, escapeStringField } from '../../output/lineprotocol';
 import type { Point } from '../../output/point';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
@@ -96,21 +95,19 @@ export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger): Poin
   return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, k8s), fields, time };
 }
 
-/** Fields and timestamp of one exchange, after its cached series. */
-export function httpLine(series: string, x: Exchange, clock: EventClock): string {
-  // most paths need no escaping: skip the replacements for them
-  const path = NEEDS_ESCAPE.test(x.path) ? escapeStringField(x.path) : `"${x.path}"`;
-  return (
-    `${series} http_version="${x.version}",latency=${x.latencyNs}i,method="${x.method}",` +
-    `path=${path},status_code=${x.status}i ${clock.wallText(x.seenNs)}`
-  );
+/** One exchange (--l7-per-request), as DataKit 1.4.0 reported it: its series' tags, stamped when the request was seen. */
+export function exchangePoint(tags: Point['tags'], x: Exchange, clock: EventClock): Point {
+  return {
+    measurement: 'httpflow',
+    tags,
+    fields: { http_version: x.version, latency: x.latencyNs, method: x.method, path: x.path, status_code: x.status },
+    time: clock.wallNs(x.seenNs),
+  };
 }
-
-const NEEDS_ESCAPE = /[\\"\n\r]/;
 
 /** What is known of one socket between its events. */
 class CachedConnection {
-  private seriesText = '';
+  private seriesTags: Point['tags'] = {};
   private seriesServer = false;
   private seriesPid = -1;
   private seriesName = '';
@@ -143,16 +140,16 @@ class CachedConnection {
     return this.comm;
   }
 
-  /** Encoded measurement and tags, remade only when the side, owner or cluster changed. */
-  series(server: boolean, pid: number, name: string, generation: number, make: () => string): string {
+  /** The series' tags (one object, so the encoder encodes them once), remade only when the side, owner or cluster changed. */
+  series(server: boolean, pid: number, name: string, generation: number, make: () => Point['tags']): Point['tags'] {
     if (server !== this.seriesServer || pid !== this.seriesPid || name !== this.seriesName || generation !== this.seriesGeneration) {
-      this.seriesText = make();
+      this.seriesTags = make();
       this.seriesServer = server;
       this.seriesPid = pid;
       this.seriesName = name;
       this.seriesGeneration = generation;
     }
-    return this.seriesText;
+    return this.seriesTags;
   }
 }
 
@@ -167,8 +164,7 @@ export class HttpflowPlugin implements Plugin {
   private timers: NodeJS.Timeout[] = [];
   private readonly pairer = new HttpPairer();
   private readonly clock = new EventClock();
-  private emit: (lines: string[]) => void = () => {};
-  private commonTags: Readonly<Record<string, string>> = {};
+  private emit: (points: Point[]) => void = () => {};
   private notHttp = 0;
   readonly gauges = new Set(['pending', 'paths_known', 'series']);
   readonly losses = new LossWarnings('httpflow', {
@@ -182,8 +178,8 @@ export class HttpflowPlugin implements Plugin {
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
   private connections = new Map<number, CachedConnection>();
-  /** Encoded series by what they encode; cleared with the connections. */
-  private seriesCache = new Map<string, string>();
+  /** Series' tags by what they say; cleared with the connections. */
+  private seriesCache = new Map<string, Point['tags']>();
 
   constructor(
     private readonly netflow: NetflowPlugin,
@@ -191,8 +187,7 @@ export class HttpflowPlugin implements Plugin {
   ) {}
 
   start(sink: Sink): void {
-    this.emit = (lines) => sink.lines(lines);
-    this.commonTags = sink.commonTags;
+    this.emit = (points) => sink.points(points);
     const obj = BpfObject.open('httpflow');
     this.obj = obj;
     const perRequest = !!this.opts.perRequest;
@@ -229,9 +224,9 @@ export class HttpflowPlugin implements Plugin {
     }
   }
 
-  /** One drained chunk of ring records: lines for every exchange they complete go to `emit`. */
-  processEvents(buf: Buffer, bytes: number, emit: (lines: string[]) => void): void {
-    const lines: string[] = [];
+  /** One drained chunk of ring records: points for every exchange they complete go to `emit`. */
+  processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
+    const points: Point[] = [];
     // k8s answers change with the cluster: its generation is part of what a series was made for
     const generation = this.opts.k8s?.generation() ?? 0;
     forEachRecord(buf, bytes, (off, len) => {
@@ -279,10 +274,10 @@ export class HttpflowPlugin implements Plugin {
       // the response went out from here: this side is the server
       const serverSide = buf[off + HTTP_EVENT.egress] !== 0;
       const done = x;
-      const series = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, done, generation));
-      lines.push(httpLine(series, x, this.clock));
+      const tags = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, done, generation));
+      points.push(exchangePoint(tags, x, this.clock));
     });
-    if (lines.length) emit(lines);
+    if (points.length) emit(points);
   }
 
   /** A request and its response from one kernel record; undefined when either is not HTTP. */
@@ -301,16 +296,17 @@ export class HttpflowPlugin implements Plugin {
   }
 
   /**
-   * The encoded series of a new socket. Short connections from one client
-   * differ only in a collapsed ephemeral port: they share one series, made once.
+   * The series' tags of a new socket. Short connections from one client
+   * differ only in a collapsed ephemeral port: they share one tags object,
+   * encoded once.
    */
-  private seriesFor(c: HttpConnection, serverSide: boolean, x: Exchange, generation: number): string {
+  private seriesFor(c: HttpConnection, serverSide: boolean, x: Exchange, generation: number): Point['tags'] {
     const localPort = !serverSide && isEphemeralPort(c.localPort) ? '*' : c.localPort;
     const remotePort = serverSide && isEphemeralPort(c.remotePort) ? '*' : c.remotePort;
     const key = `${serverSide ? 's' : 'c'}|${c.localIp}|${localPort}|${c.remoteIp}|${remotePort}|${x.pid}|${x.processName}|${generation}`;
     let series = this.seriesCache.get(key);
     if (series === undefined) {
-      series = encodeSeries('httpflow', { ...httpTags(c, serverSide, x.pid, x.processName, this.opts.k8s), ...this.commonTags });
+      series = httpTags(c, serverSide, x.pid, x.processName, this.opts.k8s);
       if (this.seriesCache.size >= SERIES_CACHE) this.seriesCache.clear();
       this.seriesCache.set(key, series);
     }
