@@ -8,6 +8,7 @@
 //   ONLY=DNS DNS_QPS=20000 npm run bench     (workloads whose name contains ONLY; a capped query rate)
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
 //   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
+//   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -26,6 +27,8 @@ const IDLE = Number(process.env.IDLE_CONNECTIONS ?? 100_000);
 const ONLY = process.env.ONLY ?? '';
 const DNS_QPS = process.env.DNS_QPS ? ['-Q', process.env.DNS_QPS] : [];
 const peer = path.join(__dirname, '..', 'test', 'helpers', 'peer.js');
+/** Workloads that also get a floor row. */
+const FLOORED = ['HTTP keep-alive (wrk -> nginx)', 'short connections (wrk Connection: close)', 'DNS (dnsperf -> dnsmasq)'];
 
 interface RunResult {
   rate: number; // per second, in the workload's unit
@@ -52,6 +55,20 @@ interface Workload {
 interface Usage {
   cpuSeconds: number;
   peakRssMb: number;
+}
+
+/** Kernel memory of the process's BPF maps (their fdinfo's memlock), MB. */
+function bpfMapMb(pid: number): number {
+  let bytes = 0;
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-map') continue;
+      bytes += Number(/^memlock:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return bytes / 2 ** 20;
 }
 
 function usage(pid: number): Usage {
@@ -98,6 +115,10 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
   // a series counts its exchanges; a point per request counts one
   const exchanges = (p: ParsedPoint, r: RunResult) => (p.tags.pid === String(r.pid) ? ((p.fields.count as number | undefined) ?? 1) : 0);
   const queries = path.join(dir, 'queries');
+  const dnsperf = async (): Promise<RunResult> => {
+    const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200', ...DNS_QPS]));
+    return { rate: Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]), made: Number(/Queries sent:\s+(\d+)/.exec(out)?.[1]), pid };
+  };
   fs.writeFileSync(queries, 'www.example.test A\nnx.example.test A\nwww.example.test AAAA\n');
   return [
     {
@@ -155,15 +176,22 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       }),
     ),
     {
+      name: 'DNS, a point per query (--l7-per-request)',
+      unit: 'q/s',
+      measurement: 'dnsflow',
+      args: ['--l7-per-request'],
+      run: dnsperf,
+      reported: (p) => (p.tags.dst_ip === hosts.serverV4 ? 1 : 0),
+      losses: ['dnsflow:ringbuf_full', 'dnsflow:pending_overflow'],
+    },
+    {
       name: 'DNS (dnsperf -> dnsmasq)',
       unit: 'q/s',
       measurement: 'dnsflow',
-      run: async () => {
-        const { pid, out } = await spawnOut('ip', inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', String(SECONDS), '-c', '4', '-q', '200', ...DNS_QPS]));
-        return { rate: Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]), made: Number(/Queries sent:\s+(\d+)/.exec(out)?.[1]), pid };
-      },
-      reported: (p) => (p.tags.dst_ip === hosts.serverV4 ? 1 : 0),
-      losses: ['dnsflow:ringbuf_full', 'dnsflow:pending_overflow'],
+      run: dnsperf,
+      // a series counts its answered queries (and timeouts)
+      reported: (p) => (p.tags.dst_ip === hosts.serverV4 ? (p.fields.count as number) : 0),
+      losses: ['dnsflow:ringbuf_full', 'dnsflow:pending_full', 'dnsflow:overflow', 'dnsflow:series_lost'],
     },
   ];
 }
@@ -211,6 +239,28 @@ async function sumPoints(file: string, measurement: string, fn: (p: ParsedPoint)
 const BURNER = `const duty = Number(process.argv[1]);
 setInterval(() => { const end = performance.now() + 10 * duty; while (performance.now() < end); }, 10);`;
 
+/**
+ * The floor of a workload: the same runs beside empty programs on the
+ * collector's hooks (bench/floor.bpf.c), which is what the hooks cost before
+ * the collector does any work in them.
+ */
+async function measureFloor(w: Workload): Promise<string[]> {
+  const ratios: number[] = [];
+  let base = 0;
+  let withFloor = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    let b = round % 2 ? undefined : await w.run();
+    const floor = await startDaemon(process.execPath, [path.join(__dirname, 'floor.js')], 'attached');
+    const r = await w.run().finally(() => floor.kill('SIGTERM'));
+    b ??= await w.run();
+    ratios.push(r.rate / b.rate);
+    base += b.rate / ROUNDS;
+    withFloor += r.rate / ROUNDS;
+  }
+  const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
+  return [`${w.name}: empty programs on the same hooks (floor)`, `${fmt(base)} ${w.unit}`, `${fmt(withFloor)} ${w.unit}`, median(ratios).toFixed(3), '-', '-', '-', '-', '-'];
+}
+
 async function measure(w: Workload, dir: string): Promise<string[]> {
   const ratios: number[] = [];
   const burnRatios: number[] = [];
@@ -219,6 +269,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
   let withC = 0;
   let cpuPerM = 0;
   let rss = 0;
+  let maps = 0;
   let made = 0;
   let reported = 0;
   const losses = new Map<string, number>();
@@ -235,6 +286,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     const deadline = Date.now() + 15_000;
     while ((collector.stderr().match(/ memory: /g) ?? []).length <= reports && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
     const after = usage(collector.proc.pid!);
+    maps = Math.max(maps, bpfMapMb(collector.proc.pid!));
     await collector.stop('SIGTERM', 300_000);
     b ??= await w.run();
     // the same share of a CPU taken by a plain busy loop: how much of the cost is CPU competition alone
@@ -264,7 +316,7 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     median(ratios).toFixed(3),
     `${(median(shares) * 100).toFixed(0)}% / ${median(burnRatios).toFixed(3)}`,
     cpuPerM.toFixed(2),
-    rss.toFixed(0),
+    `${rss.toFixed(0)} / ${maps.toFixed(0)}`,
     `${reported} / ${made}`,
     [...losses].map(([k, v]) => `${k.split(':')[1]}=${v}`).join(' '),
   ];
@@ -298,6 +350,7 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
     }
     await new Promise((r) => setTimeout(r, 6000)); // one report with everything open
     const u = usage(collector.proc.pid!);
+    const maps = bpfMapMb(collector.proc.pid!);
     await collector.stop('SIGTERM', 300_000);
     const established = collector.points('netflow').filter((p) => p.tags.process_name === 'node' && p.tags.direction === 'outgoing');
     // where the memory went, for whoever reads the run's log
@@ -309,7 +362,7 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
       '-',
       '-',
       '-',
-      u.peakRssMb.toFixed(0),
+      `${u.peakRssMb.toFixed(0)} / ${maps.toFixed(0)}`,
       `${sum(established, 'tcp_established')} / ${IDLE}`,
       `conn_map_full=${stat(collector.stderr(), 'netflow', 'conn_map_full')}`,
     ];
@@ -346,12 +399,17 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     await new Promise((r) => setTimeout(r, 1000));
 
     const header = ['workload', 'baseline', 'with collector', 'ratio (median)', 'collector CPU / ratio beside a busy loop of that CPU',
-      'collector CPU s / 1M events', 'peak RSS MB', 'reported / made', 'losses'];
+      'collector CPU s / 1M events', 'peak RSS / BPF maps MB', 'reported / made', 'losses'];
     const rows: string[][] = [];
     for (const w of workloads(hosts, dir).filter((w) => w.name.includes(ONLY))) {
       const refused = await refusal(w.args ?? []);
       rows.push(refused ? [w.name, '-', '-', '-', '-', '-', '-', '-', `not on this kernel: ${refused}`] : await measure(w, dir));
       console.error(`done: ${w.name}`);
+    }
+    // the floor of the rows the collector's hooks see most often
+    for (const w of workloads(hosts, dir).filter((w) => FLOORED.includes(w.name) && `${w.name} floor`.includes(ONLY))) {
+      rows.push(await measureFloor(w));
+      console.error(`done: ${w.name} floor`);
     }
     if (IDLE > 0 && 'idle connections'.includes(ONLY)) rows.push(await idle(hosts, dir));
 

@@ -198,8 +198,10 @@ static __always_inline void send_message(struct dns_event *e, __u8 kind)
 static __always_inline void client_process(struct __sk_buff *skb, struct dns_series_key *k)
 {
 	struct bpf_sock *bsk = skb->sk;
-	if (!bsk)
+	if (!bsk) {
+		count(DNS_CNT_NO_PROCESS);
 		return;
+	}
 	struct conn_stats *c;
 	if (k->proto == IPPROTO_TCP) {
 		__u64 key = (__u64)bsk;
@@ -212,6 +214,8 @@ static __always_inline void client_process(struct __sk_buff *skb, struct dns_ser
 	if (c) {
 		k->pid = c->pid;
 		__builtin_memcpy(k->comm, c->comm, sizeof(k->comm));
+	} else {
+		count(DNS_CNT_NO_PROCESS);
 	}
 }
 

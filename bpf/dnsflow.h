@@ -21,7 +21,8 @@ enum dns_counter {
 	DNS_CNT_PARSE_ERRORS = 8,     /* messages that did not parse */
 	DNS_CNT_OVERFLOW = 9,         /* answers added to an endpoint pair's overflow series */
 	DNS_CNT_SERIES_LOST = 10,     /* answers lost: not even an overflow series could be made */
-	DNS_CNT_MAX = 11,
+	DNS_CNT_NO_PROCESS = 11,      /* answers whose client process netflow did not know (yet) */
+	DNS_CNT_MAX = 12,
 };
 
 enum dns_kind {

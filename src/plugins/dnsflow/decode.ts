@@ -33,6 +33,7 @@ export const DNS_COUNTER_NAMES = [
   'kernel_parse_errors',
   'overflow',
   'series_lost',
+  'no_process',
 ] as const;
 /** struct dns_series_key, dns_query_key and dns_query (bpf/dnsflow.h). */
 export const DNS_SERIES_KEY = { client: 0, server: 16, client_port: 32, server_port: 34, family: 36, proto: 38, rcode: 39, qtype: 40, pid: 44, name: 48, comm: 56, size: 72 } as const;

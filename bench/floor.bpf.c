@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The benchmark's floor: programs that do nothing, on the hooks the collector
+ * uses on this kernel (the tracepoint byte hooks). Run beside a workload, they
+ * show what the hooks cost before any work is done in them. Not part of the
+ * product: bench/floor.ts loads it. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+SEC("raw_tp/inet_sock_set_state")
+int floor_state(void *ctx) { return 0; }
+
+SEC("raw_tp/tcp_destroy_sock")
+int floor_destroy(void *ctx) { return 0; }
+
+SEC("raw_tp/tcp_retransmit_skb")
+int floor_retransmit(void *ctx) { return 0; }
+
+SEC("raw_tp/sock_send_length")
+int floor_send(void *ctx) { return 0; }
+
+SEC("raw_tp/sock_recv_length")
+int floor_recv(void *ctx) { return 0; }
+
+/* httpflow's and dnsflow's: two of each direction */
+SEC("cgroup_skb/egress")
+int floor_egress_a(struct __sk_buff *skb) { return 1; }
+
+SEC("cgroup_skb/egress")
+int floor_egress_b(struct __sk_buff *skb) { return 1; }
+
+SEC("cgroup_skb/ingress")
+int floor_ingress_a(struct __sk_buff *skb) { return 1; }
+
+SEC("cgroup_skb/ingress")
+int floor_ingress_b(struct __sk_buff *skb) { return 1; }
+
+SEC("cgroup/sendmsg4")
+int floor_sendmsg4(struct bpf_sock_addr *ctx) { return 1; }
+
+SEC("cgroup/recvmsg4")
+int floor_recvmsg4(struct bpf_sock_addr *ctx) { return 1; }
+
+SEC("cgroup/sendmsg6")
+int floor_sendmsg6(struct bpf_sock_addr *ctx) { return 1; }
+
+SEC("cgroup/recvmsg6")
+int floor_recvmsg6(struct bpf_sock_addr *ctx) { return 1; }
+
+char LICENSE[] SEC("license") = "GPL";
