@@ -8,7 +8,7 @@
 //   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
-//   dns-servfail HOST PORT                 a DNS server that answers every query with SERVFAIL
+//   dns-servfail HOST PORT [DELAY_MS]      a DNS server that answers every query with SERVFAIL (after DELAY_MS)
 //   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms,
 //                                          /app/delay?ms=N after N ms
 //   http-raw HOST PORT LINE...              each LINE as a request line of its own request, on a connection of its own;
@@ -105,7 +105,7 @@ function udpClient(datagrams: number, requestBytes: number): void {
   sock.connect(port, host, send);
 }
 
-function dnsServfail(): void {
+function dnsServfail(delayMs = 0): void {
   const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   sock.on('message', (msg, rinfo) => {
     if (msg.length < 12) return;
@@ -114,7 +114,7 @@ function dnsServfail(): void {
     reply.writeUInt16BE(0, 6);
     reply.writeUInt16BE(0, 8);
     reply.writeUInt16BE(0, 10);
-    sock.send(reply, rinfo.port, rinfo.address);
+    setTimeout(() => sock.send(reply, rinfo.port, rinfo.address), delayMs);
   });
   sock.bind(port, host, () => process.stdout.write('listening\n'));
 }
@@ -255,7 +255,7 @@ const modes: Record<string, () => unknown> = {
   'http-pipeline': () => httpPipeline(rest),
   'http-timed': () => httpTimed(nums[0], rest.slice(1)),
   'http-raw': () => httpRaw(rest),
-  'dns-servfail': dnsServfail,
+  'dns-servfail': () => dnsServfail(nums[0] || 0),
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),
   stream: async () => {
