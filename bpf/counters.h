@@ -10,4 +10,11 @@ static __always_inline void counter_inc(void *map, __u32 slot)
 		*v += 1;
 }
 
+static __always_inline void counter_add(void *map, __u32 slot, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(map, &slot);
+	if (v)
+		*v += n;
+}
+
 #endif

@@ -123,6 +123,21 @@ struct {
 	__type(value, struct http_event);
 } http_scratch SEC(".maps");
 
+/* Requests given to a listening socket, until their connection answers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct http_early_key);
+	__type(value, struct http_early);
+} http_early SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_early);
+} http_early_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, HTTP_CNT_MAX);
@@ -134,6 +149,19 @@ static __always_inline void http_count(__u32 slot)
 {
 	counter_inc(&http_counters, slot);
 }
+
+/* The TCP header up to its flags: where the payload starts and the segment's place in the stream. */
+struct tcp_start {
+	__u16 sport;
+	__u16 dport;
+	__u32 seq;
+	__u32 ack_seq;
+	__u8 doff; /* high nibble: header length in words */
+	__u8 flags;
+};
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_RST 0x04
 
 /* First four payload bytes, as a little-endian u32 of the characters. */
 #define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
@@ -326,6 +354,137 @@ static __always_inline __u16 parse_status(struct __sk_buff *skb, __u32 off)
 	return (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
 }
 
+/* A path's text goes to user space the first time its hash is seen. */
+static __always_inline void send_path_once(struct http_parsed *p)
+{
+	if (bpf_map_lookup_elem(&http_paths, &p->path))
+		return;
+	__u8 one = 1;
+	bpf_map_update_elem(&http_paths, &p->path, &one, BPF_ANY);
+	__u64 len = capture_len(p->len, HTTP_CAPTURE);
+	if (output_prefix(&http_path_events, &p->event, offsetof(struct http_path_event, data) + len, sizeof(p->event), ~0ULL)) {
+		http_count(HTTP_CNT_RINGBUF_FULL);
+		bpf_map_delete_elem(&http_paths, &p->path); /* sent again next time */
+	} else {
+		http_count(HTTP_CNT_PATHS_SENT);
+	}
+}
+
+/* The ends of a segment that came to a listening socket, as the connection's own socket will have them. */
+static __always_inline bool early_key_of_packet(struct __sk_buff *skb, __u32 family, const struct tcp_start *th, struct http_early_key *k)
+{
+	k->family = family;
+	k->rport = bpf_ntohs(th->sport);
+	k->lport = bpf_ntohs(th->dport);
+	if (family == AF_INET)
+		return !bpf_skb_load_bytes(skb, 12, &k->raddr[0], 4);
+	return !bpf_skb_load_bytes(skb, 8, k->raddr, 16);
+}
+
+static __always_inline void early_key_of_sock(struct bpf_sock *sk, __u32 family, struct http_early_key *k)
+{
+	k->family = family;
+	k->rport = bpf_ntohs(sk->dst_port);
+	k->lport = sk->src_port;
+	if (family == AF_INET) {
+		k->raddr[0] = sk->dst_ip4;
+	} else {
+		k->raddr[0] = sk->dst_ip6[0];
+		k->raddr[1] = sk->dst_ip6[1];
+		k->raddr[2] = sk->dst_ip6[2];
+		k->raddr[3] = sk->dst_ip6[3];
+	}
+}
+
+/* A request that reached a listening socket: the connection it belongs to
+ * has no socket yet, so it waits by the connection's ends. */
+static __always_inline void http_early_request(struct __sk_buff *skb, __u32 family, __u32 off, const struct tcp_start *th)
+{
+	struct http_early_key k = {};
+	if (!early_key_of_packet(skb, family, th, &k))
+		return;
+	if (!cfg.include_loopback && is_loopback(k.raddr, family))
+		return;
+	if (!parse_request(skb, off)) {
+		http_count(HTTP_CNT_NOT_HTTP);
+		return;
+	}
+	__u32 zero = 0;
+	struct http_parsed *p = bpf_map_lookup_elem(&http_parse, &zero);
+	struct http_early *e = bpf_map_lookup_elem(&http_early_scratch, &zero);
+	if (!p || !p->ok || !e)
+		return;
+	e->ts = bpf_ktime_get_ns();
+	e->path = p->path;
+	e->method = p->method;
+	e->version = p->version;
+	e->seq_end = bpf_ntohl(th->seq) + (skb->len - off);
+	__u64 len = capture_len(p->len, HTTP_CAPTURE);
+	e->len = len;
+	if (cfg.per_request && bpf_probe_read_kernel(e->data, len, p->event.data))
+		return;
+	if (bpf_map_update_elem(&http_early, &k, e, BPF_ANY)) {
+		http_count(HTTP_CNT_STATE_FULL);
+		return;
+	}
+	http_count(HTTP_CNT_EARLY);
+	if (!cfg.per_request)
+		send_path_once(p);
+}
+
+/* Aggregated mode: the first answer of a socket whose request came early takes that request. */
+static __always_inline struct http_queue *adopt_queue(struct bpf_sock *full, __u32 family)
+{
+	struct http_early_key k = {};
+	early_key_of_sock(full, family, &k);
+	struct http_early *e = bpf_map_lookup_elem(&http_early, &k);
+	if (!e)
+		return NULL;
+	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (q && !q->count) {
+		struct http_waiting *w = &q->waiting[q->head & (HTTP_QUEUE - 1)];
+		w->ts = e->ts;
+		w->path = e->path;
+		w->method = e->method;
+		w->version = e->version;
+		q->count = 1;
+		q->request_egress = 0;
+		q->in_request = 1;
+		q->req_end_ts = e->ts;
+		q->pos.known[0] = 1;
+		q->pos.next[0] = e->seq_end;
+	}
+	bpf_map_delete_elem(&http_early, &k);
+	return q;
+}
+
+/* Per request: the same, the request kept in socket storage as if it had come there. */
+static __always_inline struct http_sock *adopt_sock(struct bpf_sock *full, __u32 family)
+{
+	struct http_early_key k = {};
+	early_key_of_sock(full, family, &k);
+	struct http_early *e = bpf_map_lookup_elem(&http_early, &k);
+	if (!e)
+		return NULL;
+	struct http_sock *st = bpf_sk_storage_get(&http_socks, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st && !st->outstanding) {
+		__u64 len = capture_len(e->len, HTTP_CAPTURE);
+		if (!bpf_probe_read_kernel(st->data, len, e->data)) {
+			st->len = len;
+			st->ts = e->ts;
+			st->stored = 1;
+			st->outstanding = 1;
+			st->request_egress = 0;
+			st->in_request = 1;
+			st->req_end_ts = e->ts;
+			st->pos.known[0] = 1;
+			st->pos.next[0] = e->seq_end;
+		}
+	}
+	bpf_map_delete_elem(&http_early, &k);
+	return st;
+}
+
 static __always_inline bool ephemeral(__u16 port)
 {
 	return port >= 32768 && port <= 60999;
@@ -373,7 +532,7 @@ static __always_inline void add_exchange(struct http_series_key *k, __u64 latenc
 
 /* Aggregated mode: a request waits in its socket's queue; a response takes
  * the oldest and adds the exchange to its series. */
-static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 off, int kind, bool egress)
+static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 off, int kind, bool egress, __u32 seq)
 {
 	struct bpf_sock *full = bpf_sk_fullsock(bsk);
 	if (!full)
@@ -382,7 +541,11 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 	if (!kind) {
 		/* more of a request: its end moves on */
 		struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
-		if (q && q->in_request && q->request_egress == egress)
+		if (!q)
+			return;
+		if (!stream_advance(&q->pos, egress, seq, skb->len - off))
+			http_count(HTTP_CNT_SEEN_BEFORE);
+		else if (q->in_request && q->request_egress == egress)
 			q->req_end_ts = now;
 		return;
 	}
@@ -403,6 +566,10 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 			http_count(HTTP_CNT_STATE_FULL);
 			return;
 		}
+		if (!stream_advance(&q->pos, egress, seq, skb->len - off)) {
+			http_count(HTTP_CNT_SEEN_BEFORE);
+			return;
+		}
 		q->request_egress = egress;
 		q->in_request = 1;
 		q->req_end_ts = now;
@@ -416,21 +583,17 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 		w->method = p->method;
 		w->version = p->version;
 		q->count++;
-		/* the path's text, the first time its hash is seen */
-		if (!bpf_map_lookup_elem(&http_paths, &p->path)) {
-			__u8 one = 1;
-			bpf_map_update_elem(&http_paths, &p->path, &one, BPF_ANY);
-			__u64 len = capture_len(p->len, HTTP_CAPTURE);
-			if (output_prefix(&http_path_events, &p->event, offsetof(struct http_path_event, data) + len, sizeof(p->event), ~0ULL)) {
-				http_count(HTTP_CNT_RINGBUF_FULL);
-				bpf_map_delete_elem(&http_paths, &p->path); /* sent again next time */
-			} else {
-				http_count(HTTP_CNT_PATHS_SENT);
-			}
-		}
+		send_path_once(p);
 		return;
 	}
 
+	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
+	if (!q && egress)
+		q = adopt_queue(full, family);
+	if (q && !stream_advance(&q->pos, egress, seq, skb->len - off)) {
+		http_count(HTTP_CNT_SEEN_BEFORE);
+		return;
+	}
 	__u16 status = parse_status(skb, off);
 	if (!status) {
 		http_count(HTTP_CNT_NOT_HTTP);
@@ -438,7 +601,6 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 	}
 	if (status < 200 && status != 101)
 		return; /* an interim answer (100 Continue): the final one follows */
-	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
 	if (!q || !q->count) {
 		http_count(HTTP_CNT_UNMATCHED);
 		return;
@@ -473,60 +635,31 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 	add_exchange(&k, latency);
 }
 
-static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
+/* Per request: message starts go to user space, which pairs them. */
+static __always_inline void http_per_request(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 off, int kind, bool egress, __u32 seq)
 {
-	struct bpf_sock *bsk = skb->sk;
-	if (!bsk)
-		return 1;
-	__u32 l4, family;
-	__u8 proto;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 vihl;
-		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
-			return 1;
-		l4 = (vihl & 0xf) * 4;
-		family = AF_INET;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return 1;
-		l4 = 40;
-		family = AF_INET6;
-	} else {
-		return 1;
-	}
-	if (proto != IPPROTO_TCP)
-		return 1;
-	__u8 doff;
-	if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
-		return 1;
-	__u32 off = l4 + (doff >> 4) * 4;
-	if (skb->len <= off)
-		return 1; /* no payload */
-
-	__u32 word = 0;
-	int kind = 0;
-	if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
-		kind = http_kind(word);
-	if (!cfg.per_request) {
-		http_aggregate(skb, bsk, family, off, kind, egress);
-		return 1;
+	struct bpf_sock *full = bpf_sk_fullsock(bsk);
+	if (!full)
+		return;
+	/* per-socket state is made by a request, and only looked up otherwise */
+	struct http_sock *st = bpf_sk_storage_get(&http_socks, full, 0, kind == HTTP_REQUEST ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!st && kind == HTTP_RESPONSE && egress)
+		st = adopt_sock(full, family);
+	if (st && !stream_advance(&st->pos, egress, seq, skb->len - off)) {
+		http_count(HTTP_CNT_SEEN_BEFORE);
+		return;
 	}
 	if (kind == HTTP_RESPONSE) {
 		__u16 status = parse_status(skb, off);
 		if (status && status < 200 && status != 101)
-			return 1; /* an interim answer (100 Continue): the final one follows */
+			return; /* an interim answer (100 Continue): the final one follows */
 	}
-	struct bpf_sock *full = bpf_sk_fullsock(bsk);
-	if (!full)
-		return 1;
-	/* per-socket state is made by a request, and only looked up otherwise */
-	struct http_sock *st = bpf_sk_storage_get(&http_socks, full, 0, kind == HTTP_REQUEST ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	__u64 now = bpf_ktime_get_ns();
 	if (!kind) {
 		/* more of a request: its end moves on */
 		if (st && st->in_request && st->request_egress == egress)
 			st->req_end_ts = now;
-		return 1;
+		return;
 	}
 	if (kind == HTTP_REQUEST && !st)
 		http_count(HTTP_CNT_STATE_FULL);
@@ -534,7 +667,7 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	__u32 zero = 0;
 	struct http_event *e = bpf_map_lookup_elem(&http_scratch, &zero);
 	if (!e)
-		return 1;
+		return;
 	e->req_end_ts = 0;
 	if (st && kind == HTTP_REQUEST) {
 		st->request_egress = egress;
@@ -545,7 +678,7 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 		st->in_request = 0;
 	}
 	if (!read_ends(bsk, family, &e->t))
-		return 1;
+		return;
 
 	__u64 key = (__u64)bsk;
 	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
@@ -567,7 +700,7 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 				st->ts = now;
 				st->stored = 1;
 				st->outstanding = 1;
-				return 1;
+				return;
 			}
 		}
 		/* pipelined: the kept request goes out first, as a record of its own */
@@ -597,7 +730,7 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 				e->len = plen;
 				http_output(e, plen);
 			}
-			return 1;
+			return;
 		}
 		if (st->outstanding)
 			st->outstanding--;
@@ -608,9 +741,106 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	/* a request needs its whole first line; a response only its status */
 	__u64 len = capture_len(skb->len - off, kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE);
 	if (!len || bpf_skb_load_bytes(skb, off, e->data, len))
-		return 1;
+		return;
 	e->len = len;
 	http_output(e, len);
+	return;
+}
+
+/* A FIN or RST: once the connection is over in both directions (or reset),
+ * requests still waiting will never be answered; they are counted, not kept. */
+static __always_inline void http_end(struct bpf_sock *bsk, bool egress, __u8 flags)
+{
+	struct bpf_sock *full = bpf_sk_fullsock(bsk);
+	if (!full)
+		return;
+	__u8 side = egress ? 2 : 1;
+	if (cfg.per_request) {
+		struct http_sock *st = bpf_sk_storage_get(&http_socks, full, 0, 0);
+		if (!st)
+			return;
+		if (flags & TCP_FLAG_FIN)
+			st->fin |= side;
+		if (!(flags & TCP_FLAG_RST) && st->fin != 3)
+			return;
+		if (st->stored)
+			http_count(HTTP_CNT_UNANSWERED);
+		/* requests already sent to user space: it lets them go, counted */
+		if (st->outstanding > st->stored) {
+			__u32 zero = 0;
+			struct http_event *e = bpf_map_lookup_elem(&http_scratch, &zero);
+			if (e) {
+				e->ts = bpf_ktime_get_ns();
+				e->sk = (__u64)bsk;
+				e->kind = HTTP_CONN_END;
+				e->len = 0;
+				http_output(e, 0);
+			}
+		}
+		st->stored = 0;
+		st->outstanding = 0;
+		return;
+	}
+	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
+	if (!q)
+		return;
+	if (flags & TCP_FLAG_FIN)
+		q->fin |= side;
+	if (!(flags & TCP_FLAG_RST) && q->fin != 3)
+		return;
+	if (q->count)
+		counter_add(&http_counters, HTTP_CNT_UNANSWERED, q->count);
+	q->count = 0;
+}
+
+static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
+{
+	struct bpf_sock *bsk = skb->sk;
+	if (!bsk)
+		return 1;
+	__u32 l4, family;
+	__u8 proto;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 vihl;
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
+			return 1;
+		l4 = (vihl & 0xf) * 4;
+		family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return 1;
+		l4 = 40;
+		family = AF_INET6;
+	} else {
+		return 1;
+	}
+	if (proto != IPPROTO_TCP)
+		return 1;
+	struct tcp_start th;
+	if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
+		return 1;
+	__u32 off = l4 + (th.doff >> 4) * 4;
+	if (skb->len > off && bsk->state == BPF_TCP_LISTEN) {
+		/* data before the handshake's end: its connection has no socket yet */
+		__u32 word = 0;
+		if (!egress && skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4) && http_kind(word) == HTTP_REQUEST)
+			http_early_request(skb, family, off, &th);
+		return 1;
+	}
+	if (skb->len > off) {
+		__u32 seq = bpf_ntohl(th.seq);
+		__u32 word = 0;
+		int kind = 0;
+		if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
+			kind = http_kind(word);
+		if (cfg.per_request)
+			http_per_request(skb, bsk, family, off, kind, egress, seq);
+		else
+			http_aggregate(skb, bsk, family, off, kind, egress, seq);
+	}
+	/* after the data it may carry: the end of the connection */
+	if (th.flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		http_end(bsk, egress, th.flags);
 	return 1;
 }
 

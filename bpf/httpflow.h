@@ -5,6 +5,7 @@
 
 #include "netflow.h"
 #include "series.h"
+#include "stream.h"
 
 #define HTTP_CAPTURE 1152 /* request line: method, a path of up to 1024 bytes, version */
 #define HTTP_STATUS_CAPTURE 16 /* "HTTP/1.1 200 OK" */
@@ -13,6 +14,7 @@ enum http_kind {
 	HTTP_REQUEST = 1,
 	HTTP_RESPONSE = 2,
 	HTTP_EXCHANGE = 3, /* a request kept until its response: both in one record */
+	HTTP_CONN_END = 4, /* the connection ended with requests sent to user space unanswered */
 };
 
 enum http_counter {
@@ -26,7 +28,10 @@ enum http_counter {
 	HTTP_CNT_UNMATCHED = 7,     /* responses with no request waiting */
 	HTTP_CNT_NOT_HTTP = 8,      /* message starts that did not parse */
 	HTTP_CNT_PATHS_SENT = 9,    /* path texts sent to user space */
-	HTTP_CNT_MAX = 10,
+	HTTP_CNT_SEEN_BEFORE = 10,  /* segments skipped: their data was seen before (retransmitted, duplicated) */
+	HTTP_CNT_UNANSWERED = 11,   /* requests whose connection ended before their response */
+	HTTP_CNT_EARLY = 12,        /* requests that came before their connection was accepted */
+	HTTP_CNT_MAX = 13,
 };
 
 struct http_event {
@@ -49,6 +54,7 @@ struct http_event {
  * kept in the kernel so that the common case, one request at a time, costs
  * one record. */
 struct http_sock {
+	struct stream_pos pos;
 	__u64 req_end_ts;    /* last request data seen */
 	__u64 ts;            /* the kept request's start */
 	__u16 len;           /* bytes in data */
@@ -56,7 +62,8 @@ struct http_sock {
 	__u8 outstanding;    /* requests not yet answered (pipelining: more than one) */
 	__u8 request_egress; /* direction of requests on this connection */
 	__u8 in_request;     /* request data seen since the last response start */
-	__u8 _pad[2];
+	__u8 fin;            /* FIN seen: bit 0 received, bit 1 sent */
+	__u8 _pad;
 	__u8 data[HTTP_CAPTURE];
 };
 
@@ -75,12 +82,14 @@ struct http_waiting {
 
 /* Per socket with HTTP seen (aggregated mode, sk_storage). */
 struct http_queue {
+	struct stream_pos pos;
 	__u64 req_end_ts;    /* last request data seen */
 	__u8 request_egress; /* direction of requests on this connection */
 	__u8 in_request;     /* request data seen since the last response start */
 	__u8 head;           /* the oldest waiting request */
 	__u8 count;          /* requests waiting */
-	__u32 _pad;
+	__u8 fin;            /* FIN seen: bit 0 received, bit 1 sent */
+	__u8 _pad[3];
 	struct http_waiting waiting[HTTP_QUEUE];
 };
 
@@ -119,6 +128,27 @@ struct http_parsed {
 	__u8 _pad[3];
 	struct http_path_event event; /* data holds the captured request */
 	__u8 guard[8];                /* the parser reads a word past the capture */
+};
+
+/* A request that came before its connection was accepted (the handshake's
+ * last ACK lost or late): the kernel hands it to the listening socket, so it
+ * waits here, by the connection's ends, until the new socket answers it. */
+struct http_early_key {
+	__u32 raddr[4]; /* remote end; IPv4 in the first word */
+	__u16 rport;    /* host order */
+	__u16 lport;
+	__u16 family;
+	__u16 _pad;
+};
+
+struct http_early {
+	__u64 ts;      /* when it came */
+	__u64 path;    /* aggregated: its path's hash */
+	__u32 seq_end; /* the request stream's position after it */
+	__u16 len;     /* per request: bytes in data */
+	__u8 method;
+	__u8 version;
+	__u8 data[HTTP_CAPTURE];
 };
 
 /* Read-only configuration, written by user space before load. */

@@ -10,13 +10,18 @@
 //                                          UDP, connected socket: one request and answer at a time
 //   dns-servfail HOST PORT [DELAY_MS]      a DNS server that answers every query with SERVFAIL (after DELAY_MS)
 //   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms,
-//                                          /app/delay?ms=N after N ms
+//                                          /app/delay?ms=N after N ms, /status/NNN/... with status NNN
 //   http-raw HOST PORT LINE...              each LINE as a request line of its own request, on a connection of its own;
 //                                          prints {"pid","statuses"} (0: no status line came back)
 //   http-timed HOST PORT CONNS PATH...     each PATH in turn over CONNS kept-alive connections at once; prints
 //                                          {"pid","latencies"}: ms from each request's end to its response's headers
 //   http-keepalive HOST PORT REQUESTS PATH HTTP requests in turn over one kept-alive connection
+//   http-many HOST PORT CONNS REPEAT PATH...
+//                                          each PATH REPEAT times over CONNS kept-alive connections at once; prints
+//                                          {"pid","counts"}: requests by "PATH STATUS"
 //   http-pipeline HOST PORT PATH...         HTTP requests sent 30 ms apart on one connection, before any answer
+//   http-unanswered HOST PORT N             N requests sent 30 ms apart on one connection, then a half-close;
+//                                          waits for the server to close
 //   noise HOST PORT BYTES                  TCP: random bytes, then close
 //   hold-server HOST PORT                  TCP: accepts and keeps every connection, silent
 //   hold HOST PORT COUNT                   TCP: opens COUNT connections, prints "held", keeps them
@@ -123,6 +128,8 @@ function httpApp(): void {
   const srv = http.createServer((req, res) => {
     if (req.url?.startsWith('/app/fail')) return void res.writeHead(500).end('failed\n');
     if (req.url?.startsWith('/app/slow')) return void setTimeout(() => res.writeHead(200).end('slow\n'), 300);
+    const status = /^\/status\/(\d{3})/.exec(req.url ?? '');
+    if (status) return void res.writeHead(Number(status[1])).end('status\n');
     const delay = /^\/app\/delay\?ms=(\d+)/.exec(req.url ?? '');
     if (delay) return void setTimeout(() => res.writeHead(200).end('delayed\n'), Number(delay[1]));
     res.writeHead(200).end('app\n');
@@ -190,6 +197,28 @@ async function httpTimed(conns: number, paths: string[]): Promise<void> {
   process.stdout.write(`${JSON.stringify({ pid: process.pid, latencies })}\n`);
 }
 
+async function httpMany(conns: number, repeat: number, paths: string[]): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
+  const counts: Record<string, number> = {};
+  let next = 0;
+  const total = repeat * paths.length;
+  const worker = async () => {
+    while (next < total) {
+      const urlPath = paths[next++ % paths.length];
+      const status = await new Promise<number>((resolve, reject) => {
+        http.get({ host, port, path: urlPath, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        }).on('error', reject);
+      });
+      counts[`${urlPath} ${status}`] = (counts[`${urlPath} ${status}`] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: conns }, worker));
+  agent.destroy();
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, counts })}\n`);
+}
+
 function httpPipeline(paths: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port }, async () => {
@@ -210,6 +239,25 @@ function httpPipeline(paths: string[]): Promise<void> {
       }
     });
     sock.on('error', reject);
+  });
+}
+
+function httpUnanswered(n: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port }, async () => {
+      sock.setNoDelay(true);
+      for (let i = 0; i < n; i++) {
+        sock.write(`GET /unanswered/${i} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      sock.end();
+    });
+    sock.resume();
+    sock.on('error', reject);
+    sock.on('close', () => {
+      process.stdout.write(`${JSON.stringify({ pid: process.pid })}\n`);
+      resolve();
+    });
   });
 }
 
@@ -251,6 +299,8 @@ const modes: Record<string, () => unknown> = {
   hold: () => hold(nums[0]),
   'http-app': httpApp,
   'http-keepalive': () => httpKeepAlive(nums[0], rest[1]),
+  'http-many': () => httpMany(nums[0], nums[1], rest.slice(2)),
+  'http-unanswered': () => httpUnanswered(nums[0]),
   noise: () => noise(nums[0]),
   'http-pipeline': () => httpPipeline(rest),
   'http-timed': () => httpTimed(nums[0], rest.slice(1)),

@@ -84,6 +84,27 @@ test('unanswered requests expire and are counted', () => {
   assert.equal(p.counts.expired_requests, 1);
 });
 
+test('a closed connection lets its waiting requests go, counted; the address can then be another socket', () => {
+  const p = new HttpPairer();
+  p.request(5, req('/p1', 0));
+  p.request(5, req('/p2', 10));
+  p.closed(5);
+  p.closed(6); // nothing waited there
+  assert.deepEqual([p.pending, p.counts.closed_unanswered], [0, 2]);
+  // a new socket at the same address starts afresh
+  p.request(5, req('/q', 20));
+  assert.equal(p.response(5, 204, 40, 30, 1)?.path, '/q');
+});
+
+test('requests waiting in all are bounded; beyond the bound they are counted, not kept', () => {
+  const p = new HttpPairer(3);
+  for (let conn = 0; conn < 5; conn++) p.request(conn, req(`/c${conn}`, conn));
+  assert.deepEqual([p.pending, p.counts.queue_overflow], [3, 2]);
+  p.response(0, 200, 10, 0, 1);
+  p.request(9, req('/later', 11));
+  assert.deepEqual([p.pending, p.counts.queue_overflow], [3, 2]);
+});
+
 test('event clock: kernel monotonic ns as exact Numbers, printed as wall-clock ns', () => {
   const clock = new EventClock();
   const now = process.hrtime.bigint();

@@ -22,6 +22,8 @@ export const HTTP_REQUEST = 1;
 export const HTTP_RESPONSE = 2;
 /** A request the kernel kept until its response: both in one record. */
 export const HTTP_EXCHANGE = 3;
+/** The connection ended with requests user space holds still unanswered. */
+export const HTTP_CONN_END = 4;
 /** Slots of the per-CPU http_counters map (enum http_counter). */
 export const HTTP_COUNTER_NAMES = [
   'events',
@@ -34,6 +36,9 @@ export const HTTP_COUNTER_NAMES = [
   'unmatched',
   'not_http',
   'paths_sent',
+  'seen_before',
+  'unanswered',
+  'early_requests',
 ] as const;
 export const HTTPFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, per_request: 8, max_series: 12, size: 16 } as const;
 

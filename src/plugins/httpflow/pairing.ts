@@ -29,21 +29,36 @@ export class Exchange {
 /** Requests waiting per connection beyond this are dropped (counted): nobody pipelines deeper. */
 const MAX_QUEUE = 64;
 
+/**
+ * Only pipelined requests wait here (the kernel pairs one request at a time
+ * itself). Bounded in all: at most `maxPending` requests, each with a path of
+ * at most 1 KiB, so 64 MiB at the default; beyond it requests are counted as
+ * queue_overflow.
+ */
 export class HttpPairer {
   private readonly waiting = new Map<number, Exchange[]>();
+  private waitingTotal = 0;
   /** kernel_paired: exchanges the kernel sent as one record (one request waiting at a time). */
-  readonly counts = { requests: 0, responses: 0, kernel_paired: 0, unmatched_responses: 0, expired_requests: 0, queue_overflow: 0 };
+  readonly counts = {
+    requests: 0,
+    responses: 0,
+    kernel_paired: 0,
+    unmatched_responses: 0,
+    expired_requests: 0,
+    queue_overflow: 0,
+    closed_unanswered: 0,
+  };
 
-  constructor(private readonly maxConnections = 65536) {}
+  constructor(private readonly maxPending = 65536) {}
 
   request(conn: number, r: Exchange): void {
     this.counts.requests++;
+    if (this.waitingTotal >= this.maxPending) {
+      this.counts.queue_overflow++;
+      return;
+    }
     let q = this.waiting.get(conn);
     if (!q) {
-      if (this.waiting.size >= this.maxConnections) {
-        this.counts.queue_overflow++;
-        return;
-      }
       q = [];
       this.waiting.set(conn, q);
     }
@@ -52,6 +67,16 @@ export class HttpPairer {
       return;
     }
     q.push(r);
+    this.waitingTotal++;
+  }
+
+  /** The connection ended: what still waits will never be answered. */
+  closed(conn: number): void {
+    const q = this.waiting.get(conn);
+    if (!q) return;
+    this.counts.closed_unanswered += q.length;
+    this.waitingTotal -= q.length;
+    this.waiting.delete(conn);
   }
 
   /**
@@ -66,6 +91,7 @@ export class HttpPairer {
       this.counts.unmatched_responses++;
       return undefined;
     }
+    this.waitingTotal--;
     if (!q!.length) this.waiting.delete(conn); // closed connections must not hold slots
     this.counts.responses++;
     if (!r.pid) r.pid = pid;
@@ -87,6 +113,7 @@ export class HttpPairer {
     for (const [conn, q] of this.waiting) {
       while (q.length && nowNs - q[0].seenNs >= timeoutNs) {
         q.shift();
+        this.waitingTotal--;
         this.counts.expired_requests++;
       }
       if (!q.length) this.waiting.delete(conn);
@@ -94,8 +121,6 @@ export class HttpPairer {
   }
 
   get pending(): number {
-    let n = 0;
-    for (const q of this.waiting.values()) n += q.length;
-    return n;
+    return this.waitingTotal;
   }
 }

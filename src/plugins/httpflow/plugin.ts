@@ -20,6 +20,7 @@ import {
   httpEventComm,
   HTTP_COUNTER_NAMES,
   HTTP_EVENT,
+  HTTP_CONN_END,
   HTTP_EXCHANGE,
   HTTP_REQUEST,
   HTTP_STATUS_CAPTURE,
@@ -175,6 +176,13 @@ export class HttpflowPlugin implements Plugin {
     overflow: 'exchanges counted in an endpoint pair\'s overflow series (path "*"): the series table was full',
     series_lost: 'exchanges lost: no room even for an overflow series',
     paths_missing: 'series reported without a path: its text never reached user space',
+    unmatched: 'responses with no request waiting (aggregated): their exchange is not reported',
+    unmatched_responses: 'responses with no request waiting (per request): their exchange is not reported',
+    unanswered: 'requests whose connection ended before an answer, in the kernel: not reported',
+    closed_unanswered: 'requests whose connection ended before an answer, in user space: not reported',
+    expired_requests: 'requests unanswered for too long: not reported',
+    not_http: 'message starts that did not parse as HTTP/1.x',
+    paths_unparsed: 'path texts that did not parse: their series carry no path',
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
   private connections = new Map<number, CachedConnection>();
@@ -231,8 +239,13 @@ export class HttpflowPlugin implements Plugin {
     const generation = this.opts.k8s?.generation() ?? 0;
     forEachRecord(buf, bytes, (off, len) => {
       if (len < HTTP_EVENT.data) return;
-      // requests and responses of one socket: addresses formatted once per connection
       const sk = httpEventSocket(buf, off);
+      if (buf[off + HTTP_EVENT.kind] === HTTP_CONN_END) {
+        // its requests will not be answered, and its address may soon be another socket's
+        this.pairer.closed(sk);
+        return;
+      }
+      // requests and responses of one socket: addresses formatted once per connection
       let cached = this.connections.get(sk);
       // a socket's memory is reused by later sockets: trust the cache only for the same addresses
       if (!cached || !cached.sameTuple(buf, off + HTTP_EVENT.t)) {
