@@ -207,7 +207,7 @@ static __always_inline void client_process(struct __sk_buff *skb, struct dns_ser
 		__u64 key = (__u64)bsk;
 		c = bpf_map_lookup_elem(&conns, &key);
 	} else {
-		struct udp_key key = {.sk = (__u64)bsk, .peer_port = k->server_port};
+		struct udp_key key = {.sk = (__u64)bsk, .peer_port = k->server_port, .local_port = k->client_port};
 		__builtin_memcpy(key.peer, k->server, 16);
 		c = bpf_map_lookup_elem(&udp_flows, &key);
 	}

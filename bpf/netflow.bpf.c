@@ -289,6 +289,7 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		return;
 	__builtin_memcpy(k.peer, t.daddr, 16);
 	k.peer_port = t.dport;
+	k.local_port = t.sport;
 
 	struct conn_stats *c = bpf_map_lookup_elem(&udp_flows, &k);
 	if (!c) {
@@ -302,6 +303,8 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 			count(CNT_UDP_MAP_FULL);
 			return;
 		}
+		if (!err)
+			count(CNT_UDP_FLOWS_MADE);
 		c = bpf_map_lookup_elem(&udp_flows, &k);
 		if (!c)
 			return;

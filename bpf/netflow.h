@@ -28,7 +28,8 @@ enum netflow_counter {
 	CNT_UDP_LAST_PEER = 7,  /* UDP receives without an address, given the socket's last peer */
 	CNT_KRETPROBE_MISSED = 8, /* kprobe path: a send or receive whose return the kernel did not report */
 	CNT_CLOSED_SUMMED = 9,  /* connections made and closed between two reads, summed in the kernel */
-	CNT_MAX = 10,
+	CNT_UDP_FLOWS_MADE = 10, /* UDP flows that got a map entry (user space removes them) */
+	CNT_MAX = 11,
 };
 
 struct conn_tuple {
@@ -66,7 +67,8 @@ struct udp_key {
 	__u64 sk;
 	__u8 peer[16];
 	__u16 peer_port;
-	__u16 _pad[3];
+	__u16 local_port; /* socket memory is reused: a later socket at the same address is another flow */
+	__u16 _pad[2];
 };
 
 /* The peer an unconnected UDP socket last sent to, checked by its local port

@@ -8,6 +8,9 @@
 //   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
+//   udp-churn HOST PORT SOCKETS REQUEST_BYTES PARALLEL LOCAL_ADDR...
+//                                          UDP: a new connected socket for each request and its answer, each
+//                                          from a local address and port of its own (ports from 32768 up)
 //   dns-servfail HOST PORT [DELAY_MS]      a DNS server that answers every query with SERVFAIL (after DELAY_MS)
 //   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms,
 //                                          /app/delay?ms=N after N ms, /status/NNN/... with status NNN
@@ -92,6 +95,31 @@ function udpServer(responseBytes: number): void {
   const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   sock.on('message', (_msg, rinfo) => sock.send(payload, rinfo.port, rinfo.address));
   sock.bind(port, host, () => process.stdout.write('listening\n'));
+}
+
+async function udpChurn(sockets: number, requestBytes: number, parallel: number, locals: string[]): Promise<void> {
+  let started = 0;
+  let received = 0;
+  const payload = Buffer.alloc(requestBytes, 0x63);
+  const one = (n: number) =>
+    new Promise<void>((resolve, reject) => {
+      const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+      sock.on('error', reject);
+      sock.on('message', (msg) => {
+        received += msg.length;
+        sock.close(() => resolve());
+      });
+      // the same port again only after every other one: a socket's memory is soon another's
+      const perAddress = Math.ceil(sockets / locals.length);
+      const address = locals[Math.floor(n / perAddress)];
+      const localPort = 32768 + (n % perAddress);
+      sock.bind({ address, port: localPort }, () => sock.connect(port, host, () => sock.send(payload)));
+    });
+  const worker = async () => {
+    while (started < sockets) await one(started++);
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  done(sockets * requestBytes, received);
 }
 
 function udpClient(datagrams: number, requestBytes: number): void {
@@ -299,6 +327,7 @@ const modes: Record<string, () => unknown> = {
   hold: () => hold(nums[0]),
   'http-app': httpApp,
   'http-keepalive': () => httpKeepAlive(nums[0], rest[1]),
+  'udp-churn': () => udpChurn(nums[0], nums[1], nums[2], rest.slice(3)),
   'http-many': () => httpMany(nums[0], nums[1], rest.slice(2)),
   'http-unanswered': () => httpUnanswered(nums[0]),
   noise: () => noise(nums[0]),

@@ -79,6 +79,32 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     });
   }
 
+  test('UDP churn: 100,000 one-off sockets, every byte counted, the flow table within its bound', async () => {
+    const SOCKETS = 100_000;
+    const server = await serve(['udp-server', hosts.serverV4, '9056', '20']);
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      // a socket per request, as resolvers make one per lookup, each a peer of its own: four
+      // client addresses, 25,000 ports each: more flows than the table holds (65,536)
+      const dev = execFileSync('ip', ['-n', hosts.client, '-o', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' }).split(':')[1].trim().split('@')[0];
+      const locals = [hosts.clientV4, ...[3, 4, 5].map((h) => hosts.clientV4.replace(/\.\d+$/, `.${Number(hosts.clientV4.split('.')[3]) + h}`))];
+      for (const a of locals.slice(1)) execFileSync('ip', ['-n', hosts.client, 'addr', 'add', `${a}/24`, 'dev', dev]);
+      const client = await run('ip', inClient(['udp-churn', hosts.serverV4, '9056', String(SOCKETS), '10', '8', ...locals]));
+      assert.equal(JSON.parse(client.stdout).received, SOCKETS * 20);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const stats = lastStats(collector.stderr());
+      assert.equal(stats.udp_map_full, 0, show(stats));
+      assert.ok(stats.udp_sweeps > 1, `swept between reports: ${show(stats)}`);
+      assert.ok(stats.udp_flows <= 65_536, show(stats));
+      const out = matching(collector.points('netflow'), { pid: String(client.pid) });
+      assert.deepEqual([sum(out, 'bytes_written'), sum(out, 'bytes_read')], [SOCKETS * 10, SOCKETS * 20], show(out));
+      const inc = matching(collector.points('netflow'), { pid: String(server.pid) });
+      assert.deepEqual([sum(inc, 'bytes_read'), sum(inc, 'bytes_written')], [SOCKETS * 10, SOCKETS * 20], show(inc));
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
   test('UDP: an unconnected client that receives without asking for the address', async () => {
     const server = await serve(['udp-server', hosts.serverV4, '9055', '300']);
     const collector = await startCollector(['--interval', '60s']);

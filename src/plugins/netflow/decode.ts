@@ -50,6 +50,7 @@ export const COUNTER_NAMES = [
   'udp_last_peer',
   'kretprobe_missed',
   'closed_summed',
+  'udp_flows_made',
 ] as const;
 
 /** Counters that mean data was lost: logged as a warning when they grow. */
@@ -58,6 +59,8 @@ export const LOSS_COUNTERS: Record<string, string> = {
   close_lost: 'closed connections lost: ring buffer and fallback table full',
   udp_map_full: 'UDP flows not tracked: flow table full',
   kretprobe_missed: 'sends or receives not counted: the kernel ran out of kretprobe instances',
+  udp_no_peer: 'UDP sends or receives not counted: their peer address was unknown',
+  conns_vanished: 'connections gone from the table without a close: bytes since the last read not counted',
 };
 
 export const UDP_KEY_SIZE = 32;

@@ -44,8 +44,14 @@ const MAX_UDP_FLOWS = 65_536;
 /** Map entries read per batch: a bounded buffer however many connections there are. */
 const READ_CHUNK = 4096;
 
-/** A UDP flow idle for this many intervals leaves the kernel map (UDP has no close). */
-const UDP_IDLE_READS = 3;
+/**
+ * UDP has no close: a flow leaves the kernel map at the first read that finds
+ * it idle (its bytes so far are counted already). Reads come once an interval,
+ * and every 250 ms while the map is more than a quarter full, so that a churn of
+ * one-off peers (a socket per DNS lookup, spoofed sources) never fills it.
+ */
+const UDP_SWEEP_MS = 250;
+const UDP_SWEEP_FILL = 0.25;
 
 /** How often queued close events are picked up between kernel wake-ups. */
 const RING_DRAIN_MS = 200;
@@ -101,9 +107,15 @@ export class NetflowPlugin implements Plugin {
   private summed = 0;
   private udpEvicted = 0;
   readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
-  readonly gauges = new Set(['conns_remembered']);
+  readonly gauges = new Set(['conns_remembered', 'udp_flows']);
   private ring?: RingBuffer;
   private drainTimer?: NodeJS.Timeout;
+  private sweepTimer?: NodeJS.Timeout;
+  private udpFlowsMax = MAX_UDP_FLOWS;
+  private udpSweeps = 0;
+  /** The kernel removes a UDP flow and returns its last value in one step (5.14+). */
+  private canTake = true;
+  private readonly udpLast = Buffer.alloc(CONN_STATS.size);
   private readonly agg = new NetflowAggregator();
   private closeEvents = 0;
   private byteHooks?: ByteHooks;
@@ -161,6 +173,8 @@ export class NetflowPlugin implements Plugin {
     startCounting(this.obj!);
     this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
     this.drainTimer.unref();
+    this.sweepTimer = setInterval(() => this.sweepUdpIfFilling(), UDP_SWEEP_MS);
+    this.sweepTimer.unref();
   }
 
   private load(hooks: ByteHooks): void {
@@ -169,7 +183,8 @@ export class NetflowPlugin implements Plugin {
     try {
       obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
       obj.setMaxEntries('conns', this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
-      obj.setMaxEntries('udp_flows', Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_UDP_FLOWS));
+      this.udpFlowsMax = Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_UDP_FLOWS);
+      obj.setMaxEntries('udp_flows', this.udpFlowsMax);
       selectByteHooks(obj, hooks);
       obj.load();
       this.conns = obj.map('conns');
@@ -229,15 +244,7 @@ export class NetflowPlugin implements Plugin {
     this.orphans!.forEachChunk(READ_CHUNK, ({ count, values }) => {
       for (let i = 0; i < count; i++) this.agg.addClosed(decodeConnStats(values, i * CONN_STATS.size));
     }, { delete: true });
-    this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
-      for (let i = 0; i < count; i++) {
-        if (this.addLive(values, i * CONN_STATS.size) >= UDP_IDLE_READS) {
-          this.udpFlows!.delete(keys.subarray(i * UDP_KEY_SIZE, (i + 1) * UDP_KEY_SIZE));
-          this.agg.forget(readU53(values, i * CONN_STATS.size + CONN_STATS.id));
-          this.udpEvicted++;
-        }
-      }
-    });
+    this.sweepUdp();
     // connections made and closed since the last read, summed by the kernel in the map it has left
     settleAfterSwitch(switchedAt);
     summedMap.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
@@ -250,6 +257,36 @@ export class NetflowPlugin implements Plugin {
     this.agg.endMapRead();
     this.ring.drain(RING_CHUNKS_PER_REPORT);
     return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s));
+  }
+
+  /** Counts what UDP flows did since the last read; those that did nothing leave the map. */
+  private sweepUdp(): void {
+    const last = this.udpLast;
+    this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
+      for (let i = 0; i < count; i++) {
+        if (this.addLive(values, i * CONN_STATS.size) < 1) continue;
+        const key = keys.subarray(i * UDP_KEY_SIZE, (i + 1) * UDP_KEY_SIZE);
+        // taken with its last value: bytes that came since the read still count
+        const taken = this.canTake ? this.udpFlows!.take(key, last) : null;
+        if (taken === null) {
+          this.canTake = false;
+          this.udpFlows!.delete(key);
+        } else if (taken) {
+          this.addLive(taken, 0);
+        }
+        this.agg.forget(readU53(values, i * CONN_STATS.size + CONN_STATS.id));
+        this.udpEvicted++;
+      }
+    });
+    this.udpSweeps++;
+  }
+
+  /** Between reports: a sweep when the UDP map is filling up. */
+  private sweepUdpIfFilling(): void {
+    if (!this.udpFlows || !this.counters) return;
+    // in the map: made there, less those removed here
+    const inMap = (this.counters.namedCounters(COUNTER_NAMES).udp_flows_made ?? 0) - this.udpEvicted;
+    if (inMap >= this.udpFlowsMax * UDP_SWEEP_FILL) this.sweepUdp();
   }
 
   /**
@@ -284,6 +321,8 @@ export class NetflowPlugin implements Plugin {
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(COUNTER_NAMES) ?? {};
     out.udp_flows_evicted = this.udpEvicted;
+    out.udp_flows = (out.udp_flows_made ?? 0) - this.udpEvicted;
+    out.udp_sweeps = this.udpSweeps;
     out.close_events_read = this.closeEvents;
     out.closed_summed_read = this.summed;
     out.conns_remembered = this.agg.tracked;
@@ -293,7 +332,8 @@ export class NetflowPlugin implements Plugin {
 
   stop(): void {
     if (this.drainTimer) clearInterval(this.drainTimer);
-    this.drainTimer = undefined;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.drainTimer = this.sweepTimer = undefined;
     this.ring?.close();
     this.ring = undefined;
     this.obj?.close();
