@@ -119,6 +119,24 @@ export class Collector {
     return this.stopping;
   }
 
+  /**
+   * After an error that leaves the state in doubt: detaches without
+   * collecting again and flushes only what the output holds already.
+   */
+  abandon(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    for (const p of this.started.reverse()) {
+      try {
+        p.stop();
+      } catch (err) {
+        log.error(`${p.name}: stop failed: ${(err as Error).message}`);
+      }
+    }
+    this.started.length = 0;
+    return this.output.flush();
+  }
+
   /** Last started, first stopped: httpflow uses netflow's connection table. */
   private stopStarted(): void {
     for (const p of this.started.reverse()) p.stop();
