@@ -5,9 +5,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 
 const logModule = path.join(__dirname, '..', '..', 'src', 'log.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-log-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARN|ERROR) /;
 
 /** Runs `body` with the log module's exports in scope; its stdout is the JSON it prints last. */
@@ -16,7 +18,7 @@ function script(body: string): string {
 }
 
 test('a full disk: lines are counted as lost, stderr is told once per streak, the next line written says how many', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-log-'));
+  const dir = fs.mkdtempSync(path.join(tmp, 'full-'));
   const link = path.join(dir, 'log');
   const file = path.join(dir, 'real');
   fs.symlinkSync('/dev/full', link); // every write: ENOSPC
@@ -91,7 +93,7 @@ test('stderr a full non-blocking pipe (EAGAIN): whole lines or none, all counted
 });
 
 test('a closed stderr (EBADF) and a pipe nobody reads any more (EPIPE): counted, and the process carries on', () => {
-  const fifo = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-log-')), 'fifo');
+  const fifo = path.join(tmp, 'fifo');
   spawnSync('mkfifo', [fifo]);
   const cases = {
     EBADF: `fs.closeSync(2); configureLog('info');`,
@@ -115,8 +117,7 @@ test('a closed stderr (EBADF) and a pipe nobody reads any more (EPIPE): counted,
 });
 
 test('reopen after a rename: lines before in the old file, lines after in a new one', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-log-'));
-  const file = path.join(dir, 'log');
+  const file = path.join(tmp, 'rotated');
   const res = spawnSync(
     process.execPath,
     [

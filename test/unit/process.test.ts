@@ -3,13 +3,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { beforeEach, describe, mock, test } from 'node:test';
+import { after, beforeEach, describe, mock, test } from 'node:test';
 import { configureLog } from '../../src/log';
 import { metricsRegistry } from '../../src/metrics';
 import type { Output } from '../../src/output/point';
 import { ABANDON_MS, describeError, ProcessGuard, REPEAT_LIMIT, REPEAT_WINDOW_MS, RunningHandlers } from '../../src/process';
 
-const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-process-')), 'log');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-process-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const logFile = path.join(tmp, 'log');
 configureLog('info', logFile);
 const logged = () => fs.readFileSync(logFile, 'utf8');
 

@@ -61,8 +61,9 @@ test('event clock: relative times stay comparable across a step, printed times f
   assert.equal(clock.wallNs(rel + 999_999_999), 1_700_001_801_250_000_006n, 'carries into the next second');
 });
 
-test('collector: points stamped after the next report carry the stepped time', async () => {
+test('collector: points stamped after the next report carry the stepped time', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-clock-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   configureLog('info', path.join(dir, 'log'));
   const { clocks, wall } = fakeClocks(1_700_000_000_000, 5_000_000_000n);
   // a plugin that stamps a kernel event seen 1 ms before each report, as bash and dnsflow do
