@@ -181,9 +181,9 @@ describe('signals', () => {
     assert.deepEqual(two.exits, [130]);
   });
 
-  test('SIGHUP without --log is ignored', () => {
+  test('SIGHUP reopens the log file', () => {
     const { guard, exits } = guarded();
-    // this process's log is a file: the answer without one is checked with the real process
+    // SIGHUP without --log is checked against the real process (test/integration/process.test.ts)
     guard.hangup();
     assert.deepEqual(exits, []);
     assert.match(logged(), /INFO SIGHUP: log file reopened\n$/);
