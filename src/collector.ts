@@ -5,6 +5,7 @@ import { log } from './log';
 import type { Output, Point } from './output/point';
 import type { Plugin } from './plugins/plugin';
 import { StartupError } from './runtime';
+import { WallClock, wallClock } from './timefmt';
 
 export function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
@@ -30,6 +31,7 @@ export class Collector {
     private readonly config: Config,
     private readonly plugins: Plugin[],
     private readonly output: Output,
+    private readonly clock: WallClock = wallClock,
   ) {}
 
   /** Starts every plugin it can; a plugin whose hooks are missing is disabled with a warning. */
@@ -53,6 +55,7 @@ export class Collector {
     log.info(`hooks: ${hooks.map(([what, how]) => `${what}=${how}`).join(', ')}`);
     this.timer = setInterval(() => void this.report(), this.config.intervalMs);
     this.flushTimer = setInterval(() => {
+      this.followWallClock();
       if (!this.pending) return;
       this.pending = false;
       void this.output.flush();
@@ -73,7 +76,14 @@ export class Collector {
     return this.started;
   }
 
+  /** Event timestamps follow a wall clock that was set (an NTP step) from the next points on. */
+  private followWallClock(): void {
+    const step = this.clock.refresh();
+    if (step) log.info(`wall clock stepped by ${(Number(step) / 1e6).toFixed(0)} ms: timestamps follow it`);
+  }
+
   async report(): Promise<void> {
+    this.followWallClock();
     const now = nowNs();
     for (const p of this.started) {
       try {
@@ -107,6 +117,24 @@ export class Collector {
       await this.output.close();
     })();
     return this.stopping;
+  }
+
+  /**
+   * After an error that leaves the state in doubt: detaches without
+   * collecting again and flushes only what the output holds already.
+   */
+  abandon(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    for (const p of this.started.reverse()) {
+      try {
+        p.stop();
+      } catch (err) {
+        log.error(`${p.name}: stop failed: ${(err as Error).message}`);
+      }
+    }
+    this.started.length = 0;
+    return this.output.flush();
   }
 
   /** Last started, first stopped: httpflow uses netflow's connection table. */

@@ -1,7 +1,7 @@
 // Entry point of bin/datakit-ebpf.
 import { Collector, commonTags } from './collector';
 import { Config, loadConfigOrExit } from './config';
-import { configureLog, log } from './log';
+import { configureLog, log, toStderr } from './log';
 import { createOutput, reportLastError } from './output/datakit';
 import { BashPlugin } from './plugins/bash/plugin';
 import { DnsflowPlugin } from './plugins/dnsflow/plugin';
@@ -11,6 +11,7 @@ import { DnsCache } from './enrich/dns-cache';
 import { k8sConnection, Kubernetes } from './enrich/k8s';
 import type { Plugin } from './plugins/plugin';
 import { metricsRegistry, serveMetrics } from './metrics';
+import { ProcessGuard } from './process';
 import { Cgroup2, checkRuntime, StartupError } from './runtime';
 
 /** Addresses remembered for dst_domain. */
@@ -38,7 +39,7 @@ function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugi
 async function fatal(config: Config, message: string): Promise<never> {
   log.error(message);
   // with --log the line above went to the file: say it on stderr as well
-  if (config.logPath) process.stderr.write(`datakit-ebpf: ${message}\n`);
+  if (config.logPath) toStderr(`datakit-ebpf: ${message}`);
   process.exitCode = 1;
   if (config.apiServer) await reportLastError(config.apiServer, message);
   process.exit(1);
@@ -47,6 +48,8 @@ async function fatal(config: Config, message: string): Promise<never> {
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   const config = loadConfigOrExit(argv, process.env);
   configureLog(config.logLevel, config.logPath);
+  const guard = new ProcessGuard({ echoToStderr: !!config.logPath });
+  guard.install();
   for (const w of config.warnings) log.warn(w);
 
   try {
@@ -80,7 +83,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
   if (config.metricsListen) {
     try {
-      await serveMetrics(config.metricsListen, metricsRegistry(() => collector.startedPlugins, output));
+      await serveMetrics(config.metricsListen, metricsRegistry(() => collector.startedPlugins, output, () => guard.errors));
       log.info(`metrics at http://${config.metricsListen}/metrics`);
     } catch (err) {
       return fatal(config, `cannot serve metrics on ${config.metricsListen}: ${(err as Error).message}`);
@@ -91,16 +94,5 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       `output ${config.apiServer ? `http://${config.apiServer}` : 'stdout'}`,
   );
 
-  const shutdown = (signal: string) => {
-    log.info(`${signal}: flushing and detaching`);
-    collector.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error(`shutdown failed: ${(err as Error).stack ?? err}`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  guard.running({ stop: () => collector.stop(), abandon: () => collector.abandon() });
 }

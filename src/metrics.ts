@@ -1,9 +1,10 @@
 // The collector's own health at an optional Prometheus endpoint
 // (--metrics-listen HOST:PORT): every plugin's counters (events, losses,
-// table sizes), the output's, and the process's (CPU, memory, event loop).
+// table sizes), the output's, the log's, and the process's (CPU, memory, event
+// loop, unexpected errors).
 import * as http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { log } from './log';
+import { log, logStats } from './log';
 import type { Output } from './output/point';
 import type { Plugin } from './plugins/plugin';
 
@@ -20,7 +21,11 @@ class Totals {
   }
 }
 
-export function metricsRegistry(plugins: () => Plugin[], output: Output): Registry {
+export function metricsRegistry(
+  plugins: () => Plugin[],
+  output: Output,
+  unexpectedErrors: () => Record<string, number> = () => ({}),
+): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'datakit_ebpf_' });
   // gauges named like counters: promtool rejects them, and they say little about us
@@ -60,6 +65,28 @@ export function metricsRegistry(plugins: () => Plugin[], output: Output): Regist
       registers: [registry],
       collect() {
         for (const [result, v] of Object.entries(output.stats())) points.set({ result }, v);
+      },
+    }),
+  );
+  const logLines: Totals = new Totals(
+    new Counter({
+      name: 'datakit_ebpf_log_lines_total',
+      help: 'Log lines by what became of them: written, or failed (lost: a full disk, a full or closed pipe).',
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        for (const [result, v] of Object.entries(logStats())) logLines.set({ result }, v);
+      },
+    }),
+  );
+  const errors: Totals = new Totals(
+    new Counter({
+      name: 'datakit_ebpf_unexpected_errors_total',
+      help: 'Exceptions and promise rejections nothing caught: logged, and the collector carried on (or exited 1).',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        for (const [kind, v] of Object.entries(unexpectedErrors())) errors.set({ kind }, v);
       },
     }),
   );

@@ -41,13 +41,31 @@ export function killGroup(p: ChildProcess | undefined): void {
   }
 }
 
+/** The collector's log so far: its `--log` file if it has one, else its stderr. */
+function logText(args: string[], stderr: string): string {
+  const i = args.indexOf('--log');
+  if (i < 0) return stderr;
+  try {
+    return fs.readFileSync(args[i + 1], 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /**
  * With `stdoutFile` the collector writes there instead of to a pipe (so a
  * benchmark does not pay for reading it live); lines and points are then read
  * from the file when asked for. `wrapper` runs it through another command
- * (e.g. unshare), which must exec it.
+ * (e.g. unshare), which must exec it. It is ready once its log says it
+ * started, or once `ready` resolves true (for a log that cannot be read).
  */
-export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}, stdoutFile?: string, wrapper: string[] = []): Promise<RunningCollector> {
+export async function startCollector(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  stdoutFile?: string,
+  wrapper: string[] = [],
+  ready?: () => boolean | Promise<boolean>,
+): Promise<RunningCollector> {
   // the kernel matrix runs the suites once per byte-hook path
   if (process.env.TEST_HOOKS && !args.some((a) => a.startsWith('--hooks'))) args = [...args, '--hooks', process.env.TEST_HOOKS];
   const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
@@ -87,10 +105,11 @@ export async function startCollector(args: string[], env: NodeJS.ProcessEnv = {}
 
   // Ready once it says so; fail fast if it exits first.
   const deadline = Date.now() + 20000;
-  while (!/datakit-ebpf started/.test(err)) {
+  const started = ready ?? (() => /datakit-ebpf started/.test(logText(args, err)));
+  while (!(await started())) {
     if (proc.exitCode !== null || Date.now() > deadline) {
       proc.kill('SIGKILL');
-      throw new Error(`collector did not start (exit ${proc.exitCode}):\n${err}`);
+      throw new Error(`collector did not start (exit ${proc.exitCode}):\n${err}${err === logText(args, err) ? '' : logText(args, err)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

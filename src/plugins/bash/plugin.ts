@@ -3,7 +3,7 @@ import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import { UserNames } from '../../enrich/users';
 import { log } from '../../log';
 import type { Point } from '../../output/point';
-import { monotonicToWallOffsetNs, rfc3339 } from '../../timefmt';
+import { rfc3339, wallClock } from '../../timefmt';
 import { LossWarnings } from '../loss';
 import type { Sink, Plugin } from '../plugin';
 import { readlineTargets } from './binaries';
@@ -38,7 +38,6 @@ export class BashPlugin implements Plugin {
   private counters?: BpfMap;
   private timer?: NodeJS.Timeout;
   private readonly users = new UserNames();
-  private offsetNs = 0n;
   private emit: (points: Point[]) => void = () => {};
   private reported = 0;
   private truncated = 0;
@@ -75,7 +74,6 @@ export class BashPlugin implements Plugin {
       this.stop();
       throw err;
     }
-    this.offsetNs = monotonicToWallOffsetNs();
     log.info(`bash: watching readline in ${this.attached.join(', ')}`);
     this.timer = setInterval(() => this.ring?.drain(), DRAIN_MS);
     this.timer.unref();
@@ -88,7 +86,7 @@ export class BashPlugin implements Plugin {
       const l = decodeBashEvent(buf, off);
       if (!l.line) return; // empty lines are not reported
       if (l.truncated) this.truncated++;
-      points.push(bashPoint(l, this.users.nameOf(l.uid), l.monotonicNs + this.offsetNs));
+      points.push(bashPoint(l, this.users.nameOf(l.uid), wallClock.toWallNs(l.monotonicNs)));
     });
     this.reported += points.length;
     if (points.length) this.emit(points);

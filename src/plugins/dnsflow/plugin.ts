@@ -7,7 +7,7 @@ import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
-import { monotonicToWallOffsetNs } from '../../timefmt';
+import { wallClock } from '../../timefmt';
 import type { Sink, Plugin, PluginOptions } from '../plugin';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
@@ -104,7 +104,6 @@ export class DnsflowPlugin implements Plugin {
   private seriesRead = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly matcher = new DnsMatcher();
-  private offsetNs = 0n;
   private emit: (points: Point[]) => void = () => {};
   /** When each name and type last had its answers decoded (ms). */
   private learnt = new Map<string, number>();
@@ -150,7 +149,6 @@ export class DnsflowPlugin implements Plugin {
       this.stop();
       throw err;
     }
-    this.offsetNs = monotonicToWallOffsetNs();
     const drain = setInterval(() => this.ring?.drain(), DRAIN_MS);
     const expire = this.reader
       ? setInterval(() => this.reader?.expire(process.hrtime.bigint()), TIMEOUT_WALK_MS)
@@ -165,7 +163,7 @@ export class DnsflowPlugin implements Plugin {
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const r = this.handle(decodeDnsEvent(buf, off, len));
-      if (r) points.push(dnsQueryPoint(r, this.offsetNs));
+      if (r) points.push(dnsQueryPoint(r, wallClock.offsetNs));
     });
     if (points.length) this.emit(points);
   }
@@ -225,7 +223,7 @@ export class DnsflowPlugin implements Plugin {
 
   private expire(): void {
     const timedOut = this.matcher.expire(process.hrtime.bigint());
-    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, this.offsetNs)));
+    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, wallClock.offsetNs)));
   }
 
   /** Per query: what is queued still; aggregated: the interval's series. */
