@@ -9,6 +9,7 @@
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
 //   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
 //   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
+//   ONLY=soak SOAK_MINUTES=30 npm run bench   (only the soak: a mixed load for that long; memory and losses; bench/SOAK.md)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -20,12 +21,14 @@ import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } 
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
+import { soak } from './soak';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 10);
 const IDLE = Number(process.env.IDLE_CONNECTIONS ?? 100_000);
 const ONLY = process.env.ONLY ?? '';
 const DNS_QPS = process.env.DNS_QPS ? ['-Q', process.env.DNS_QPS] : [];
+const SOAK_MINUTES = Number(process.env.SOAK_MINUTES ?? 30);
 const peer = path.join(__dirname, '..', 'test', 'helpers', 'peer.js');
 /** Workloads that also get a floor row. */
 const FLOORED = ['HTTP keep-alive (wrk -> nginx)', 'short connections (wrk Connection: close)', 'DNS (dnsperf -> dnsmasq)'];
@@ -398,6 +401,14 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     );
     await new Promise((r) => setTimeout(r, 1000));
 
+    const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
+    if (ONLY === 'soak') {
+      workloads(hosts, dir); // writes the DNS query file
+      const report = `# Soak\n\n${new Date().toISOString()} on ${machine}.\n\n${await soak(hosts, dir, SOAK_MINUTES, path.join(dir, 'queries'), peer)}`;
+      console.log(report);
+      if (SOAK_MINUTES >= 30) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'SOAK.md'), report);
+      return;
+    }
     const header = ['workload', 'baseline', 'with collector', 'ratio (median)', 'collector CPU / ratio beside a busy loop of that CPU',
       'collector CPU s / 1M events', 'peak RSS / BPF maps MB', 'reported / made', 'losses'];
     const rows: string[][] = [];
@@ -417,7 +428,6 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     // in a process of its own, where it can measure its heap (--expose-gc)
     const k8sOut = !ONLY || 'kubernetes'.includes(ONLY) ? (await spawnOut(process.execPath, ['--expose-gc', path.join(__dirname, 'k8s-api.js')])).out : '';
     const k8s = k8sOut ? `\n## Kubernetes API load\n\n${k8sOut}` : '';
-    const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
     const report = `# Benchmark results\n\n${new Date().toISOString()} on ${machine}; ${ROUNDS} rounds of ${SECONDS} s per workload.\n\n${table}\n${k8s}`;
     console.log(report);
     // a partial run does not replace the full table
