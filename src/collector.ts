@@ -1,6 +1,7 @@
 // The collector: runs the enabled plugins, reports once per interval, flushes
 // outputs, and shuts down cleanly on SIGINT/SIGTERM.
 import type { Config } from './config';
+import { recordFailures } from './bpf/native';
 import { log } from './log';
 import type { Output, Point } from './output/point';
 import type { Plugin } from './plugins/plugin';
@@ -26,6 +27,7 @@ export class Collector {
   private readonly started: Plugin[] = [];
   private stopping?: Promise<void>;
   private droppedSeen = 0;
+  private recordFailuresSeen = 0;
 
   constructor(
     private readonly config: Config,
@@ -96,6 +98,11 @@ export class Collector {
         log.error(`${p.name}: collect failed: ${(err as Error).stack ?? err}`);
       }
     }
+    const failed = recordFailures();
+    if (failed.count > this.recordFailuresSeen) {
+      log.warn(`${failed.count - this.recordFailuresSeen} kernel records lost since the last report: their handler failed (latest: ${failed.last})`);
+    }
+    this.recordFailuresSeen = failed.count;
     // what became of the points: a full queue (DataKit down or slower than us) drops the oldest
     const o = this.output.stats();
     if (o.dropped > this.droppedSeen) log.warn(`output: ${o.dropped - this.droppedSeen} points dropped since the last report: queue full`);

@@ -4,6 +4,7 @@
 // loop, unexpected errors).
 import * as http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { recordFailures } from './bpf/native';
 import { log, logStats } from './log';
 import type { Output } from './output/point';
 import type { Plugin } from './plugins/plugin';
@@ -87,6 +88,16 @@ export function metricsRegistry(
       registers: [registry],
       collect() {
         for (const [kind, v] of Object.entries(unexpectedErrors())) errors.set({ kind }, v);
+      },
+    }),
+  );
+  const records: Totals = new Totals(
+    new Counter({
+      name: 'datakit_ebpf_records_failed_total',
+      help: 'Kernel records lost because the code that decodes them failed (logged with the latest error).',
+      registers: [registry],
+      collect() {
+        records.set({}, recordFailures().count);
       },
     }),
   );

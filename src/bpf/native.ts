@@ -209,9 +209,26 @@ export function forEachRecord(buf: Buffer, bytes: number, fn: (offset: number, l
   let off = 0;
   while (off < bytes) {
     const len = buf.readUInt32LE(off);
-    fn(off + 8, len);
+    try {
+      fn(off + 8, len);
+    } catch (err) {
+      // one record is lost, counted; the rest of the chunk still goes through
+      recordFailed(err);
+    }
     off += 8 + ((len + 7) & ~7);
   }
+}
+
+const failures = { count: 0, last: '' };
+
+function recordFailed(err: unknown): void {
+  failures.count++;
+  failures.last = err instanceof Error ? `${err.message.split('\n')[0]} (${err.stack?.split('\n')[1]?.trim() ?? ''})` : String(err);
+}
+
+/** Ring-buffer records whose handler threw (each lost), and what the latest one said. */
+export function recordFailures(): { count: number; last: string } {
+  return failures;
 }
 
 /**
@@ -232,8 +249,8 @@ export class RingBuffer {
     try {
       this.onRecords(this.buffer, bytes);
     } catch (err) {
-      // An exception must not unwind through the native callback.
-      process.emitWarning(`ring buffer handler failed: ${(err as Error).stack ?? err}`);
+      // An exception must not unwind through the native callback; what the chunk held is lost, counted.
+      recordFailed(err);
     }
   }
 
