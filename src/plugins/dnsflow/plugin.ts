@@ -117,6 +117,10 @@ export class DnsflowPlugin implements Plugin {
     overflow: 'answers counted in an endpoint pair\'s overflow series (domain "*"): the series table was full',
     series_lost: 'answers lost: no room even for an overflow series',
     names_missing: 'series reported without a domain: its name never reached user space',
+    kernel_unmatched: 'answers with no query waiting (aggregated): not reported',
+    unmatched_responses: 'answers with no query waiting (per query): not reported',
+    kernel_parse_errors: 'DNS messages the kernel could not read: not reported',
+    parse_errors: 'DNS messages that did not decode: not reported',
   });
 
   constructor(private readonly opts: DnsflowOptions) {}
