@@ -17,6 +17,8 @@ export interface FakeDataKit {
   requests: Received[];
   /** Answer this many coming requests with HTTP 500. */
   failNext: number;
+  /** Wait this long before answering (a slow DataKit). */
+  delayMs: number;
   /**
    * Decides the answer to a request that would be taken: a status and body to
    * refuse it with (e.g. [400, '...']), or undefined to take it.
@@ -33,7 +35,7 @@ export interface FakeDataKit {
 
 export async function startFakeDataKit(): Promise<FakeDataKit> {
   const requests: Received[] = [];
-  const fake: Pick<FakeDataKit, 'failNext' | 'refuse'> = { failNext: 0 };
+  const fake: Pick<FakeDataKit, 'failNext' | 'delayMs' | 'refuse'> = { failNext: 0, delayMs: 0 };
   const server = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8').on('data', (d: string) => (body += d));
@@ -45,7 +47,9 @@ export async function startFakeDataKit(): Promise<FakeDataKit> {
         [status, answer] = [500, '{"error":"internal"}'];
       }
       requests.push({ ...r, status });
-      res.writeHead(status, { 'content-type': 'application/json' }).end(answer);
+      const reply = () => res.writeHead(status, { 'content-type': 'application/json' }).end(answer);
+      if (fake.delayMs > 0) setTimeout(reply, fake.delayMs);
+      else reply();
     });
   });
   let port = 0;
