@@ -151,6 +151,7 @@ export class DataKitOutput implements Output {
     if (left) log.info(`datakit: ${left} points kept in ${this.spool.dir} for the next start`);
     const lost = Object.values(this.lanes).reduce((n, l) => n + l.memoryPoints, 0);
     if (lost) log.warn(`datakit: ${lost} points lost at shutdown: the buffer dir cannot be written`);
+    this.droppedInMemory += lost;
   }
 
   stats(): OutputStats {
@@ -192,7 +193,7 @@ export class DataKitOutput implements Output {
 
   /** Moves the batches in memory to the buffer dir, oldest first (not while one of them is being posted). */
   private spill(lane: Lane): void {
-    if (lane.inflight && !lane.inflight.fromSpool) return; // the post's end spills them
+    if (lane.inflight && !lane.inflight.fromSpool) return; // spilled once that post is over
     while (lane.memory.length && this.toSpool(lane, lane.memory[0])) {
       lane.memoryPoints -= lane.memory.shift()!.points;
     }
@@ -220,7 +221,9 @@ export class DataKitOutput implements Output {
   /** Starts posting a category's batches unless that is under way or waiting for a retry. */
   private drain(lane: Lane): void {
     if (lane.draining || lane.retry || this.stopped) return;
-    lane.draining = this.postAll(lane).finally(() => (lane.draining = undefined));
+    lane.draining = this.postAll(lane)
+      .catch((err: Error) => log.error(`datakit: ${lane.category}: ${err.stack ?? err}`))
+      .finally(() => (lane.draining = undefined));
   }
 
   private async postAll(lane: Lane): Promise<void> {
@@ -257,6 +260,8 @@ export class DataKitOutput implements Output {
       if (lane.outage) log.info(`datakit: ${this.apiServer} takes ${lane.category} points again`);
       lane.outage = false;
       lane.failures = 0;
+      // more came in meanwhile than memory should hold (DataKit slower than us)
+      if (lane.memoryPoints > this.memoryPoints) this.spill(lane);
     }
   }
 
