@@ -95,7 +95,7 @@ const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + ((p.fields
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function stat(stderr: string, plugin: string, key: string): number {
-  // plugins report "NAME: N points; key=value ...", the output "output: sent=... dropped=..."
+  // plugins report "NAME: N points; key=value ...", the output "output: sent=... dropped_full=..."
   const line = stderr.split('\n').filter((l) => l.includes(`${plugin}: `) && (l.includes(' points; ') || plugin === 'output')).pop() ?? '';
   return Number(new RegExp(`\\b${key}=(\\d+)`).exec(line)?.[1] ?? NaN);
 }
@@ -147,7 +147,7 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       measurement: 'httpflow',
       run: () => wrk([]),
       reported: exchanges,
-      losses: ['httpflow:ringbuf_full', 'httpflow:overflow', 'output:dropped'],
+      losses: ['httpflow:ringbuf_full', 'httpflow:overflow', 'output:dropped_full', 'output:rejected'],
       viaDataKit: true,
     },
     {
@@ -281,7 +281,8 @@ async function measure(w: Workload, dir: string): Promise<string[]> {
     let b = round % 2 ? undefined : await w.run();
     const pointsFile = path.join(dir, 'points');
     const datakit = w.viaDataKit ? await startDataKitSink(pointsFile) : undefined;
-    const collector = await startCollector(['--interval', '5s', ...(w.args ?? []), ...(datakit ? ['--datakit-apiserver', datakit.address] : [])], {}, pointsFile);
+    const toDataKit = datakit ? ['--datakit-apiserver', datakit.address, '--buffer-dir', path.join(dir, 'buffer')] : [];
+    const collector = await startCollector(['--interval', '5s', ...(w.args ?? []), ...toDataKit], {}, pointsFile);
     const before = usage(collector.proc.pid!);
     const r = await w.run();
     // CPU is read after the next report, which reads and sends what this run left in the kernel

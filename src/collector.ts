@@ -4,6 +4,7 @@ import type { Config } from './config';
 import { recordFailures } from './bpf/native';
 import { log } from './log';
 import type { Output, Point } from './output/point';
+import { LossWarnings } from './plugins/loss';
 import type { Plugin } from './plugins/plugin';
 import { StartupError } from './runtime';
 import { WallClock, wallClock } from './timefmt';
@@ -20,14 +21,22 @@ export function commonTags(config: Config): Record<string, string> {
 /** Points emitted between intervals (bash, dnsflow, httpflow) go out at least this often. */
 const EVENT_FLUSH_MS = 1000;
 
+/** The output's counters that mean lost points, and what a unit of each means. */
+const OUTPUT_LOSSES: Record<string, string> = {
+  dropped: 'points lost: stdout closed',
+  dropped_full: 'oldest waiting points dropped: buffer full (--buffer-max-size)',
+  rejected: 'points in batches DataKit refused',
+  corrupt: 'damaged stretches of the buffer dir skipped',
+};
+
 export class Collector {
   private timer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
   private pending = false;
   private readonly started: Plugin[] = [];
   private stopping?: Promise<void>;
-  private droppedSeen = 0;
   private recordFailuresSeen = 0;
+  private readonly outputLosses = new LossWarnings('output', OUTPUT_LOSSES);
 
   constructor(
     private readonly config: Config,
@@ -84,7 +93,13 @@ export class Collector {
     if (step) log.info(`wall clock stepped by ${(Number(step) / 1e6).toFixed(0)} ms: timestamps follow it`);
   }
 
+  /** Collects every plugin's interval, logs the counters and sends what is queued. */
   async report(): Promise<void> {
+    this.collectAll();
+    await this.output.flush();
+  }
+
+  private collectAll(): void {
     this.followWallClock();
     const now = nowNs();
     for (const p of this.started) {
@@ -103,23 +118,24 @@ export class Collector {
       log.warn(`${failed.count - this.recordFailuresSeen} kernel records lost since the last report: their handler failed (latest: ${failed.last})`);
     }
     this.recordFailuresSeen = failed.count;
-    // what became of the points: a full queue (DataKit down or slower than us) drops the oldest
+    // what became of the points: sent, waiting, or lost (each loss a warning)
     const o = this.output.stats();
-    if (o.dropped > this.droppedSeen) log.warn(`output: ${o.dropped - this.droppedSeen} points dropped since the last report: queue full`);
-    this.droppedSeen = o.dropped;
-    log.info(`output: sent=${o.sent} failed=${o.failed} dropped=${o.dropped}`);
+    this.outputLosses.check({ ...o });
+    log.info(`output: ${Object.entries(o).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     const m = process.memoryUsage();
     const mb = (n: number) => (n / 2 ** 20).toFixed(0);
     log.info(`memory: rss=${mb(m.rss)}MB heap=${mb(m.heapUsed)}/${mb(m.heapTotal)}MB external=${mb(m.external)}MB buffers=${mb(m.arrayBuffers)}MB`);
-    await this.output.flush();
   }
 
-  /** Reports what was collected, detaches everything and flushes. */
+  /**
+   * Reports what was collected, detaches everything and closes the output (which
+   * sends what it can within its grace; DataKit's keeps the rest in its buffer dir).
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
       if (this.flushTimer) clearInterval(this.flushTimer);
-      await this.report();
+      this.collectAll();
       this.stopStarted();
       await this.output.close();
     })();

@@ -70,7 +70,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     return fatal(config, (err as Error).message);
   }
 
-  const output = createOutput(config.apiServer, commonTags(config));
+  const output = createOutput(config, commonTags(config));
   const collector = new Collector(config, buildPlugins(config, cgroup2, k8s), output);
   try {
     collector.start();

@@ -61,11 +61,14 @@ export function metricsRegistry(
   const points: Totals = new Totals(
     new Counter({
       name: 'datakit_ebpf_output_points_total',
-      help: 'Points by what became of them: sent (to stdout or DataKit), failed (a post failed; retried), dropped (given up).',
+      help:
+        'Points by what became of them: sent (to stdout or DataKit), dropped (stdout closed), ' +
+        'dropped_full (oldest dropped: buffer full), rejected (DataKit refused their batch).',
       labelNames: ['result'],
       registers: [registry],
       collect() {
-        for (const [result, v] of Object.entries(output.stats())) points.set({ result }, v);
+        const o = output.stats();
+        for (const result of ['sent', 'dropped', 'dropped_full', 'rejected'] as const) points.set({ result }, o[result]);
       },
     }),
   );
@@ -101,6 +104,34 @@ export function metricsRegistry(
       },
     }),
   );
+  const failedPosts: Totals = new Totals(
+    new Counter({
+      name: 'datakit_ebpf_output_posts_failed_total',
+      help: 'Posts to DataKit that failed (unreachable, timeout, 5xx, 408, 429); their points wait and are retried.',
+      registers: [registry],
+      collect() {
+        failedPosts.set({}, output.stats().failed);
+      },
+    }),
+  );
+  const corrupt: Totals = new Totals(
+    new Counter({
+      name: 'datakit_ebpf_output_buffer_corrupt_total',
+      help: 'Damaged stretches of the buffer dir skipped (a batch or more each).',
+      registers: [registry],
+      collect() {
+        corrupt.set({}, output.stats().corrupt);
+      },
+    }),
+  );
+  new Gauge({
+    name: 'datakit_ebpf_output_buffered_points',
+    help: 'Points waiting for DataKit, in memory or in the buffer dir.',
+    registers: [registry],
+    collect() {
+      this.set(output.stats().buffered);
+    },
+  });
   return registry;
 }
 

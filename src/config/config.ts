@@ -46,6 +46,10 @@ export interface Config {
   l7PerRequest: boolean;
   /** Series per interval the kernel keeps for httpflow, and for dnsflow, before counting in overflow series. */
   l7MaxSeries: number;
+  /** Where points wait while DataKit cannot take them (with apiServer only). */
+  bufferDir: string;
+  /** Bound of bufferDir in bytes; past it the oldest points are dropped. */
+  bufferMaxBytes: number;
   /** Problems that do not stop start-up (unknown config keys): the caller logs them. */
   warnings: string[];
 }
@@ -67,6 +71,10 @@ export const DEFAULT_INTERVAL_MS = 60_000;
 export const MIN_INTERVAL_MS = 1_000;
 /** Longer ones overflow Node's timers (2^31-1 ms) long before they would be useful. */
 export const MAX_INTERVAL_MS = 24 * 3_600_000;
+export const DEFAULT_BUFFER_DIR = '/var/lib/datakit-ebpf/buffer';
+export const DEFAULT_BUFFER_MAX_BYTES = 2 ** 30;
+/** A smaller buffer would not hold even one full batch of points. */
+export const MIN_BUFFER_MAX_BYTES = 2 ** 20;
 
 interface FlagSpec {
   type: 'string' | 'boolean';
@@ -120,6 +128,16 @@ const FLAGS = {
     type: 'string',
     arg: 'N',
     help: `httpflow's and dnsflow's series per interval before overflow (default: ${DEFAULT_L7_MAX_SERIES})`,
+  },
+  'buffer-dir': {
+    type: 'string',
+    arg: 'PATH',
+    help: `where points wait while DataKit is away (default: ${DEFAULT_BUFFER_DIR})`,
+  },
+  'buffer-max-size': {
+    type: 'string',
+    arg: 'SIZE',
+    help: 'bound of --buffer-dir, e.g. 512MiB, 2GiB; past it the oldest go (default: 1GiB)',
   },
   hooks: {
     type: 'string',
@@ -195,6 +213,8 @@ interface FlagValues {
   'metrics-listen'?: string;
   'l7-per-request'?: boolean;
   'l7-max-series'?: string;
+  'buffer-dir'?: string;
+  'buffer-max-size'?: string;
   hooks?: string;
   help?: boolean;
   version?: boolean;
@@ -275,6 +295,8 @@ interface Settings {
   hooks?: HooksMode;
   l7PerRequest?: boolean;
   l7MaxSeries?: number;
+  bufferDir?: string;
+  bufferMaxBytes?: number;
   k8s: Config['k8s'];
   /** Where k8s.url came from, to name it if it turns out invalid. */
   k8sUrlSource?: string;
@@ -301,6 +323,39 @@ function applyFlags(v: FlagValues, s: Settings, where: string): void {
   if (v.hooks !== undefined) s.hooks = parseHooks(v.hooks, name('hooks'));
   if (v['l7-per-request'] !== undefined) s.l7PerRequest = v['l7-per-request'];
   if (v['l7-max-series'] !== undefined) s.l7MaxSeries = parseSeriesCount(v['l7-max-series'], name('l7-max-series'));
+  if (v['buffer-dir'] !== undefined) s.bufferDir = checkPath(v['buffer-dir'], name('buffer-dir'));
+  if (v['buffer-max-size'] !== undefined) s.bufferMaxBytes = parseBufferSize(v['buffer-max-size'], name('buffer-max-size'));
+}
+
+function checkPath(value: string, name: string): string {
+  if (value === '') throw new UsageError(`${name}: empty path`);
+  if (CONTROL.test(value)) throw new UsageError(`${name}: path ${quote(value)} contains a control character`);
+  return value;
+}
+
+/** Bytes per unit: SI (KB = 1000) and binary (KiB = 1024), any case. */
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/** "512MiB", "2GiB", "1.5GB", "1048576" (bytes): at least 1MiB. */
+export function parseBufferSize(value: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = SIZE_UNITS[(m?.[2] || 'b').toLowerCase()];
+  const bytes = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes)) {
+    throw new UsageError(`${name}: expected a size such as 512MiB or 2GiB (bytes, KiB, MiB, GiB, TiB, KB, MB, GB, TB), got ${quote(value)}`);
+  }
+  if (bytes < MIN_BUFFER_MAX_BYTES) throw new UsageError(`${name}: ${quote(value)} is below the minimum of 1MiB`);
+  return bytes;
 }
 
 function parseSeriesCount(value: string, name: string): number {
@@ -546,6 +601,16 @@ function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
         if (typeof v !== 'number' && typeof v !== 'bigint') throw wrongType(k, 'an integer', v);
         s.l7MaxSeries = parseSeriesCount(String(v), key(k));
         break;
+      case 'buffer_dir':
+        s.bufferDir = checkPath(str(k, v), key(k));
+        break;
+      case 'buffer_max_size':
+        // "512MiB", or a number of bytes
+        if (typeof v !== 'string' && !(typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v)))) {
+          throw wrongType(k, 'a size such as "512MiB", or an integer of bytes', v);
+        }
+        s.bufferMaxBytes = parseBufferSize(String(v), key(k));
+        break;
       case 'args':
         args = strArray(k, v);
         break;
@@ -654,6 +719,8 @@ export function parseConfig(
     hooks: s.hooks ?? 'auto',
     l7PerRequest: s.l7PerRequest ?? false,
     l7MaxSeries: s.l7MaxSeries ?? DEFAULT_L7_MAX_SERIES,
+    bufferDir: s.bufferDir ?? DEFAULT_BUFFER_DIR,
+    bufferMaxBytes: s.bufferMaxBytes ?? DEFAULT_BUFFER_MAX_BYTES,
     warnings,
   };
 }

@@ -26,12 +26,24 @@ export interface Output {
   flush(): Promise<void>;
   /** Flush and release resources. */
   close(): Promise<void>;
-  /** Points handed on, points whose sending failed (and will be retried), points given up on. */
+  /** What became of the points so far. */
   stats(): OutputStats;
 }
 
+/** Counters of an output; those that do not apply to it are 0. */
 export interface OutputStats {
+  /** Points written to stdout, or accepted by DataKit. */
   sent: number;
+  /** Posts to DataKit that failed (unreachable, timeout, 5xx, 408, 429): their points wait and are retried. */
   failed: number;
+  /** Points lost because stdout was closed. */
   dropped: number;
+  /** Points dropped, oldest first, because the buffer reached --buffer-max-size (or could not be written). */
+  dropped_full: number;
+  /** Points in batches DataKit refused (4xx other than 408 and 429): dropped, never retried. */
+  rejected: number;
+  /** Damaged stretches of the buffer dir skipped (each one batch or more; their points are not known). */
+  corrupt: number;
+  /** Points waiting for DataKit now, in memory or in the buffer dir (a gauge). */
+  buffered: number;
 }

@@ -52,6 +52,6 @@ export class StdoutOutput implements Output {
   }
 
   stats(): OutputStats {
-    return { sent: this.written, failed: 0, dropped: this.dropped };
+    return { sent: this.written, failed: 0, dropped: this.dropped, dropped_full: 0, rejected: 0, corrupt: 0, buffered: this.queued.length };
   }
 }

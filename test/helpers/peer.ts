@@ -25,6 +25,9 @@
 //   http-pipeline HOST PORT PATH...         HTTP requests sent 30 ms apart on one connection, before any answer
 //   http-unanswered HOST PORT N             N requests sent 30 ms apart on one connection, then a half-close;
 //                                          waits for the server to close
+//   http-numbered HOST PORT CONNS REQUESTS PREFIX
+//                                          CONNS kept-alive connections at once, each REQUESTS GETs in turn, of
+//                                          PREFIX/<conn>/<request>; prints {"pid","statuses"} (how many of each)
 //   noise HOST PORT BYTES                  TCP: random bytes, then close
 //   hold-server HOST PORT                  TCP: accepts and keeps every connection, silent
 //   hold HOST PORT COUNT                   TCP: opens COUNT connections, prints "held", keeps them
@@ -289,6 +292,50 @@ function httpUnanswered(n: number): Promise<void> {
   });
 }
 
+/**
+ * Many requests, each with a path of its own, cheaply: hand-written requests on
+ * plain sockets, each sent once the answer to the one before it is in.
+ */
+async function httpNumbered(conns: number, requests: number, prefix: string): Promise<void> {
+  const statuses: Record<string, number> = {};
+  const connection = (c: number) =>
+    new Promise<void>((resolve, reject) => {
+      const sock = net.connect({ host, port });
+      sock.setNoDelay(true);
+      let i = 0;
+      let buf = '';
+      const send = () => sock.write(`GET ${prefix}/${c}/${i} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      sock.on('connect', send);
+      sock.setEncoding('latin1').on('data', (d: string) => {
+        buf += d;
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buf.slice(0, end);
+          // a body of known length, or chunks up to the empty last one
+          let next = end + 4 + Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+            const last = buf.indexOf('0\r\n\r\n', end + 4);
+            next = last < 0 ? Infinity : last + 5;
+          }
+          if (buf.length < next) return;
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(buf)?.[1] ?? '0';
+          statuses[status] = (statuses[status] ?? 0) + 1;
+          buf = buf.slice(next);
+          if (++i === requests) {
+            sock.end();
+            return;
+          }
+          send();
+        }
+      });
+      sock.on('error', reject);
+      sock.on('close', () => resolve());
+    });
+  await Promise.all(Array.from({ length: conns }, (_, c) => connection(c)));
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, statuses })}\n`);
+}
+
 function noise(bytes: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port }, () => sock.end(crypto.randomBytes(bytes)));
@@ -332,6 +379,7 @@ const modes: Record<string, () => unknown> = {
   'http-unanswered': () => httpUnanswered(nums[0]),
   noise: () => noise(nums[0]),
   'http-pipeline': () => httpPipeline(rest),
+  'http-numbered': () => httpNumbered(nums[0], nums[1], rest[2]),
   'http-timed': () => httpTimed(nums[0], rest.slice(1)),
   'http-raw': () => httpRaw(rest),
   'dns-servfail': () => dnsServfail(nums[0] || 0),

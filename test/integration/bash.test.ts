@@ -1,6 +1,9 @@
 // ebpf-bash against real interactive bash sessions on a pseudo-terminal.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { killGroup, sleep, startCollector } from '../helpers/collector';
 import { FakeDataKit, startFakeDataKit } from '../helpers/fake-datakit';
@@ -16,8 +19,13 @@ function messageOf(p: ParsedPoint): RegExpMatchArray | null {
 
 describe('ebpf-bash', { skip }, () => {
   let dk: FakeDataKit;
+  // not the default buffer dir: nothing an earlier run left there may reach this stand-in
+  const bufferDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-bash-'));
   before(async () => (dk = await startFakeDataKit()));
-  after(() => dk?.close());
+  after(async () => {
+    await dk?.close();
+    fs.rmSync(bufferDir, { recursive: true, force: true });
+  });
 
   test('every typed line, exactly, with pid, user and the DataKit message', async () => {
     // a bash that was already running when the collector started
@@ -70,7 +78,7 @@ describe('ebpf-bash', { skip }, () => {
 
   test('another user, a bash started after the collector, posted to the logging endpoint', async () => {
     dk.requests.length = 0;
-    const collector = await startCollector(['--enabled', 'ebpf-bash', '--datakit-apiserver', dk.address, '--hostname', 'bash-host']);
+    const collector = await startCollector(['--enabled', 'ebpf-bash', '--datakit-apiserver', dk.address, '--buffer-dir', bufferDir, '--hostname', 'bash-host']);
     try {
       const sh = await startInteractiveBash(65534);
       await sh.type('id -u');

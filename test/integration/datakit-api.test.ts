@@ -2,6 +2,8 @@
 // request DataKit would receive out; and fatal start-up errors reported to /v1/lasterror.
 import assert from 'node:assert/strict';
 import { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { binPath, killGroup, run, runToExit, sleep, startCollector, startDaemon } from '../helpers/collector';
@@ -16,6 +18,8 @@ describe('DataKit HTTP output', { skip }, () => {
   let dk: FakeDataKit;
   let hosts: HostPair;
   let server: ChildProcess | undefined;
+  // not the default buffer dir: nothing an earlier run left there may reach this stand-in
+  const bufferDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-dkapi-'));
 
   before(async () => {
     dk = await startFakeDataKit();
@@ -26,11 +30,12 @@ describe('DataKit HTTP output', { skip }, () => {
     killGroup(server);
     hosts?.destroy();
     await dk?.close();
+    fs.rmSync(bufferDir, { recursive: true, force: true });
   });
 
   test('netflow points are posted to /v1/write/network?input=ebpf-net', async () => {
     const collector = await startCollector([
-      '--datakit-apiserver', dk.address, '--interval', '60s', '--hostname', 'test-host', '--tags', 'team=net;zone=a b',
+      '--datakit-apiserver', dk.address, '--buffer-dir', bufferDir, '--interval', '60s', '--hostname', 'test-host', '--tags', 'team=net;zone=a b',
     ]);
     try {
       const client = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'client', hosts.serverV4, '9000', '4', '1000']);

@@ -27,6 +27,7 @@ for (const [args, pattern] of [
   [['--config', '/nonexistent/ebpf.conf'], /\/nonexistent\/ebpf\.conf/],
   [['--tags', 'novalue'], /--tags/],
   [['stray'], /stray/],
+  [['--buffer-max-size', '2 lots'], /^datakit-ebpf: --buffer-max-size: expected a size such as 512MiB or 2GiB .*, got "2 lots"$/],
 ] as [string[], RegExp][]) {
   test(`bad input ${args.join(' ')}: one line, exit 2`, () => {
     const r = cli(...args);

@@ -57,6 +57,8 @@ const DEFAULTS: Config = {
   hooks: 'auto',
   l7PerRequest: false,
   l7MaxSeries: 8192,
+  bufferDir: '/var/lib/datakit-ebpf/buffer',
+  bufferMaxBytes: 2 ** 30,
   warnings: [],
 };
 
@@ -75,6 +77,8 @@ describe('flags', () => {
     '--interval': ['1m30s', { intervalMs: 90_000 }],
     '--tags': ['a=1;b=2', { tags: { a: '1', b: '2' } }],
     '--metrics-listen': ['127.0.0.1:9100', { metricsListen: '127.0.0.1:9100' }],
+    '--buffer-dir': ['/data/buffer', { bufferDir: '/data/buffer' }],
+    '--buffer-max-size': ['512MiB', { bufferMaxBytes: 512 * 2 ** 20 }],
   } as const;
 
   for (const [flag, [value, expected]] of Object.entries(every)) {
@@ -221,6 +225,53 @@ describe('--l7-per-request and --l7-max-series', () => {
     usage(['--l7-max-series', '0'], '--l7-max-series: expected a number of series from 1 to 1048576, got "0"');
     usage(['--l7-max-series', 'many'], '--l7-max-series: expected a number of series from 1 to 1048576, got "many"');
     usage(['--l7-per-request=maybe'], '--l7-per-request: expected true or false, got "maybe"');
+  });
+});
+
+describe('--buffer-dir and --buffer-max-size', () => {
+  test('sizes: bytes, binary and SI units, any case, a fraction', () => {
+    const size = (v: string) => cfg(['--buffer-max-size', v]).bufferMaxBytes;
+    assert.equal(size('2GiB'), 2 * 2 ** 30);
+    assert.equal(size('512mib'), 512 * 2 ** 20);
+    assert.equal(size('1536KiB'), 1536 * 1024);
+    assert.equal(size('1TiB'), 2 ** 40);
+    assert.equal(size('5MB'), 5_000_000);
+    assert.equal(size('2gb'), 2e9);
+    assert.equal(size('1.5GiB'), 1.5 * 2 ** 30);
+    assert.equal(size('1048576'), 1048576);
+    assert.equal(size('3000000B'), 3_000_000);
+    assert.equal(size(' 64 MiB '), 64 * 2 ** 20);
+  });
+
+  test('config keys, args, and the command line over the file', () => {
+    const p = ebpfConf('buffer_dir = "/srv/buf"\nbuffer_max_size = "2GiB"');
+    assert.deepEqual([cfg(['--config', p]).bufferDir, cfg(['--config', p]).bufferMaxBytes], ['/srv/buf', 2 * 2 ** 30]);
+    const bytes = ebpfConf('buffer_max_size = 10485760');
+    assert.equal(cfg(['--config', bytes]).bufferMaxBytes, 10 * 2 ** 20);
+    const args = ebpfConf('buffer_dir = "/srv/buf"\nargs = ["--buffer-dir", "/srv/args", "--buffer-max-size=8MiB"]');
+    assert.deepEqual([cfg(['--config', args]).bufferDir, cfg(['--config', args]).bufferMaxBytes], ['/srv/args', 8 * 2 ** 20]);
+    assert.equal(cfg(['--config', p, '--buffer-max-size', '1GB']).bufferMaxBytes, 1e9);
+    assert.equal(cfg(['--config', p, '--buffer-dir', 'rel/dir']).bufferDir, 'rel/dir');
+  });
+
+  test('errors', () => {
+    const expected = '(bytes, KiB, MiB, GiB, TiB, KB, MB, GB, TB)';
+    usage(['--buffer-max-size', '5x'], `--buffer-max-size: expected a size such as 512MiB or 2GiB ${expected}, got "5x"`);
+    usage(['--buffer-max-size', '1G'], `--buffer-max-size: expected a size such as 512MiB or 2GiB ${expected}, got "1G"`);
+    usage(['--buffer-max-size=-1MiB'], `--buffer-max-size: expected a size such as 512MiB or 2GiB ${expected}, got "-1MiB"`);
+    usage(['--buffer-max-size='], `--buffer-max-size: expected a size such as 512MiB or 2GiB ${expected}, got ""`);
+    usage(['--buffer-max-size', '100KiB'], '--buffer-max-size: "100KiB" is below the minimum of 1MiB');
+    usage(['--buffer-max-size', '0'], '--buffer-max-size: "0" is below the minimum of 1MiB');
+    usage(['--buffer-dir='], '--buffer-dir: empty path');
+    usage(['--buffer-dir'], '--buffer-dir: missing value');
+    const p = ebpfConf('buffer_max_size = "lots"');
+    usage(['--config', p], `config ${p}: inputs.ebpf.buffer_max_size: expected a size such as 512MiB or 2GiB ${expected}, got "lots"`);
+    const f = ebpfConf('buffer_max_size = 1.5');
+    usage(['--config', f], `config ${f}: inputs.ebpf.buffer_max_size: expected a size such as "512MiB", or an integer of bytes, got float`);
+    const d = ebpfConf('buffer_dir = 3');
+    usage(['--config', d], `config ${d}: inputs.ebpf.buffer_dir: expected a string, got integer`);
+    const e = ebpfConf('buffer_dir = ""');
+    usage(['--config', e], `config ${e}: inputs.ebpf.buffer_dir: empty path`);
   });
 });
 
@@ -644,6 +695,7 @@ test('helpText lists every flag with its default, and the environment', () => {
   const flags = [
     '--datakit-apiserver', '--hostname', '--log', '--log-level', '--service', '--enabled', '--interval', '--tags',
     '--config', '--include-loopback', '--metrics-listen', '--hooks', '--l7-per-request', '--l7-max-series',
+    '--buffer-dir', '--buffer-max-size',
   ];
   const lines = text.split('\n');
   for (const flag of flags) {

@@ -87,6 +87,10 @@ test('the DaemonSet sees the host and has resource bounds', () => {
   const hostPathOf = new Map<string, string>(pod.volumes.map((v: any) => [v.name, v.hostPath?.path]));
   const mounted = new Map<string, string | undefined>(c.volumeMounts.map((m: any) => [m.mountPath, hostPathOf.get(m.name)]));
   for (const p of ['/sys/fs/cgroup', '/sys/kernel/btf']) assert.equal(mounted.get(p), p, `host ${p} mounted at ${p}`);
+  // the root file system is read-only: the buffer dir (default --buffer-dir) is the host's, writable
+  const buffer = '/var/lib/datakit-ebpf/buffer';
+  assert.equal(mounted.get(buffer), buffer, `host ${buffer} mounted at ${buffer}`);
+  assert.ok(!c.volumeMounts.find((m: any) => m.mountPath === buffer).readOnly);
   for (const kind of ['requests', 'limits']) {
     assert.ok(c.resources?.[kind]?.cpu, `resources.${kind}.cpu`);
     assert.ok(c.resources?.[kind]?.memory, `resources.${kind}.memory`);
