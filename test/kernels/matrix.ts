@@ -26,6 +26,13 @@ export const MATRIX: Record<Suite, ByteHooks[]> = {
 /** The tests whose numbers depend on which set counts bytes (the rest run once per kernel). */
 export const PER_HOOKS_FILES = ['netflow.test.js', 'netflow-more.test.js', 'httpflow.test.js', 'k8s.test.js', 'lifecycle.test.js'];
 
+/**
+ * Tests of user-space behaviour that no kernel changes (delivery to DataKit
+ * across outages and restarts, signals and the log): they run on the host only;
+ * under emulation they would take minutes and show nothing new.
+ */
+export const HOST_ONLY_FILES = ['delivery.test.js', 'process.test.js'];
+
 /** What each test file shows working, for the table. hooks.test.js runs every set itself. */
 const COVERS: Record<string, string[]> = {
   'netflow.test.js': ['netflow'],
@@ -136,7 +143,7 @@ async function main(args: string[]): Promise<void> {
   for (const s of suites) if (!(SUITES as string[]).includes(s)) throw new Error(`unknown suite ${s} (known: ${SUITES.join(', ')})`);
   const say = (msg: string) => process.stdout.write(`kernel matrix: ${msg}\n`);
   const kernels = new Map((suites as Suite[]).map((s) => [s, prepareKernel(s, say)]));
-  const allFiles = fs.readdirSync(integrationDir).filter((f) => f.endsWith('.test.js')).sort();
+  const allFiles = fs.readdirSync(integrationDir).filter((f) => f.endsWith('.test.js') && !HOST_ONLY_FILES.includes(f)).sort();
   const t0 = Date.now();
 
   const harness = await selfTest(kernels.get(suites[0] as Suite)!);
