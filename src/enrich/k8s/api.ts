@@ -22,6 +22,8 @@ export interface KubeApiOptions {
   insecureSkipTlsVerify?: boolean;
   /** A watch still open this long after its timeout is a dead connection (default 60 s). */
   stallGraceSeconds?: number;
+  /** Longest line a watch stream may send (default MAX_WATCH_LINE_BYTES). */
+  maxWatchLineBytes?: number;
 }
 
 /** An object as the API sends it; only metadata is looked at here. */
@@ -47,11 +49,102 @@ export class KubeApiError extends Error {
     message: string,
     readonly status: number,
   ) {
-    super(message);
+    // server texts and stream excerpts may hold newlines: a log line stays one line
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
   }
   /** 410 Gone: the resourceVersion asked for is too old; only a fresh list helps. */
   get gone(): boolean {
     return this.status === 410;
+  }
+}
+
+/** A watch stream's line past this without a newline is dropped, and the watch with it. */
+export class WatchLineTooLongError extends KubeApiError {}
+
+/**
+ * Longest watch event accepted: etcd refuses objects over 1.5 MiB, so a line
+ * ten times that is a broken stream, and holding more would cost unbounded memory.
+ */
+export const MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024;
+
+const WATCH_TYPES = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
+
+/**
+ * One watch event from one line of the stream. Anything but an event object
+ * (bad JSON, another shape) is a KubeApiError, as is an ERROR event (with the
+ * code of its Status, 410 for an expired resourceVersion).
+ */
+export function decodeWatchEvent(line: string, path: string): WatchEvent {
+  let ev: unknown;
+  try {
+    ev = JSON.parse(line);
+  } catch (err) {
+    throw new KubeApiError(`watch ${path}: not JSON: ${(err as Error).message}`, 0);
+  }
+  const type = isObject(ev) ? ev.type : undefined;
+  const object = isObject(ev) ? ev.object : undefined;
+  if (typeof type !== 'string' || !WATCH_TYPES.has(type) || !isObject(object)) {
+    throw new KubeApiError(`watch ${path}: not a watch event: ${line.slice(0, 80)}`, 0);
+  }
+  if (type === 'ERROR') {
+    const text = (v: unknown, otherwise: string) => (typeof v === 'string' ? v : otherwise);
+    const code = Number.isInteger(object.code) ? (object.code as number) : 0;
+    throw new KubeApiError(`watch ${path}: ${text(object.reason, 'error')} ${text(object.message, '')}`.trim(), code);
+  }
+  return ev as WatchEvent;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Splits a watch stream (newline-delimited JSON, in chunks cut anywhere) into
+ * events. Bytes are kept only until their line ends, and a line longer than
+ * `maxLineBytes` is an error rather than unbounded memory.
+ */
+export class WatchStreamDecoder {
+  /** The start of the unfinished line, in the chunks it came in. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly maxLineBytes = MAX_WATCH_LINE_BYTES,
+  ) {}
+
+  /**
+   * Hands `onEvent` the events of the lines `chunk` completes, in order; throws
+   * a KubeApiError at the first line decodeWatchEvent refuses (after the events
+   * before it), or when a line passes maxLineBytes.
+   */
+  push(chunk: Buffer, onEvent: (ev: WatchEvent) => void): void {
+    let start = 0;
+    let nl: number;
+    while ((nl = chunk.indexOf(0x0a, start)) >= 0) {
+      this.hold(nl - start);
+      const bytes = this.held.length ? Buffer.concat([...this.held, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
+      this.held = [];
+      this.heldBytes = 0;
+      start = nl + 1;
+      const line = bytes.toString('utf8').trim();
+      if (line) onEvent(decodeWatchEvent(line, this.path));
+    }
+    if (start < chunk.length) {
+      this.hold(chunk.length - start);
+      // a copy: the stream may reuse its chunk's memory
+      this.held.push(Buffer.from(chunk.subarray(start)));
+    }
+  }
+
+  /** Counts `bytes` more of the current line, refusing a line past the bound. */
+  private hold(bytes: number): void {
+    this.heldBytes += bytes;
+    if (this.heldBytes > this.maxLineBytes) {
+      this.held = [];
+      this.heldBytes = 0;
+      throw new WatchLineTooLongError(`watch ${this.path}: a line passed ${this.maxLineBytes} bytes without ending: watch dropped`, 0);
+    }
   }
 }
 
@@ -69,6 +162,8 @@ export class KubeApi {
   /** Requests made, by kind: what the API server sees from us. */
   readonly requests = { list: 0, watch: 0 };
   readonly failures = { list: 0, watch: 0 };
+  /** Watches dropped because a line passed maxWatchLineBytes. */
+  watchLinesTooLong = 0;
 
   constructor(private readonly opts: KubeApiOptions) {
     this.base = new URL(opts.url);
@@ -173,26 +268,13 @@ export class KubeApi {
       const stalled = setTimeout(() => res.destroy(new Error('no end from the server: connection lost')), (opts.timeoutSeconds + grace) * 1000);
       stalled.unref();
       res.on('close', () => clearTimeout(stalled));
-      res.setEncoding('utf8');
-      let pending = '';
-      for await (const chunk of res as AsyncIterable<string>) {
-        pending += chunk;
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl).trim();
-          pending = pending.slice(nl + 1);
-          if (!line) continue;
-          const ev = JSON.parse(line) as WatchEvent;
-          if (ev.type === 'ERROR') {
-            const s = ev.object;
-            throw new KubeApiError(`watch ${path}: ${s.reason ?? 'error'} ${s.message ?? ''}`.trim(), s.code ?? 0);
-          }
-          onEvent(ev);
-        }
-      }
+      const decoder = new WatchStreamDecoder(path, this.opts.maxWatchLineBytes);
+      for await (const chunk of res as AsyncIterable<Buffer>) decoder.push(chunk, onEvent);
       if (!res.complete) throw new KubeApiError(`watch ${path}: connection lost`, 0);
     } catch (err) {
       if (!opts.signal?.aborted) this.failures.watch++;
+      // leaving the loop destroyed the response: the reflector watches again
+      if (err instanceof WatchLineTooLongError) this.watchLinesTooLong++;
       throw err;
     }
   }
