@@ -98,14 +98,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** A line's bytes kept past this size are let go once the line ends, not kept for the next. */
+const KEEP_LINE_BUFFER = 64 * 1024;
+
 /**
  * Splits a watch stream (newline-delimited JSON, in chunks cut anywhere) into
- * events. Bytes are kept only until their line ends, and a line longer than
- * `maxLineBytes` is an error rather than unbounded memory.
+ * events. Bytes are kept only until their line ends, in one buffer however
+ * small the chunks, and a line longer than `maxLineBytes` is an error rather
+ * than unbounded memory.
  */
 export class WatchStreamDecoder {
-  /** The start of the unfinished line, in the chunks it came in. */
-  private held: Buffer[] = [];
+  /** The start of the unfinished line: heldBytes of it. */
+  private held = Buffer.alloc(0);
   private heldBytes = 0;
 
   constructor(
@@ -122,29 +126,42 @@ export class WatchStreamDecoder {
     let start = 0;
     let nl: number;
     while ((nl = chunk.indexOf(0x0a, start)) >= 0) {
-      this.hold(nl - start);
-      const bytes = this.held.length ? Buffer.concat([...this.held, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
-      this.held = [];
-      this.heldBytes = 0;
+      const rest = chunk.subarray(start, nl);
       start = nl + 1;
+      let bytes = rest;
+      if (this.heldBytes) {
+        this.append(rest);
+        bytes = this.held.subarray(0, this.heldBytes);
+      } else {
+        this.check(rest.length);
+      }
       const line = bytes.toString('utf8').trim();
+      this.heldBytes = 0;
+      if (this.held.length > KEEP_LINE_BUFFER) this.held = Buffer.alloc(0);
       if (line) onEvent(decodeWatchEvent(line, this.path));
     }
-    if (start < chunk.length) {
-      this.hold(chunk.length - start);
-      // a copy: the stream may reuse its chunk's memory
-      this.held.push(Buffer.from(chunk.subarray(start)));
-    }
+    if (start < chunk.length) this.append(chunk.subarray(start));
   }
 
-  /** Counts `bytes` more of the current line, refusing a line past the bound. */
-  private hold(bytes: number): void {
-    this.heldBytes += bytes;
-    if (this.heldBytes > this.maxLineBytes) {
-      this.held = [];
-      this.heldBytes = 0;
-      throw new WatchLineTooLongError(`watch ${this.path}: a line passed ${this.maxLineBytes} bytes without ending: watch dropped`, 0);
+  /** Adds to the unfinished line, growing its buffer by doubling. */
+  private append(part: Buffer): void {
+    const total = this.heldBytes + part.length;
+    this.check(total);
+    if (total > this.held.length) {
+      const grown = Buffer.allocUnsafe(Math.min(Math.max(total, this.held.length * 2, 4096), this.maxLineBytes));
+      this.held.copy(grown, 0, 0, this.heldBytes);
+      this.held = grown;
     }
+    part.copy(this.held, this.heldBytes);
+    this.heldBytes = total;
+  }
+
+  /** Refuses a line of `bytes` past the bound, letting go of what was kept of it. */
+  private check(bytes: number): void {
+    if (bytes <= this.maxLineBytes) return;
+    this.held = Buffer.alloc(0);
+    this.heldBytes = 0;
+    throw new WatchLineTooLongError(`watch ${this.path}: a line passed ${this.maxLineBytes} bytes without ending: watch dropped`, 0);
   }
 }
 
