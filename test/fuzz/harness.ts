@@ -90,7 +90,13 @@ export function fuzz<I>(t: FuzzTarget<I>, o: RunOptions): TargetReport {
     if ((i & 4095) === 0) {
       heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
     }
-    const input = generateCase(t, o.seed, i);
+    let input: I;
+    try {
+      input = generateCase(t, o.seed, i);
+    } catch (err) {
+      failures.push({ index: i, message: `the generator failed: ${failureKey(err)}`, input: '' });
+      break;
+    }
     const t0 = performance.now();
     try {
       t.run(input);
