@@ -1,6 +1,12 @@
 // InfluxDB line protocol encoder (SPEC §3).
 import type { FieldValue, Point } from './point';
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** Names in messages: quoted, so that a newline in one cannot make a message of two lines. */
+const quote = (s: string) => JSON.stringify(s);
+
 // Raw CR/LF would end the line: they are written as the two characters \n / \r.
 function noNewlines(s: string): string {
   return s.includes('\n') || s.includes('\r') ? s.replace(/\n/g, '\\n').replace(/\r/g, '\\r') : s;
@@ -9,22 +15,41 @@ function noNewlines(s: string): string {
 const MEASUREMENT_SPECIAL = /[, ]/g;
 const KEY_SPECIAL = /[,= ]/g;
 
+/**
+ * In the measurement and the tags InfluxDB takes a character preceded by a
+ * backslash as escaped, so a trailing backslash would escape the separator
+ * after it; "\\" is read as two characters, so the only safe encoding is to
+ * add an escaped space. This changes the text by one trailing space, rather
+ * than making the whole line unparseable.
+ */
+function guardTrailingBackslash(out: string): string {
+  return out.endsWith('\\') ? `${out}\\ ` : out;
+}
+
 export function escapeMeasurement(s: string): string {
-  return noNewlines(s).replace(MEASUREMENT_SPECIAL, '\\$&');
+  return guardTrailingBackslash(noNewlines(s).replace(MEASUREMENT_SPECIAL, '\\$&'));
 }
 
 const NEEDS_ESCAPE = /[,= \\\r\n]/;
 
-/** Tag keys, tag values and field keys. */
+/** Tag keys and tag values. */
 export function escapeKey(s: string): string {
   if (!NEEDS_ESCAPE.test(s)) return s; // the common case: nothing to do
-  let out = noNewlines(s).replace(KEY_SPECIAL, '\\$&');
-  // A trailing backslash would escape the separator that follows it; InfluxDB
-  // reads "\\" as two characters, so the only safe encoding is to add a space
-  // and escape it. This changes the value by one trailing space, rather than
-  // making the whole line unparseable.
-  if (out.endsWith('\\') && !out.endsWith('\\ ') && !out.endsWith('\\,') && !out.endsWith('\\=')) out += '\\ ';
-  return out;
+  return guardTrailingBackslash(noNewlines(s).replace(KEY_SPECIAL, '\\$&'));
+}
+
+/**
+ * In the fields InfluxDB reads a backslash as taking the character after it,
+ * and unescapes only `\,`, `\=`, `\ ` and `\"`: a backslash before one of those
+ * or at the end of a field key has no encoding. Field keys are the collector's
+ * own names: such a key is refused.
+ */
+const UNWRITABLE_FIELD_KEY = /\\([,= "]|$)/;
+
+export function escapeFieldKey(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return s;
+  if (UNWRITABLE_FIELD_KEY.test(s)) throw new TypeError(`field key ${quote(s)}: a backslash before a comma, equals sign, space, quote or the end cannot be written`);
+  return noNewlines(s).replace(KEY_SPECIAL, '\\$&');
 }
 
 const STRING_SPECIAL = /[\\"\n\r]/;
@@ -36,13 +61,15 @@ export function escapeStringField(s: string): string {
 }
 
 function encodeField(key: string, v: FieldValue): string {
+  if (key === '') throw new TypeError('a field has an empty key');
   let text: string;
   switch (typeof v) {
     case 'number':
-      if (!Number.isSafeInteger(v)) throw new TypeError(`field ${key}: integer field is not a safe integer: ${v}`);
+      if (!Number.isSafeInteger(v)) throw new TypeError(`field ${quote(key)}: integer field is not a safe integer: ${v}`);
       text = `${v}i`;
       break;
     case 'bigint':
+      if (v < INT64_MIN || v > INT64_MAX) throw new TypeError(`field ${quote(key)}: integer field is out of the int64 range: ${v}`);
       text = `${v}i`;
       break;
     case 'string':
@@ -52,20 +79,23 @@ function encodeField(key: string, v: FieldValue): string {
       text = v ? 'true' : 'false';
       break;
     default:
-      if (!Number.isFinite(v.float)) throw new TypeError(`field ${key}: float field is not finite: ${v.float}`);
+      if (!Number.isFinite(v.float)) throw new TypeError(`field ${quote(key)}: float field is not finite: ${v.float}`);
       text = String(v.float); // no suffix: a float
   }
-  return `${escapeKey(key)}=${text}`;
+  return `${escapeFieldKey(key)}=${text}`;
 }
 
 /** Measurement and tags: the part of a line that hot paths cache and reuse. */
 export function encodeSeries(measurement: string, tags: Point['tags']): string {
+  // InfluxDB reads a line starting with '#' as a comment
+  if (measurement === '' || measurement.startsWith('#')) throw new TypeError(`measurement ${quote(measurement)} cannot be written`);
   let line = escapeMeasurement(measurement);
   // InfluxDB's canonical order: tags sorted by key
   const tagKeys = Object.keys(tags).sort();
   for (const k of tagKeys) {
     const v = tags[k];
     if (v === undefined || v === '') continue;
+    if (k === '') throw new TypeError(`point ${quote(measurement)}: a tag has an empty key`);
     line += `,${escapeKey(k)}=${escapeKey(v)}`;
   }
   return line;
@@ -73,7 +103,7 @@ export function encodeSeries(measurement: string, tags: Point['tags']): string {
 
 export function encodeFields(measurement: string, fields: Point['fields']): string {
   const fieldKeys = Object.keys(fields);
-  if (!fieldKeys.length) throw new TypeError(`point ${measurement} has no fields`);
+  if (!fieldKeys.length) throw new TypeError(`point ${quote(measurement)} has no fields`);
   let out = '';
   for (let i = 0; i < fieldKeys.length; i++) {
     if (i) out += ',';

@@ -160,6 +160,11 @@ export class KubeApiEmulator {
     return n;
   }
 
+  /** Writes `data` as it is to every open watch of `collection`: for streams no API server sends. */
+  sendRaw(collection: string, data: string | Buffer): void {
+    for (const w of this.watches) if (w.path === collection) w.res.write(data);
+  }
+
   /** Number of watches open now, per collection. */
   openWatches(collection?: string): number {
     return [...this.watches].filter((w) => !collection || w.path === collection).length;

@@ -32,6 +32,23 @@ test('a tag value ending in a backslash stays parseable', () => {
   assert.equal(encodePoint(p({ tags: { a: 'x\\', b: 'y' } })), 'm,a=x\\\\ ,b=y v=1i 5');
 });
 
+test('a measurement ending in a backslash stays parseable', () => {
+  assert.equal(encodePoint(p({ measurement: 'm\\', tags: { a: 'b' } })), 'm\\\\ ,a=b v=1i 5');
+});
+
+test('what InfluxDB cannot read is refused, in a message of one line', () => {
+  assert.throws(() => encodePoint(p({ fields: { v: 2n ** 63n } })), /^TypeError: field "v": integer field is out of the int64 range: 9223372036854775808$/);
+  assert.equal(encodePoint(p({ fields: { v: -(2n ** 63n) } })), 'm v=-9223372036854775808i 5');
+  assert.throws(() => encodePoint(p({ fields: { '': 1 } })), /^TypeError: a field has an empty key$/);
+  assert.throws(() => encodePoint(p({ tags: { '': 'x' } })), /^TypeError: point "m": a tag has an empty key$/);
+  assert.throws(() => encodePoint(p({ measurement: '' })), /^TypeError: measurement "" cannot be written$/);
+  assert.throws(() => encodePoint(p({ measurement: '#m' })), /^TypeError: measurement "#m" cannot be written$/);
+  assert.throws(() => encodePoint(p({ fields: { 'a\nb': NaN } })), /^TypeError: field "a\\nb": integer field is not a safe integer: NaN$/);
+  // in the fields a backslash takes the next character: before , = space " or at the end it has no encoding
+  for (const key of ['k\\', 'k\\=x', 'k\\,x', 'k\\ x', 'k\\"x']) assert.throws(() => encodePoint(p({ fields: { [key]: 1 } })), /cannot be written/, key);
+  assert.equal(encodePoint(p({ fields: { 'k\\x': 1 } })), 'm k\\x=1i 5');
+});
+
 test('bad values are refused', () => {
   assert.throws(() => encodePoint(p({ fields: { v: 1.5 } })), /not a safe integer/);
   assert.throws(() => encodePoint(p({ fields: { v: NaN } })), /not a safe integer/);

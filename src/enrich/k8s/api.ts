@@ -22,6 +22,8 @@ export interface KubeApiOptions {
   insecureSkipTlsVerify?: boolean;
   /** A watch still open this long after its timeout is a dead connection (default 60 s). */
   stallGraceSeconds?: number;
+  /** Longest line a watch stream may send (default MAX_WATCH_LINE_BYTES). */
+  maxWatchLineBytes?: number;
 }
 
 /** An object as the API sends it; only metadata is looked at here. */
@@ -47,11 +49,119 @@ export class KubeApiError extends Error {
     message: string,
     readonly status: number,
   ) {
-    super(message);
+    // server texts and stream excerpts may hold newlines: a log line stays one line
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
   }
   /** 410 Gone: the resourceVersion asked for is too old; only a fresh list helps. */
   get gone(): boolean {
     return this.status === 410;
+  }
+}
+
+/** A watch stream's line past this without a newline is dropped, and the watch with it. */
+export class WatchLineTooLongError extends KubeApiError {}
+
+/**
+ * Longest watch event accepted: etcd refuses objects over 1.5 MiB, so a line
+ * ten times that is a broken stream, and holding more would cost unbounded memory.
+ */
+export const MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024;
+
+const WATCH_TYPES = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
+
+/**
+ * One watch event from one line of the stream. Anything but an event object
+ * (bad JSON, another shape) is a KubeApiError, as is an ERROR event (with the
+ * code of its Status, 410 for an expired resourceVersion).
+ */
+export function decodeWatchEvent(line: string, path: string): WatchEvent {
+  let ev: unknown;
+  try {
+    ev = JSON.parse(line);
+  } catch (err) {
+    throw new KubeApiError(`watch ${path}: not JSON: ${(err as Error).message}`, 0);
+  }
+  const type = isObject(ev) ? ev.type : undefined;
+  const object = isObject(ev) ? ev.object : undefined;
+  if (typeof type !== 'string' || !WATCH_TYPES.has(type) || !isObject(object)) {
+    throw new KubeApiError(`watch ${path}: not a watch event: ${line.slice(0, 80)}`, 0);
+  }
+  if (type === 'ERROR') {
+    const text = (v: unknown, otherwise: string) => (typeof v === 'string' ? v : otherwise);
+    const code = Number.isInteger(object.code) ? (object.code as number) : 0;
+    throw new KubeApiError(`watch ${path}: ${text(object.reason, 'error')} ${text(object.message, '')}`.trim(), code);
+  }
+  return ev as WatchEvent;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A line's bytes kept past this size are let go once the line ends, not kept for the next. */
+const KEEP_LINE_BUFFER = 64 * 1024;
+
+/**
+ * Splits a watch stream (newline-delimited JSON, in chunks cut anywhere) into
+ * events. Bytes are kept only until their line ends, in one buffer however
+ * small the chunks, and a line longer than `maxLineBytes` is an error rather
+ * than unbounded memory.
+ */
+export class WatchStreamDecoder {
+  /** The start of the unfinished line: heldBytes of it. */
+  private held = Buffer.alloc(0);
+  private heldBytes = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly maxLineBytes = MAX_WATCH_LINE_BYTES,
+  ) {}
+
+  /**
+   * Hands `onEvent` the events of the lines `chunk` completes, in order; throws
+   * a KubeApiError at the first line decodeWatchEvent refuses (after the events
+   * before it), or when a line passes maxLineBytes.
+   */
+  push(chunk: Buffer, onEvent: (ev: WatchEvent) => void): void {
+    let start = 0;
+    let nl: number;
+    while ((nl = chunk.indexOf(0x0a, start)) >= 0) {
+      const rest = chunk.subarray(start, nl);
+      start = nl + 1;
+      let bytes = rest;
+      if (this.heldBytes) {
+        this.append(rest);
+        bytes = this.held.subarray(0, this.heldBytes);
+      } else {
+        this.check(rest.length);
+      }
+      const line = bytes.toString('utf8').trim();
+      this.heldBytes = 0;
+      if (this.held.length > KEEP_LINE_BUFFER) this.held = Buffer.alloc(0);
+      if (line) onEvent(decodeWatchEvent(line, this.path));
+    }
+    if (start < chunk.length) this.append(chunk.subarray(start));
+  }
+
+  /** Adds to the unfinished line, growing its buffer by doubling. */
+  private append(part: Buffer): void {
+    const total = this.heldBytes + part.length;
+    this.check(total);
+    if (total > this.held.length) {
+      const grown = Buffer.allocUnsafe(Math.min(Math.max(total, this.held.length * 2, 4096), this.maxLineBytes));
+      this.held.copy(grown, 0, 0, this.heldBytes);
+      this.held = grown;
+    }
+    part.copy(this.held, this.heldBytes);
+    this.heldBytes = total;
+  }
+
+  /** Refuses a line of `bytes` past the bound, letting go of what was kept of it. */
+  private check(bytes: number): void {
+    if (bytes <= this.maxLineBytes) return;
+    this.held = Buffer.alloc(0);
+    this.heldBytes = 0;
+    throw new WatchLineTooLongError(`watch ${this.path}: a line passed ${this.maxLineBytes} bytes without ending: watch dropped`, 0);
   }
 }
 
@@ -69,6 +179,8 @@ export class KubeApi {
   /** Requests made, by kind: what the API server sees from us. */
   readonly requests = { list: 0, watch: 0 };
   readonly failures = { list: 0, watch: 0 };
+  /** Watches dropped because a line passed maxWatchLineBytes. */
+  watchLinesTooLong = 0;
 
   constructor(private readonly opts: KubeApiOptions) {
     this.base = new URL(opts.url);
@@ -173,26 +285,13 @@ export class KubeApi {
       const stalled = setTimeout(() => res.destroy(new Error('no end from the server: connection lost')), (opts.timeoutSeconds + grace) * 1000);
       stalled.unref();
       res.on('close', () => clearTimeout(stalled));
-      res.setEncoding('utf8');
-      let pending = '';
-      for await (const chunk of res as AsyncIterable<string>) {
-        pending += chunk;
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl).trim();
-          pending = pending.slice(nl + 1);
-          if (!line) continue;
-          const ev = JSON.parse(line) as WatchEvent;
-          if (ev.type === 'ERROR') {
-            const s = ev.object;
-            throw new KubeApiError(`watch ${path}: ${s.reason ?? 'error'} ${s.message ?? ''}`.trim(), s.code ?? 0);
-          }
-          onEvent(ev);
-        }
-      }
+      const decoder = new WatchStreamDecoder(path, this.opts.maxWatchLineBytes);
+      for await (const chunk of res as AsyncIterable<Buffer>) decoder.push(chunk, onEvent);
       if (!res.complete) throw new KubeApiError(`watch ${path}: connection lost`, 0);
     } catch (err) {
       if (!opts.signal?.aborted) this.failures.watch++;
+      // leaving the loop destroyed the response: the reflector watches again
+      if (err instanceof WatchLineTooLongError) this.watchLinesTooLong++;
       throw err;
     }
   }

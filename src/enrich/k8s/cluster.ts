@@ -2,7 +2,7 @@
 // objects, and lookup tables built from them (pod IP, endpoint IP+port,
 // ClusterIP, NodePort) that are rebuilt only after something changed.
 import type { KubeObject } from './api';
-import { slimDeployment, slimEndpointSlice, slimPod, slimReplicaSet, slimService } from './objects';
+import { meta, slimDeployment, slimEndpointSlice, slimPod, slimReplicaSet, slimService } from './objects';
 import type { SlimDeployment, SlimEndpointSlice, SlimPod, SlimReplicaSet, SlimService } from './objects';
 import type { ReflectorStore } from './reflector';
 
@@ -26,8 +26,10 @@ class SlimStore<T> implements ReflectorStore {
     private readonly slim: (o: KubeObject) => T | undefined,
     private readonly changed: () => void,
   ) {}
+  /** namespace/name; parts that are not strings (a malformed object) count as empty. */
   private static key(o: KubeObject): string {
-    return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+    const m = meta(o);
+    return m ? `${m.namespace}/${m.name}` : '/';
   }
   replace(items: KubeObject[]): void {
     this.items.clear();

@@ -267,6 +267,7 @@ export class Kubernetes implements Plugin, FlowTagger {
       watch_requests: this.api?.requests.watch ?? 0,
       list_failures: this.api?.failures.list ?? 0,
       watch_failures: this.api?.failures.watch ?? 0,
+      watch_lines_too_long: this.api?.watchLinesTooLong ?? 0,
       synced: this.synced ? 1 : 0,
     };
     for (const r of this.reflectors) {

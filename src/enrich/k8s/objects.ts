@@ -44,15 +44,27 @@ export interface SlimReplicaSet {
 
 export type SlimDeployment = true;
 
-function meta(o: KubeObject): { namespace: string; name: string } | undefined {
-  const name = o.metadata?.name;
+/** Metadata as the API server sends it; anything else is left out rather than trusted. */
+function metadata(o: KubeObject): Record<string, unknown> | undefined {
+  const m: unknown = o.metadata;
+  return typeof m === 'object' && m !== null ? (m as Record<string, unknown>) : undefined;
+}
+
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** Namespace and name, as strings; an object without a name is not kept. */
+export function meta(o: KubeObject): { namespace: string; name: string } | undefined {
+  const m = metadata(o);
+  const name = text(m?.name);
   if (!name) return undefined;
-  return { namespace: o.metadata?.namespace ?? '', name };
+  return { namespace: text(m?.namespace) ?? '', name };
 }
 
 function controllerOf(o: KubeObject, kind: string): string | undefined {
-  const owners = (o.metadata as { ownerReferences?: OwnerReference[] } | undefined)?.ownerReferences;
-  return owners?.find((r) => r.kind === kind && r.controller)?.name;
+  const owners = metadata(o)?.ownerReferences;
+  if (!Array.isArray(owners)) return undefined;
+  const owner = (owners as (OwnerReference | null)[]).find((r) => r?.kind === kind && r.controller === true);
+  return text(owner?.name);
 }
 
 function stringMap(v: unknown): Record<string, string> {
@@ -74,12 +86,12 @@ export function slimPod(o: KubeObject): SlimPod | undefined {
   if (!ips.length && typeof status.podIP === 'string' && status.podIP) ips.push(status.podIP);
   return {
     ...m,
-    uid: o.metadata?.uid ?? '',
+    uid: text(metadata(o)?.uid) ?? '',
     ips,
     hostIp: typeof status.hostIP === 'string' && status.hostIP ? status.hostIP : undefined,
     hostNetwork: spec.hostNetwork === true,
     finished: status.phase === 'Succeeded' || status.phase === 'Failed',
-    labels: stringMap((o.metadata as any)?.labels),
+    labels: stringMap(metadata(o)?.labels),
     replicaSet: controllerOf(o, 'ReplicaSet'),
   };
 }
@@ -108,7 +120,7 @@ export function slimEndpointSlice(o: KubeObject): SlimEndpointSlice | undefined 
   const ports: any[] = Array.isArray(o.ports) ? o.ports : [];
   return {
     namespace: m.namespace,
-    service: stringMap((o.metadata as any)?.labels)['kubernetes.io/service-name'],
+    service: stringMap(metadata(o)?.labels)['kubernetes.io/service-name'],
     endpoints: endpoints.map((e) => ({
       addresses: strings(e?.addresses),
       pod: e?.targetRef?.kind === 'Pod' && typeof e.targetRef.name === 'string' ? e.targetRef.name : undefined,

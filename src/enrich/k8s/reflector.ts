@@ -130,7 +130,7 @@ export class Reflector {
           }
           // every event, bookmarks included, moves the point a new watch resumes from
           const rv = ev.object.metadata?.resourceVersion;
-          if (rv) this.resourceVersion = rv;
+          if (typeof rv === 'string' && rv) this.resourceVersion = rv;
         },
       );
     } finally {

@@ -74,12 +74,13 @@ export class DnsSeriesReader {
     this.names.set(hash, name.endsWith('.') ? name.slice(0, -1) : name);
   }
 
-  private nameOf(hash: bigint): string | undefined {
+  /** A name's text: '*' for an overflow series, counted as missing when it never arrived. */
+  private readonly nameOf = (hash: bigint): string | undefined => {
     if (hash === 0n) return '*';
     const n = this.names.get(hash);
     if (n === undefined) this.namesMissing++;
     return n;
-  }
+  };
 
   /**
    * Queries unanswered for the timeout leave the kernel's table and count as
@@ -92,7 +93,7 @@ export class DnsSeriesReader {
         const v = i * this.pendingMap.valueSize;
         if (nowNs - values.readBigUInt64LE(v + DNS_QUERY.ts) < timeoutNs) continue;
         const k = i * DNS_QUERY_KEY.size;
-        expired.push({ key: Buffer.from(keys.subarray(k, k + DNS_QUERY_KEY.size)), series: this.timeoutSeries(keys, k, values, v) });
+        expired.push({ key: Buffer.from(keys.subarray(k, k + DNS_QUERY_KEY.size)), series: decodeDnsTimeout(keys, k, values, v, this.nameOf) });
       }
     });
     for (const { key, series } of expired) {
@@ -105,52 +106,55 @@ export class DnsSeriesReader {
     }
   }
 
-  private timeoutSeries(keys: Buffer, k: number, values: Buffer, v: number): DnsSeries {
-    const v4 = keys.readUInt16LE(k + DNS_QUERY_KEY.family) === 2;
-    const clientPort = keys.readUInt16LE(k + DNS_QUERY_KEY.client_port);
-    return {
-      transport: keys[k + DNS_QUERY_KEY.proto] === 6 ? 'tcp' : 'udp',
-      family: v4 ? 'IPv4' : 'IPv6',
-      clientIp: ip(keys, k + DNS_QUERY_KEY.client, v4),
-      clientPort: clientPort >= 32768 && clientPort <= 60999 ? 0 : clientPort,
-      serverIp: ip(keys, k + DNS_QUERY_KEY.server, v4),
-      serverPort: keys.readUInt16LE(k + DNS_QUERY_KEY.server_port),
-      domain: this.nameOf(values.readBigUInt64LE(v + DNS_QUERY.name)),
-      qtype: qtypeName(values.readUInt16LE(v + DNS_QUERY.qtype)),
-      pid: 0,
-      processName: '',
-      latency: noLatency(1),
-    };
-  }
-
   /** The interval's series: answered ones from the kernel, then the timeouts found since the last read. */
   read(): DnsSeries[] {
     const out: DnsSeries[] = [];
-    this.tables.switchAndRead((keys, k, values, v) => out.push(this.decode(keys, k, values, v)));
+    this.tables.switchAndRead((keys, k, values, v) => out.push(decodeDnsSeries(keys, k, values, v, this.nameOf)));
     out.push(...this.timeouts.values());
     this.timeouts = new Map();
     return out;
   }
 
-  private decode(keys: Buffer, k: number, values: Buffer, v: number): DnsSeries {
-    const v4 = keys.readUInt16LE(k + DNS_SERIES_KEY.family) === 2;
-    let end = k + DNS_SERIES_KEY.comm;
-    while (end < k + DNS_SERIES_KEY.comm + 16 && keys[end] !== 0) end++;
-    const name = keys.readBigUInt64LE(k + DNS_SERIES_KEY.name);
-    const qtype = keys.readUInt16LE(k + DNS_SERIES_KEY.qtype);
-    return {
-      transport: keys[k + DNS_SERIES_KEY.proto] === 6 ? 'tcp' : 'udp',
-      family: v4 ? 'IPv4' : 'IPv6',
-      clientIp: ip(keys, k + DNS_SERIES_KEY.client, v4),
-      clientPort: keys.readUInt16LE(k + DNS_SERIES_KEY.client_port),
-      serverIp: ip(keys, k + DNS_SERIES_KEY.server, v4),
-      serverPort: keys.readUInt16LE(k + DNS_SERIES_KEY.server_port),
-      domain: this.nameOf(name),
-      qtype: name === 0n && qtype === 0 ? '*' : qtypeName(qtype),
-      pid: keys.readUInt32LE(k + DNS_SERIES_KEY.pid),
-      processName: keys.toString('utf8', k + DNS_SERIES_KEY.comm, end),
-      rcode: keys[k + DNS_SERIES_KEY.rcode],
-      latency: latencyStats(values, v),
-    };
-  }
+}
+
+/** A query that timed out: its key (struct dns_query_key) and value (struct dns_query); `nameOf` names a name hash. */
+export function decodeDnsTimeout(keys: Buffer, k: number, values: Buffer, v: number, nameOf: (hash: bigint) => string | undefined): DnsSeries {
+  const v4 = keys.readUInt16LE(k + DNS_QUERY_KEY.family) === 2;
+  const clientPort = keys.readUInt16LE(k + DNS_QUERY_KEY.client_port);
+  return {
+    transport: keys[k + DNS_QUERY_KEY.proto] === 6 ? 'tcp' : 'udp',
+    family: v4 ? 'IPv4' : 'IPv6',
+    clientIp: ip(keys, k + DNS_QUERY_KEY.client, v4),
+    clientPort: clientPort >= 32768 && clientPort <= 60999 ? 0 : clientPort,
+    serverIp: ip(keys, k + DNS_QUERY_KEY.server, v4),
+    serverPort: keys.readUInt16LE(k + DNS_QUERY_KEY.server_port),
+    domain: nameOf(values.readBigUInt64LE(v + DNS_QUERY.name)),
+    qtype: qtypeName(values.readUInt16LE(v + DNS_QUERY.qtype)),
+    pid: 0,
+    processName: '',
+    latency: noLatency(1),
+  };
+}
+
+/** One answered series: its key (struct dns_series_key) and value (struct latency_series); `nameOf` names a name hash. */
+export function decodeDnsSeries(keys: Buffer, k: number, values: Buffer, v: number, nameOf: (hash: bigint) => string | undefined): DnsSeries {
+  const v4 = keys.readUInt16LE(k + DNS_SERIES_KEY.family) === 2;
+  let end = k + DNS_SERIES_KEY.comm;
+  while (end < k + DNS_SERIES_KEY.comm + 16 && keys[end] !== 0) end++;
+  const name = keys.readBigUInt64LE(k + DNS_SERIES_KEY.name);
+  const qtype = keys.readUInt16LE(k + DNS_SERIES_KEY.qtype);
+  return {
+    transport: keys[k + DNS_SERIES_KEY.proto] === 6 ? 'tcp' : 'udp',
+    family: v4 ? 'IPv4' : 'IPv6',
+    clientIp: ip(keys, k + DNS_SERIES_KEY.client, v4),
+    clientPort: keys.readUInt16LE(k + DNS_SERIES_KEY.client_port),
+    serverIp: ip(keys, k + DNS_SERIES_KEY.server, v4),
+    serverPort: keys.readUInt16LE(k + DNS_SERIES_KEY.server_port),
+    domain: nameOf(name),
+    qtype: name === 0n && qtype === 0 ? '*' : qtypeName(qtype),
+    pid: keys.readUInt32LE(k + DNS_SERIES_KEY.pid),
+    processName: keys.toString('utf8', k + DNS_SERIES_KEY.comm, end),
+    rcode: keys[k + DNS_SERIES_KEY.rcode],
+    latency: latencyStats(values, v),
+  };
 }

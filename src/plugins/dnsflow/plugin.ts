@@ -145,7 +145,9 @@ export class DnsflowPlugin implements Plugin {
       obj.load();
       this.counters = obj.map('counters');
       if (!perQuery) this.reader = new DnsSeriesReader(obj);
-      this.ring = new RingBuffer(obj.map('dns_events'), (buf, bytes) => (this.reader ? this.onLearning(buf, bytes) : this.onEvents(buf, bytes)));
+      this.ring = new RingBuffer(obj.map('dns_events'), (buf, bytes) =>
+        this.reader ? this.processLearning(buf, bytes) : this.processEvents(buf, bytes, this.emit),
+      );
       const root = this.opts.cgroup2();
       obj.attachCgroup('dns_egress', root);
       obj.attachCgroup('dns_ingress', root);
@@ -162,18 +164,19 @@ export class DnsflowPlugin implements Plugin {
     this.timers = [drain, expire];
   }
 
-  private onEvents(buf: Buffer, bytes: number): void {
+  /** Per query: one drained chunk of ring records; points for the queries they complete go to `emit`. */
+  processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
     const points: Point[] = [];
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const r = this.handle(decodeDnsEvent(buf, off, len));
       if (r) points.push(dnsQueryPoint(r, wallClock.offsetNs));
     });
-    if (points.length) this.emit(points);
+    if (points.length) emit(points);
   }
 
   /** Aggregated mode: names sent once per hash, and answers to learn addresses from. */
-  private onLearning(buf: Buffer, bytes: number): void {
+  processLearning(buf: Buffer, bytes: number): void {
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const kind = buf[off + DNS_EVENT.kind];

@@ -55,16 +55,14 @@ export class SeriesReader {
   private onPaths(buf: Buffer, bytes: number): void {
     forEachRecord(buf, bytes, (off, len) => {
       if (len < HTTP_PATH_EVENT.data) return;
-      const hash = buf.readBigUInt64LE(off + HTTP_PATH_EVENT.path);
-      const n = Math.min(buf.readUInt16LE(off + HTTP_PATH_EVENT.len), len - HTTP_PATH_EVENT.data);
-      const r = parseRequestLine(buf, off + HTTP_PATH_EVENT.data, n);
-      if (!r) {
+      const p = decodePathEvent(buf, off, len);
+      if (!p) {
         this.pathsUnparsed++;
         return;
       }
-      if (!this.paths.has(hash) && this.paths.size >= MAX_PATHS) this.forgetOldestPath();
-      this.paths.delete(hash); // re-inserted: the newest stays longest
-      this.paths.set(hash, r.path);
+      if (!this.paths.has(p.hash) && this.paths.size >= MAX_PATHS) this.forgetOldestPath();
+      this.paths.delete(p.hash); // re-inserted: the newest stays longest
+      this.paths.set(p.hash, p.path);
     });
   }
 
@@ -80,35 +78,47 @@ export class SeriesReader {
   /** The interval's series: the kernel switches maps, the one it left is read and emptied. */
   read(): HttpSeries[] {
     const out: HttpSeries[] = [];
-    this.tables.switchAndRead((keys, k, values, v) => out.push(this.decode(keys, k, values, v)));
+    this.tables.switchAndRead((keys, k, values, v) => out.push(decodeHttpSeries(keys, k, values, v, this.pathOf)));
     return out;
   }
 
-  private decode(keys: Buffer, k: number, values: Buffer, v: number): HttpSeries {
-    const hash = keys.readBigUInt64LE(k + HTTP_SERIES_KEY.path);
-    let path: string | undefined = '*';
-    if (hash !== 0n) {
-      path = this.paths.get(hash);
-      if (path === undefined) this.pathsMissing++;
-    }
-    const stats = latencyStats(values, v);
-    let end = k + HTTP_SERIES_KEY.comm;
-    while (end < k + HTTP_SERIES_KEY.comm + 16 && keys[end] !== 0) end++;
-    const overflow = hash === 0n;
-    return {
-      conn: decodeEnds(keys, k),
-      server: keys[k + HTTP_SERIES_KEY.server] !== 0,
-      pid: keys.readUInt32LE(k + HTTP_SERIES_KEY.pid),
-      processName: keys.toString('utf8', k + HTTP_SERIES_KEY.comm, end),
-      method: METHODS[keys[k + HTTP_SERIES_KEY.method]] ?? '*',
-      path,
-      status: keys.readUInt16LE(k + HTTP_SERIES_KEY.status),
-      version: overflow ? '*' : keys[k + HTTP_SERIES_KEY.version] === 0 ? '1.0' : '1.1',
-      latency: stats,
-    };
-  }
+  /** A series' path: counted as missing when its text never arrived. */
+  private readonly pathOf = (hash: bigint): string | undefined => {
+    const path = this.paths.get(hash);
+    if (path === undefined) this.pathsMissing++;
+    return path;
+  };
+
 
   close(): void {
     this.ring.close();
   }
+}
+
+/** A path record (struct http_path_event, at least its header): the hash and the path of its request line, if it is one. */
+export function decodePathEvent(buf: Buffer, off: number, len: number): { hash: bigint; path: string } | undefined {
+  const hash = buf.readBigUInt64LE(off + HTTP_PATH_EVENT.path);
+  const n = Math.min(buf.readUInt16LE(off + HTTP_PATH_EVENT.len), len - HTTP_PATH_EVENT.data);
+  const r = parseRequestLine(buf, off + HTTP_PATH_EVENT.data, n);
+  return r && { hash, path: r.path };
+}
+
+/** One series: its key (struct http_series_key) and value (struct latency_series); `pathOf` names a path hash. */
+export function decodeHttpSeries(keys: Buffer, k: number, values: Buffer, v: number, pathOf: (hash: bigint) => string | undefined): HttpSeries {
+  const hash = keys.readBigUInt64LE(k + HTTP_SERIES_KEY.path);
+  let end = k + HTTP_SERIES_KEY.comm;
+  while (end < k + HTTP_SERIES_KEY.comm + 16 && keys[end] !== 0) end++;
+  const overflow = hash === 0n;
+  return {
+    conn: decodeEnds(keys, k),
+    server: keys[k + HTTP_SERIES_KEY.server] !== 0,
+    pid: keys.readUInt32LE(k + HTTP_SERIES_KEY.pid),
+    processName: keys.toString('utf8', k + HTTP_SERIES_KEY.comm, end),
+    method: METHODS[keys[k + HTTP_SERIES_KEY.method]] ?? '*',
+    // "*": an endpoint pair's overflow series
+    path: overflow ? '*' : pathOf(hash),
+    status: keys.readUInt16LE(k + HTTP_SERIES_KEY.status),
+    version: overflow ? '*' : keys[k + HTTP_SERIES_KEY.version] === 0 ? '1.0' : '1.1',
+    latency: latencyStats(values, v),
+  };
 }
