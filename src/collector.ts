@@ -27,6 +27,7 @@ const OUTPUT_LOSSES: Record<string, string> = {
   dropped_full: 'oldest waiting points dropped: buffer full (--buffer-max-size)',
   rejected: 'points in batches DataKit refused',
   corrupt: 'damaged stretches of the buffer dir skipped',
+  unencodable: 'points line protocol cannot carry (a name or value it refuses): skipped',
 };
 
 export class Collector {

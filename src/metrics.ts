@@ -63,12 +63,12 @@ export function metricsRegistry(
       name: 'datakit_ebpf_output_points_total',
       help:
         'Points by what became of them: sent (to stdout or DataKit), dropped (stdout closed), ' +
-        'dropped_full (oldest dropped: buffer full), rejected (DataKit refused their batch).',
+        'dropped_full (oldest dropped: buffer full), rejected (DataKit refused their batch), unencodable (line protocol cannot carry them).',
       labelNames: ['result'],
       registers: [registry],
       collect() {
         const o = output.stats();
-        for (const result of ['sent', 'dropped', 'dropped_full', 'rejected'] as const) points.set({ result }, o[result]);
+        for (const result of ['sent', 'dropped', 'dropped_full', 'rejected', 'unencodable'] as const) points.set({ result }, o[result]);
       },
     }),
   );

@@ -108,7 +108,10 @@ export class DataKitOutput implements Output {
 
   write(category: Category, points: Point[]): void {
     const lane = this.lanes[category];
-    for (const p of points) lane.pending.push(this.encoder.encode(p));
+    for (const p of points) {
+      const line = this.encoder.tryEncode(p);
+      if (line !== undefined) lane.pending.push(line);
+    }
     // under load, post as soon as a batch is ready rather than once a second
     if (lane.pending.length >= this.batchLines) {
       this.cut(lane, true);
@@ -166,6 +169,7 @@ export class DataKitOutput implements Output {
       dropped_full: this.spool.droppedFull + this.droppedInMemory,
       rejected: this.rejected,
       corrupt: this.spool.corrupt,
+      unencodable: this.encoder.refused,
       buffered,
     };
   }

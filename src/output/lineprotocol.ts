@@ -130,7 +130,22 @@ export function encodePoints(points: Point[]): string {
 export class LineEncoder {
   private readonly series = new WeakMap<object, string>();
 
+  /** Points refused (a name or value line protocol cannot carry), each skipped alone. */
+  refused = 0;
+  lastRefusal = '';
+
   constructor(private readonly common: Readonly<Record<string, string>>) {}
+
+  /** The point's line, or undefined (counted) when line protocol cannot carry it. */
+  tryEncode(p: Point): string | undefined {
+    try {
+      return this.encode(p);
+    } catch (err) {
+      this.refused++;
+      this.lastRefusal = (err as Error).message;
+      return undefined;
+    }
+  }
 
   encode(p: Point): string {
     let series = this.series.get(p.tags);

@@ -44,6 +44,8 @@ export interface OutputStats {
   rejected: number;
   /** Damaged stretches of the buffer dir skipped (each one batch or more; their points are not known). */
   corrupt: number;
+  /** Points line protocol cannot carry (an encoder refusal): each skipped alone. */
+  unencodable: number;
   /** Points waiting for DataKit now, in memory or in the buffer dir (a gauge). */
   buffered: number;
 }

@@ -25,7 +25,10 @@ export class StdoutOutput implements Output {
   }
 
   write(_category: Category, points: Point[]): void {
-    for (const p of points) this.queued.push(this.encoder.encode(p));
+    for (const p of points) {
+      const line = this.encoder.tryEncode(p);
+      if (line !== undefined) this.queued.push(line);
+    }
     this.flushIfLarge();
   }
 
@@ -52,6 +55,6 @@ export class StdoutOutput implements Output {
   }
 
   stats(): OutputStats {
-    return { sent: this.written, failed: 0, dropped: this.dropped, dropped_full: 0, rejected: 0, corrupt: 0, buffered: this.queued.length };
+    return { sent: this.written, failed: 0, dropped: this.dropped, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: this.encoder.refused, buffered: this.queued.length };
   }
 }

@@ -63,7 +63,7 @@ test('network and logging points go to their endpoints, one request per category
   await out.flush();
   assert.equal(dk.requests.length, 2, 'nothing queued: nothing sent');
   await out.close();
-  assert.deepEqual(out.stats(), { sent: 3, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, buffered: 0 });
+  assert.deepEqual(out.stats(), { sent: 3, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: 0, buffered: 0 });
   assert.equal(fs.existsSync(bufferDir), false, 'DataKit took everything at once: the buffer dir was never made');
 });
 
@@ -91,7 +91,7 @@ test('a failed post: its batch and the ones behind it wait on disk and are retri
   await until(() => out.stats().sent === 2, 'retried until taken');
   assert.deepEqual(dk.lines(), [lineOf(1), lineOf(2)]);
   assert.deepEqual(dk.requests.map((r) => r.status), [500, 500, 200, 200]);
-  assert.deepEqual(out.stats(), { sent: 2, failed: 2, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, buffered: 0 });
+  assert.deepEqual(out.stats(), { sent: 2, failed: 2, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: 0, buffered: 0 });
   assert.deepEqual(segmentFiles(), [], 'delivered: the files are gone');
   assert.equal((logged().match(/WARN datakit: network post to .* failed: HTTP 500/g) ?? []).length, 1, 'one warning per outage');
   assert.match(logged(), /INFO datakit: 127\.0\.0\.1:\d+ takes network points again/);
@@ -110,7 +110,7 @@ test('408, 429 and 503 are retried; a 400 drops the batch with DataKit\'s answer
   // the first batch was retried through 408, 429 and 503, then refused
   assert.deepEqual(dk.requests.map((r) => r.status), [408, 429, 503, 400, 200, 200]);
   assert.deepEqual(dk.lines(), [3, 4, 5].map(lineOf));
-  assert.deepEqual(out.stats(), { sent: 3, failed: 3, dropped: 0, dropped_full: 0, rejected: 2, corrupt: 0, buffered: 0 });
+  assert.deepEqual(out.stats(), { sent: 3, failed: 3, dropped: 0, dropped_full: 0, rejected: 2, corrupt: 0, unencodable: 0, buffered: 0 });
   const refused = logged().split('\n').filter((l) => l.includes('refused'));
   assert.equal(refused.length, 1);
   assert.match(refused[0], /WARN datakit: network batch of 2 points refused, dropped: HTTP 400: \{"error":"invalid line protocol: m n=1i 1" x+\.\.\.$/);

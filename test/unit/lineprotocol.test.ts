@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodePoint, encodePoints } from '../../src/output/lineprotocol';
+import { Writable } from 'node:stream';
+import { encodePoint, encodePoints, LineEncoder } from '../../src/output/lineprotocol';
+import { StdoutOutput } from '../../src/output/stdout';
 import type { Point } from '../../src/output/point';
 
 const p = (over: Partial<Point>): Point => ({ measurement: 'm', tags: {}, fields: { v: 1 }, time: 5n, ...over });
@@ -58,4 +60,18 @@ test('bad values are refused', () => {
 
 test('points joined by newlines', () => {
   assert.equal(encodePoints([p({}), p({ time: 6n })]), 'm v=1i 5\nm v=1i 6');
+});
+
+test('an output skips a point line protocol cannot carry, counts it, and writes the others of the batch', async () => {
+  const encoder = new LineEncoder({ host: 'h' });
+  const written: string[] = [];
+  const stream = new Writable({ write: (chunk, _enc, done) => (written.push(String(chunk)), done()) });
+  const out = new StdoutOutput(encoder, stream);
+  const ok = (n: number): Point => ({ measurement: 'm', tags: {}, fields: { n }, time: 1n });
+  const bad: Point = { measurement: 'm', tags: {}, fields: { '': 1 }, time: 1n }; // an empty field key
+  out.write('network', [ok(1), bad, ok(2)]);
+  await out.flush();
+  assert.equal(written.join(''), 'm,host=h n=1i 1\nm,host=h n=2i 1\n');
+  assert.equal(out.stats().unencodable, 1);
+  assert.match(encoder.lastRefusal, /empty key/);
 });

@@ -191,7 +191,7 @@ describe('signals', () => {
 });
 
 test('metrics: unexpected errors and log lines are exported as counters', async () => {
-  const output: Output = { write: () => {}, flush: async () => {}, close: async () => {}, stats: () => ({ sent: 0, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, buffered: 0 }) };
+  const output: Output = { write: () => {}, flush: async () => {}, close: async () => {}, stats: () => ({ sent: 0, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: 0, buffered: 0 }) };
   const errors = { uncaught_exception: 3, unhandled_rejection: 0 };
   const registry = metricsRegistry(() => [], output, () => errors);
   const text = await registry.metrics();

@@ -80,7 +80,7 @@ test('collector: points stamped after the next report carry the stepped time', a
     write: (_c, points) => written.push(...points.map((p) => p.time)),
     flush: async () => {},
     close: async () => {},
-    stats: () => ({ sent: 0, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, buffered: 0 }),
+    stats: () => ({ sent: 0, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: 0, buffered: 0 }),
   };
   const collector = new Collector({ intervalMs: 3_600_000 } as Config, [plugin], output, wall);
   collector.start();
