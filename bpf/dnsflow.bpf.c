@@ -23,6 +23,7 @@
 #include "capture.h"
 #include "counters.h"
 #include "dnsflow.h"
+#include "nest.h"
 #include "netflow.h"
 #include "ringbuf.h"
 
@@ -48,7 +49,7 @@ struct {
 /* Events are built here, then copied out with only their used length. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NEST_MAX);
 	__type(key, __u32);
 	__type(value, struct dns_event);
 } dns_scratch SEC(".maps");
@@ -143,8 +144,7 @@ struct {
  * A global function: verified once, on its own. */
 __noinline int parse_question(__u32 at)
 {
-	__u32 zero = 0;
-	struct dns_event *e = bpf_map_lookup_elem(&dns_scratch, &zero);
+	struct dns_event *e = scratch(&dns_scratch);
 	if (!e)
 		return 0;
 	__u64 base = at & 0x1f; /* 12, or 14 after TCP's length */
@@ -394,8 +394,7 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 		return 1; /* no payload: a bare TCP ACK or FIN */
 	__u32 payload_len = skb->len - off;
 
-	__u32 zero = 0;
-	struct dns_event *e = bpf_map_lookup_elem(&dns_scratch, &zero);
+	struct dns_event *e = scratch(&dns_scratch);
 	if (!e)
 		return 1;
 	__u64 len = capture_len(payload_len, DNS_CAPTURE);
@@ -429,13 +428,19 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 SEC("cgroup_skb/egress")
 int dns_egress(struct __sk_buff *skb)
 {
-	return handle(skb, true);
+	__u32 *depth = nest_enter();
+	handle(skb, true);
+	nest_leave(depth);
+	return 1;
 }
 
 SEC("cgroup_skb/ingress")
 int dns_ingress(struct __sk_buff *skb)
 {
-	return handle(skb, false);
+	__u32 *depth = nest_enter();
+	handle(skb, false);
+	nest_leave(depth);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

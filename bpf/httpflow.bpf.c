@@ -23,6 +23,7 @@
 #include "capture.h"
 #include "counters.h"
 #include "httpflow.h"
+#include "nest.h"
 #include "ringbuf.h"
 
 const volatile struct httpflow_config cfg = {
@@ -102,7 +103,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NEST_MAX);
 	__type(key, __u32);
 	__type(value, struct http_parsed);
 } http_parse SEC(".maps");
@@ -118,7 +119,7 @@ struct {
 /* Events are built here, then copied out with only their used length. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NEST_MAX);
 	__type(key, __u32);
 	__type(value, struct http_event);
 } http_scratch SEC(".maps");
@@ -133,7 +134,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NEST_MAX);
 	__type(key, __u32);
 	__type(value, struct http_early);
 } http_early_scratch SEC(".maps");
@@ -273,8 +274,7 @@ static __always_inline __u64 first_byte(__u64 m)
  * A global function: verified once, on its own. */
 __noinline int parse_request(struct __sk_buff *skb, __u32 off)
 {
-	__u32 zero = 0;
-	struct http_parsed *p = bpf_map_lookup_elem(&http_parse, &zero);
+	struct http_parsed *p = scratch(&http_parse);
 	if (!p)
 		return 0;
 	p->ok = 0;
@@ -409,9 +409,8 @@ static __always_inline void http_early_request(struct __sk_buff *skb, __u32 fami
 		http_count(HTTP_CNT_NOT_HTTP);
 		return;
 	}
-	__u32 zero = 0;
-	struct http_parsed *p = bpf_map_lookup_elem(&http_parse, &zero);
-	struct http_early *e = bpf_map_lookup_elem(&http_early_scratch, &zero);
+	struct http_parsed *p = scratch(&http_parse);
+	struct http_early *e = scratch(&http_early_scratch);
 	if (!p || !p->ok || !e)
 		return;
 	e->ts = bpf_ktime_get_ns();
@@ -557,8 +556,7 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 			http_count(HTTP_CNT_NOT_HTTP);
 			return;
 		}
-		__u32 zero = 0;
-		struct http_parsed *p = bpf_map_lookup_elem(&http_parse, &zero);
+		struct http_parsed *p = scratch(&http_parse);
 		if (!p || !p->ok)
 			return;
 		struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -664,8 +662,7 @@ static __always_inline void http_per_request(struct __sk_buff *skb, struct bpf_s
 	if (kind == HTTP_REQUEST && !st)
 		http_count(HTTP_CNT_STATE_FULL);
 
-	__u32 zero = 0;
-	struct http_event *e = bpf_map_lookup_elem(&http_scratch, &zero);
+	struct http_event *e = scratch(&http_scratch);
 	if (!e)
 		return;
 	e->req_end_ts = 0;
@@ -767,8 +764,7 @@ static __always_inline void http_end(struct bpf_sock *bsk, bool egress, __u8 fla
 			http_count(HTTP_CNT_UNANSWERED);
 		/* requests already sent to user space: it lets them go, counted */
 		if (st->outstanding > st->stored) {
-			__u32 zero = 0;
-			struct http_event *e = bpf_map_lookup_elem(&http_scratch, &zero);
+			struct http_event *e = scratch(&http_scratch);
 			if (e) {
 				e->ts = bpf_ktime_get_ns();
 				e->sk = (__u64)bsk;
@@ -847,13 +843,19 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 SEC("cgroup_skb/egress")
 int http_egress(struct __sk_buff *skb)
 {
-	return http_skb(skb, true);
+	__u32 *depth = nest_enter();
+	http_skb(skb, true);
+	nest_leave(depth);
+	return 1;
 }
 
 SEC("cgroup_skb/ingress")
 int http_ingress(struct __sk_buff *skb)
 {
-	return http_skb(skb, false);
+	__u32 *depth = nest_enter();
+	http_skb(skb, false);
+	nest_leave(depth);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

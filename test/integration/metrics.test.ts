@@ -2,28 +2,14 @@
 // with values that follow what the collector did.
 import assert from 'node:assert/strict';
 import { spawnSync, ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { binPath, killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { skip } from '../helpers/privileged';
+import { freePort, sample } from '../helpers/scrape';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `${series} is exposed`);
-  return Number(line.split(' ')[1]);
-}
 
 describe('self-metrics', { skip }, () => {
   let server: ChildProcess | undefined;

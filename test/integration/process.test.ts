@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import { sleep, startCollector } from '../helpers/collector';
 import { startInteractiveBash } from '../helpers/interactive-bash';
 import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
+import { freePort, sample } from '../helpers/scrape';
 
 const LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARN|ERROR) /;
 /** One report of ebpf-bash ends with this line. */
@@ -25,20 +26,6 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Pro
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `${series} is exposed`);
-  return Number(line.split(' ')[1]);
-}
 
 describe('collector process', { skip }, () => {
   test('SIGHUP with --log: after a rename, lines go to a new file and the collector carries on', async () => {

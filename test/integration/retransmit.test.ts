@@ -29,6 +29,22 @@ function lastStats(stderr: string, plugin: string): Record<string, number> {
   return Object.fromEntries([...(lines.at(-1) ?? '').matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
 }
 
+/** Retransmissions after 10 ms, not the default 200: a test of lost segments takes seconds, not minutes. */
+function fastRetransmits(ns: string): void {
+  const route = execFileSync('ip', ['-n', ns, '-4', 'route', 'show', 'proto', 'kernel'], { encoding: 'utf8' }).trim().split('\n')[0];
+  execFileSync('ip', ['-n', ns, 'route', 'change', ...route.split(/\s+/), 'rto_min', '10ms']);
+}
+
+/** Exchanges one side reported, by "path status" (a series counts its exchanges, a point per request one). */
+function exchangesOf(points: ParsedPoint[], direction: string, pid: number | undefined): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const p of points.filter((p) => p.tags.direction === direction && p.tags.pid === String(pid))) {
+    const key = `${p.fields.path} ${p.fields.status_code}`;
+    counts[key] = (counts[key] ?? 0) + ((p.fields.count as number | undefined) ?? 1);
+  }
+  return counts;
+}
+
 describe('httpflow under packet loss', { skip }, () => {
   let hosts: HostPair;
   let server: ChildProcess;
@@ -40,9 +56,7 @@ describe('httpflow under packet loss', { skip }, () => {
       execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
         input: 'table inet loss {\n chain in {\n  type filter hook input priority 0;\n  meta l4proto tcp numgen random mod 100 < 5 drop\n }\n}\n',
       });
-      // retransmit after 10 ms, not the default 200: the test takes seconds, not minutes
-      const route = execFileSync('ip', ['-n', ns, '-4', 'route', 'show', 'proto', 'kernel'], { encoding: 'utf8' }).trim().split('\n')[0];
-      execFileSync('ip', ['-n', ns, 'route', 'change', ...route.split(/\s+/), 'rto_min', '10ms']);
+      fastRetransmits(ns);
     }
     server = await startDaemon('ip', ['netns', 'exec', hosts.server, process.execPath, peer, 'http-app', hosts.serverV4, '8080'], 'listening');
   });
@@ -64,49 +78,26 @@ describe('httpflow under packet loss', { skip }, () => {
     return points.filter((p) => p.tags.dst_port === '8080' || p.tags.src_port === '8080').reduce((a, p) => a + (p.fields.retransmits as number), 0);
   }
 
-  test('summed in the kernel: exact counts per path and status on both sides', async () => {
-    const collector = await startCollector(['--interval', '60s']);
-    try {
-      const client = await requests();
-      await sleep(500);
-      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-      const http = collector.points('httpflow');
-      for (const [direction, pid] of [['outgoing', client.pid], ['incoming', server.pid]] as const) {
-        const side = http.filter((p) => p.tags.direction === direction && p.tags.pid === String(pid));
-        const counts: Record<string, number> = {};
-        for (const p of side) counts[`${p.fields.path} ${p.fields.status_code}`] = (counts[`${p.fields.path} ${p.fields.status_code}`] ?? 0) + (p.fields.count as number);
-        assert.deepEqual(counts, client.counts, `${direction}: ${show(lastStats(collector.stderr(), "httpflow"))}`);
+  for (const perRequest of [false, true]) {
+    const mode = perRequest ? 'per request: every exchange' : 'summed in the kernel: exact counts';
+    test(`${mode} with its own path and status on both sides`, async () => {
+      const collector = await startCollector(['--interval', '60s', ...(perRequest ? ['--l7-per-request'] : [])]);
+      try {
+        const client = await requests();
+        await sleep(500);
+        assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+        const stats = lastStats(collector.stderr(), 'httpflow');
+        for (const [direction, pid] of [['outgoing', client.pid], ['incoming', server.pid]] as const) {
+          assert.deepEqual(exchangesOf(collector.points('httpflow'), direction, pid), client.counts, `${direction}: ${show(stats)}`);
+        }
+        assert.ok(stats.seen_before > 0, `segments seen twice were skipped: ${show(stats)}`);
+        assert.equal(perRequest ? stats.unmatched_responses : stats.unmatched, 0, show(stats));
+        assert.ok(retransmitsSeen(collector.points('netflow')) > 0, 'netflow counted retransmits');
+      } finally {
+        await collector.stop('SIGKILL');
       }
-      const stats = lastStats(collector.stderr(), 'httpflow');
-      assert.ok(stats.seen_before > 0, `segments seen twice were skipped: ${show(stats)}`);
-      assert.equal(stats.unmatched, 0, show(stats));
-      assert.ok(retransmitsSeen(collector.points('netflow')) > 0, 'netflow counted retransmits');
-    } finally {
-      await collector.stop('SIGKILL');
-    }
-  });
-
-  test('per request: every exchange with its own path and status on both sides', async () => {
-    const collector = await startCollector(['--interval', '60s', '--l7-per-request']);
-    try {
-      const client = await requests();
-      await sleep(500);
-      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-      const http = collector.points('httpflow');
-      for (const [direction, pid] of [['outgoing', client.pid], ['incoming', server.pid]] as const) {
-        const side = http.filter((p) => p.tags.direction === direction && p.tags.pid === String(pid));
-        const counts: Record<string, number> = {};
-        for (const p of side) counts[`${p.fields.path} ${p.fields.status_code}`] = (counts[`${p.fields.path} ${p.fields.status_code}`] ?? 0) + 1;
-        assert.deepEqual(counts, client.counts, `${direction}: ${show(lastStats(collector.stderr(), "httpflow"))}`);
-      }
-      const stats = lastStats(collector.stderr(), 'httpflow');
-      assert.ok(stats.seen_before > 0, `segments seen twice were skipped: ${show(stats)}`);
-      assert.equal(stats.unmatched_responses, 0, show(stats));
-      assert.ok(retransmitsSeen(collector.points('netflow')) > 0, 'netflow counted retransmits');
-    } finally {
-      await collector.stop('SIGKILL');
-    }
-  });
+    });
+  }
 });
 
 describe('httpflow: a request that comes before its connection is accepted', { skip }, () => {
@@ -120,8 +111,7 @@ describe('httpflow: a request that comes before its connection is accepted', { s
     execFileSync('ip', ['netns', 'exec', hosts.server, 'nft', '-f', '-'], {
       input: 'table inet early {\n chain in {\n  type filter hook input priority 0;\n  tcp flags == ack ip length 52 drop\n }\n}\n',
     });
-    const route = execFileSync('ip', ['-n', hosts.server, '-4', 'route', 'show', 'proto', 'kernel'], { encoding: 'utf8' }).trim().split('\n')[0];
-    execFileSync('ip', ['-n', hosts.server, 'route', 'change', ...route.split(/\s+/), 'rto_min', '10ms']);
+    fastRetransmits(hosts.server);
     server = await startDaemon('ip', ['netns', 'exec', hosts.server, process.execPath, peer, 'http-app', hosts.serverV4, '8080'], 'listening');
   });
   after(() => {
@@ -141,10 +131,7 @@ describe('httpflow: a request that comes before its connection is accepted', { s
         const stats = lastStats(collector.stderr(), 'httpflow');
         assert.equal(stats.early_requests, 3, `one per connection: ${show(stats)}`);
         for (const [direction, pid] of [['outgoing', client.pid], ['incoming', server.pid]] as const) {
-          const side = collector.points('httpflow').filter((p) => p.tags.direction === direction && p.tags.pid === String(pid));
-          const seen: Record<string, number> = {};
-          for (const p of side) seen[`${p.fields.path} ${p.fields.status_code}`] = (seen[`${p.fields.path} ${p.fields.status_code}`] ?? 0) + ((p.fields.count as number) ?? 1);
-          assert.deepEqual(seen, counts, `${direction}: ${show(stats)}`);
+          assert.deepEqual(exchangesOf(collector.points('httpflow'), direction, pid), counts, `${direction}: ${show(stats)}`);
         }
       } finally {
         await collector.stop('SIGKILL');
