@@ -33,7 +33,7 @@ function repeat(cmd: string[], until: number, failures: string[]): { done: Promi
         child = spawn(cmd[0], cmd.slice(1), { stdio: 'ignore', detached: true });
         child.on('exit', (c) => resolve(c));
       });
-      if (code !== 0 && !stopped) failures.push(`${cmd.slice(4, 6).join(' ')} exited ${code}`);
+      if (code !== 0 && !stopped) failures.push(`${cmd[4] === process.execPath ? cmd[6] : cmd[4]} exited ${code}`);
       runs++;
     }
     return runs;
@@ -61,7 +61,8 @@ export async function soak(hosts: HostPair, dir: string, minutes: number, querie
     repeat(inClient(['wrk', '-t1', '-c10', '-d30s', url]), until, failures),
     repeat(inClient(['wrk', '-t1', '-c4', '-d30s', '-H', 'Connection: close', url]), until, failures),
     repeat(inClient(['dnsperf', '-s', hosts.serverV4, '-d', queries, '-l', '30', '-Q', '3000']), until, failures),
-    repeat(inClient([process.execPath, peer, 'udp-churn', hosts.serverV4, '9100', '20000', '20', '2', hosts.clientV4]), until, failures),
+    // ports the kernel picks: dnsperf holds some of the ephemeral range too
+    repeat(inClient([process.execPath, peer, 'udp-churn', hosts.serverV4, '9100', '20000', '20', '2']), until, failures),
   ];
   const samples: { minute: number; rss: number }[] = [];
   try {
@@ -97,7 +98,9 @@ export async function soak(hosts: HostPair, dir: string, minutes: number, querie
     ];
     const table = [rows[0], rows[0].map(() => '---'), rows[1]].map((r) => `| ${r.join(' | ')} |`).join('\n');
     const curve = samples.filter((_, i) => i % 6 === 5).map((s) => `${s.minute.toFixed(0)} min: ${s.rss.toFixed(0)} MB`).join(', ');
-    return `## Soak\n\n${table}\n\nRSS each minute: ${curve}${failures.length ? `\n\nLoad failures: ${failures.join('; ')}` : ''}\n`;
+    // each kind of failure once, with how many times
+    const failed = [...new Set(failures)].map((f) => `${f} (${failures.filter((x) => x === f).length}×)`);
+    return `## Soak\n\n${table}\n\nRSS each minute: ${curve}${failed.length ? `\n\nLoad failures: ${failed.join('; ')}` : ''}\n`;
   } finally {
     for (const l of loads) l.stop();
     killGroup(udpServer);

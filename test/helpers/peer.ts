@@ -8,9 +8,10 @@
 //   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
-//   udp-churn HOST PORT SOCKETS REQUEST_BYTES PARALLEL LOCAL_ADDR...
+//   udp-churn HOST PORT SOCKETS REQUEST_BYTES PARALLEL [LOCAL_ADDR...]
 //                                          UDP: a new connected socket for each request and its answer, each
-//                                          from a local address and port of its own (ports from 32768 up)
+//                                          from a local address and port of its own (ports from 32768 up;
+//                                          no address: any port the kernel gives)
 //   dns-servfail HOST PORT [DELAY_MS]      a DNS server that answers every query with SERVFAIL (after DELAY_MS)
 //   http-app HOST PORT                     an HTTP app server: /app/fail answers 500, /app/slow after 300 ms,
 //                                          /app/delay?ms=N after N ms, /status/NNN/... with status NNN
@@ -112,6 +113,7 @@ async function udpChurn(sockets: number, requestBytes: number, parallel: number,
         received += msg.length;
         sock.close(() => resolve());
       });
+      if (!locals.length) return void sock.connect(port, host, () => sock.send(payload)); // the kernel picks the port
       // the same port again only after every other one: a socket's memory is soon another's
       const perAddress = Math.ceil(sockets / locals.length);
       const address = locals[Math.floor(n / perAddress)];
