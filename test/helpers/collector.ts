@@ -199,4 +199,10 @@ export function startDaemon(cmd: string, args: string[], ready: string): Promise
   });
 }
 
+/** The counters a plugin logged in its last interval line ("NAME: N points; key=value ..."). */
+export function pluginStats(stderr: string, plugin: string): Record<string, number> {
+  const lines = stderr.split('\n').filter((l) => l.includes(`${plugin}: `) && l.includes(' points; '));
+  return Object.fromEntries([...(lines.at(-1) ?? '').matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

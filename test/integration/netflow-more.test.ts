@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, pluginStats, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -17,13 +17,6 @@ function matching(points: ParsedPoint[], tags: Record<string, string>): ParsedPo
   return points.filter((p) => Object.entries(tags).every(([k, v]) => p.tags[k] === v));
 }
 const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + (p.fields[f] as number), 0);
-
-/** The last per-interval stats line the collector logged for netflow. */
-function lastStats(stderr: string): Record<string, number> {
-  const lines = stderr.split('\n').filter((l) => l.includes('netflow: ') && l.includes(' points; '));
-  const last = lines[lines.length - 1] ?? '';
-  return Object.fromEntries([...last.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
-}
 
 describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
   let hosts: HostPair;
@@ -92,7 +85,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       const client = await run('ip', inClient(['udp-churn', hosts.serverV4, '9056', String(SOCKETS), '10', '8', ...locals]));
       assert.equal(JSON.parse(client.stdout).received, SOCKETS * 20);
       assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-      const stats = lastStats(collector.stderr());
+      const stats = pluginStats(collector.stderr(), 'netflow');
       assert.equal(stats.udp_map_full, 0, show(stats));
       assert.ok(stats.udp_sweeps > 1, `swept between reports: ${show(stats)}`);
       assert.ok(stats.udp_flows <= 65_536, show(stats));
@@ -121,7 +114,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       );
       const inc = matching(collector.points('netflow'), { pid: String(server.pid) });
       assert.equal(inc[0].fields.bytes_read, 1000);
-      assert.equal(lastStats(collector.stderr()).udp_last_peer, 10);
+      assert.equal(pluginStats(collector.stderr(), 'netflow').udp_last_peer, 10);
     } finally {
       await collector.stop('SIGKILL');
     }
@@ -202,7 +195,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       assert.equal(sum(inc, 'tcp_established'), N);
       assert.equal(sum(inc, 'tcp_closed'), N);
       assert.equal(sum(inc, 'bytes_read'), N * 100);
-      const stats = lastStats(collector.stderr());
+      const stats = pluginStats(collector.stderr(), 'netflow');
       assert.equal(stats.conn_map_full, 0);
       assert.equal(stats.close_lost, 0);
       assert.equal(stats.conns_vanished, 0);

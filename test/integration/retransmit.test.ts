@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, pluginStats, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -22,12 +22,6 @@ const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint'
 const PATHS = ['/status/200/a', '/status/404/b', '/status/503/c', '/status/302/d'];
 const CONNECTIONS = 20;
 const REPEAT = 500; // 2,000 requests
-
-/** The interval's stats line the collector logged last for a plugin. */
-function lastStats(stderr: string, plugin: string): Record<string, number> {
-  const lines = stderr.split('\n').filter((l) => l.includes(`${plugin}: `) && l.includes(' points; '));
-  return Object.fromEntries([...(lines.at(-1) ?? '').matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
-}
 
 /** Retransmissions after 10 ms, not the default 200: a test of lost segments takes seconds, not minutes. */
 function fastRetransmits(ns: string): void {
@@ -86,7 +80,7 @@ describe('httpflow under packet loss', { skip }, () => {
         const client = await requests();
         await sleep(500);
         assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-        const stats = lastStats(collector.stderr(), 'httpflow');
+        const stats = pluginStats(collector.stderr(), 'httpflow');
         for (const [direction, pid] of [['outgoing', client.pid], ['incoming', server.pid]] as const) {
           assert.deepEqual(exchangesOf(collector.points('httpflow'), direction, pid), client.counts, `${direction}: ${show(stats)}`);
         }
@@ -128,7 +122,7 @@ describe('httpflow: a request that comes before its connection is accepted', { s
         assert.deepEqual(counts, Object.fromEntries(PATHS.map((p) => [`${p} ${p.split('/')[2]}`, 2])));
         await sleep(500);
         assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-        const stats = lastStats(collector.stderr(), 'httpflow');
+        const stats = pluginStats(collector.stderr(), 'httpflow');
         assert.equal(stats.early_requests, 3, `one per connection: ${show(stats)}`);
         for (const [direction, pid] of [['outgoing', client.pid], ['incoming', server.pid]] as const) {
           assert.deepEqual(exchangesOf(collector.points('httpflow'), direction, pid), counts, `${direction}: ${show(stats)}`);
@@ -163,7 +157,7 @@ describe('httpflow: requests whose connection ends before they are answered', { 
         await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'http-unanswered', hosts.serverV4, '8080', String(REQUESTS)]);
         await sleep(500);
         assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-        const stats = lastStats(collector.stderr(), 'httpflow');
+        const stats = pluginStats(collector.stderr(), 'httpflow');
         assert.equal(collector.points('httpflow').length, 0);
         if (perRequest) {
           // pipelined: each side's requests all went to user space, which lets them go at the close

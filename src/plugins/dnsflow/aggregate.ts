@@ -6,7 +6,7 @@
 import { BpfMap, BpfObject } from '../../bpf/native';
 import { LatencyStats, latencyStats, SeriesTables } from '../../aggregate/series';
 import { DNS_QUERY, DNS_QUERY_KEY, DNS_SERIES_KEY, ip } from './decode';
-import { DNS_TIMEOUT_NS } from './matcher';
+import { DNS_TIMEOUT_NS, type DnsFlowKey } from './matcher';
 import { qtypeName } from './message';
 
 /** Name texts kept; the kernel keeps as many hashes (dns_names). */
@@ -14,14 +14,8 @@ const MAX_NAMES = 65_536;
 /** Pending queries read per batch. */
 const PENDING_CHUNK = 4096;
 
-export interface DnsSeries {
-  transport: 'udp' | 'tcp';
-  family: 'IPv4' | 'IPv6';
-  clientIp: string;
-  /** 0: an ephemeral port, collapsed */
-  clientPort: number;
-  serverIp: string;
-  serverPort: number;
+/** The ends of a query as the matcher keys them; a clientPort of 0 is an ephemeral port, collapsed. */
+export interface DnsSeries extends DnsFlowKey {
   /** undefined: its text never reached user space; '*': an overflow series */
   domain?: string;
   qtype: string;
