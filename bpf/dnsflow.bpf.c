@@ -337,6 +337,38 @@ static __always_inline void dns_aggregate(struct __sk_buff *skb, struct dns_even
 	send_message(e, DNS_KIND_ANSWER);
 }
 
+/* A DNS message's payload, copied into this run's scratch event: summed
+ * in the kernel, or sent to user space per query. */
+static __always_inline void dns_payload(struct __sk_buff *skb, struct dns_event *e, bool egress, __u32 off, __u32 payload_len,
+					const __u32 *saddr, const __u32 *daddr, __u16 sport, __u16 dport, __u16 family, __u8 proto)
+{
+	__u64 len = capture_len(payload_len, DNS_CAPTURE);
+	if (!len || bpf_skb_load_bytes(skb, off, e->payload, len))
+		return;
+	e->ts = bpf_ktime_get_ns();
+	__builtin_memcpy(e->saddr, saddr, 16);
+	__builtin_memcpy(e->daddr, daddr, 16);
+	e->sport = sport;
+	e->dport = dport;
+	e->family = family;
+	e->proto = proto;
+	e->is_response = !egress;
+	e->len = len;
+	e->kind = DNS_KIND_PACKET;
+	e->_pad0 = 0;
+	e->payload_len = payload_len;
+	e->name = 0;
+	if (!cfg.per_query) {
+		dns_aggregate(skb, e, egress);
+		return;
+	}
+	/* a query is some 50 bytes: send what was captured, not the whole record */
+	if (output_prefix(&dns_events, e, offsetof(struct dns_event, payload) + len, sizeof(*e), cfg.wakeup_bytes))
+		count(DNS_CNT_RINGBUF_FULL);
+	else
+		count(DNS_CNT_EVENTS);
+}
+
 static __always_inline int handle(struct __sk_buff *skb, bool egress)
 {
 	__u32 saddr[4] = {}, daddr[4] = {}; /* words: is_loopback reads them so */
@@ -394,53 +426,25 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 		return 1; /* no payload: a bare TCP ACK or FIN */
 	__u32 payload_len = skb->len - off;
 
+	/* only runs that use scratch memory count their nesting */
+	__u32 *depth = nest_enter();
 	struct dns_event *e = scratch(&dns_scratch);
-	if (!e)
-		return 1;
-	__u64 len = capture_len(payload_len, DNS_CAPTURE);
-	if (!len || bpf_skb_load_bytes(skb, off, e->payload, len))
-		return 1;
-	e->ts = bpf_ktime_get_ns();
-	__builtin_memcpy(e->saddr, saddr, 16);
-	__builtin_memcpy(e->daddr, daddr, 16);
-	e->sport = sport;
-	e->dport = dport;
-	e->family = family;
-	e->proto = proto;
-	e->is_response = !egress;
-	e->len = len;
-	e->kind = DNS_KIND_PACKET;
-	e->_pad0 = 0;
-	e->payload_len = payload_len;
-	e->name = 0;
-	if (!cfg.per_query) {
-		dns_aggregate(skb, e, egress);
-		return 1;
-	}
-	/* a query is some 50 bytes: send what was captured, not the whole record */
-	if (output_prefix(&dns_events, e, offsetof(struct dns_event, payload) + len, sizeof(*e), cfg.wakeup_bytes))
-		count(DNS_CNT_RINGBUF_FULL);
-	else
-		count(DNS_CNT_EVENTS);
+	if (e)
+		dns_payload(skb, e, egress, off, payload_len, saddr, daddr, sport, dport, family, proto);
+	nest_leave(depth);
 	return 1;
 }
 
 SEC("cgroup_skb/egress")
 int dns_egress(struct __sk_buff *skb)
 {
-	__u32 *depth = nest_enter();
-	handle(skb, true);
-	nest_leave(depth);
-	return 1;
+	return handle(skb, true);
 }
 
 SEC("cgroup_skb/ingress")
 int dns_ingress(struct __sk_buff *skb)
 {
-	__u32 *depth = nest_enter();
-	handle(skb, false);
-	nest_leave(depth);
-	return 1;
+	return handle(skb, false);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -789,6 +789,32 @@ static __always_inline void http_end(struct bpf_sock *bsk, bool egress, __u8 fla
 	q->count = 0;
 }
 
+/* A segment with data, a FIN or a RST. */
+static __always_inline void http_segment(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 off, const struct tcp_start *th, bool egress)
+{
+	if (skb->len > off && bsk->state == BPF_TCP_LISTEN) {
+		/* data before the handshake's end: its connection has no socket yet */
+		__u32 word = 0;
+		if (!egress && skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4) && http_kind(word) == HTTP_REQUEST)
+			http_early_request(skb, family, off, th);
+		return;
+	}
+	if (skb->len > off) {
+		__u32 seq = bpf_ntohl(th->seq);
+		__u32 word = 0;
+		int kind = 0;
+		if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
+			kind = http_kind(word);
+		if (cfg.per_request)
+			http_per_request(skb, bsk, family, off, kind, egress, seq);
+		else
+			http_aggregate(skb, bsk, family, off, kind, egress, seq);
+	}
+	/* after the data it may carry: the end of the connection */
+	if (th->flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		http_end(bsk, egress, th->flags);
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
@@ -797,10 +823,11 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	__u32 l4, family;
 	__u8 proto;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 vihl;
-		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
+		__u8 ip[10]; /* through the protocol byte, in one load */
+		if (bpf_skb_load_bytes(skb, 0, ip, sizeof(ip)))
 			return 1;
-		l4 = (vihl & 0xf) * 4;
+		proto = ip[9];
+		l4 = (ip[0] & 0xf) * 4;
 		family = AF_INET;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
@@ -816,46 +843,25 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
 		return 1;
 	__u32 off = l4 + (th.doff >> 4) * 4;
-	if (skb->len > off && bsk->state == BPF_TCP_LISTEN) {
-		/* data before the handshake's end: its connection has no socket yet */
-		__u32 word = 0;
-		if (!egress && skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4) && http_kind(word) == HTTP_REQUEST)
-			http_early_request(skb, family, off, &th);
-		return 1;
-	}
-	if (skb->len > off) {
-		__u32 seq = bpf_ntohl(th.seq);
-		__u32 word = 0;
-		int kind = 0;
-		if (skb->len >= off + 4 && !bpf_skb_load_bytes(skb, off, &word, 4))
-			kind = http_kind(word);
-		if (cfg.per_request)
-			http_per_request(skb, bsk, family, off, kind, egress, seq);
-		else
-			http_aggregate(skb, bsk, family, off, kind, egress, seq);
-	}
-	/* after the data it may carry: the end of the connection */
-	if (th.flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
-		http_end(bsk, egress, th.flags);
+	if (skb->len <= off && !(th.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
+		return 1; /* a bare ACK: nothing to see */
+	/* only runs that may use scratch memory count their nesting */
+	__u32 *depth = nest_enter();
+	http_segment(skb, bsk, family, off, &th, egress);
+	nest_leave(depth);
 	return 1;
 }
 
 SEC("cgroup_skb/egress")
 int http_egress(struct __sk_buff *skb)
 {
-	__u32 *depth = nest_enter();
-	http_skb(skb, true);
-	nest_leave(depth);
-	return 1;
+	return http_skb(skb, true);
 }
 
 SEC("cgroup_skb/ingress")
 int http_ingress(struct __sk_buff *skb)
 {
-	__u32 *depth = nest_enter();
-	http_skb(skb, false);
-	nest_leave(depth);
-	return 1;
+	return http_skb(skb, false);
 }
 
 char LICENSE[] SEC("license") = "GPL";
