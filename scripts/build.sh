@@ -12,3 +12,12 @@ gyp=(npx --no-install node-gyp --nodedir=/usr -C native --loglevel=warn)
 "${gyp[@]}" build >/dev/null
 
 npx --no-install tsc -p .
+
+# The commit this build is made from, for --version ("-dirty": with uncommitted
+# changes to tracked files); rewritten only when it changes.
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  commit+=-dirty
+fi
+info="{\"commit\":\"$commit\"}"
+[ "$(cat dist/build-info.json 2>/dev/null)" = "$info" ] || echo "$info" > dist/build-info.json
