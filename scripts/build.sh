@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 make -s -C bpf
 
-# node-gyp takes Node's headers from /usr/include/node instead of downloading them.
+# Configured again when binding.gyp changed. node-gyp takes Node's headers from /usr/include/node instead of downloading them.
 gyp=(npx --no-install node-gyp --nodedir=/usr -C native --loglevel=warn)
-[ -f native/build/Makefile ] || "${gyp[@]}" configure
+[ native/build/Makefile -nt native/binding.gyp ] || "${gyp[@]}" configure
 "${gyp[@]}" build >/dev/null
 
 npx --no-install tsc -p .
