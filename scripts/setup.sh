@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 1>&2
 
-# Build tools, then the real peers the integration tests talk to.
+# Build tools, then the real peers the integration tests talk to, then debootstrap
+# (the package test installs the packages in a bare Debian 12).
 PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
   iproute2 util-linux procps nftables
+  debootstrap
   influxdb nginx-light wrk dnsmasq-base dnsutils dnsperf prometheus iperf3 openssl
 )
 # --kernels: also what the kernel matrix needs (test/kernels/vm.ts): qemu,
