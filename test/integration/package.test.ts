@@ -26,7 +26,7 @@ const TCP_PORT = 7100;
 const REQUEST = 234567;
 const RESPONSE = 8765;
 const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
-const NODE_VERSION = /^NODE_VERSION=(\S+)$/m.exec(fs.readFileSync(path.join(repoRoot, 'scripts', 'package.sh'), 'utf8'))![1];
+const NODE_VERSION = /^NODE_VERSION=(\S+)$/m.exec(fs.readFileSync(path.join(repoRoot, 'scripts', 'node-runtime.sh'), 'utf8'))![1];
 
 const sh = (cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string =>
   execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...opts });
@@ -85,10 +85,16 @@ class Chroot {
     this.top = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-pkg-'));
     this.root = path.join(this.top, 'root');
     fs.mkdirSync(this.root);
-    sh('tar', ['--numeric-owner', '-C', this.root, '-xf', tarball]);
-    sh('mount', ['--bind', '/proc', `${this.root}/proc`]);
-    sh('mount', ['--rbind', '/sys', `${this.root}/sys`]);
-    sh('mount', ['--make-rslave', `${this.root}/sys`]);
+    try {
+      sh('tar', ['--numeric-owner', '-C', this.root, '-xf', tarball]);
+      sh('mount', ['--bind', '/proc', `${this.root}/proc`]);
+      // the cgroup, BPF and trace file systems are mounted under /sys
+      sh('mount', ['--rbind', '/sys', `${this.root}/sys`]);
+      sh('mount', ['--make-rslave', `${this.root}/sys`]);
+    } catch (err) {
+      this.destroy();
+      throw err;
+    }
   }
 
   /** Runs a shell script inside, from /tmp; returns its stdout. */
