@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
+import { killGroup, nodeComm, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
@@ -358,7 +358,7 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
     const u = usage(collector.proc.pid!);
     const maps = bpfMapMb(collector.proc.pid!);
     await collector.stop('SIGTERM', 300_000);
-    const established = collector.points('netflow').filter((p) => p.tags.process_name === 'node' && p.tags.direction === 'outgoing');
+    const established = collector.points('netflow').filter((p) => p.tags.process_name === nodeComm && p.tags.direction === 'outgoing');
     // where the memory went, for whoever reads the run's log
     for (const l of collector.stderr().split('\n')) if (/memory:|netflow: \d+ points/.test(l)) console.error(l);
     return [

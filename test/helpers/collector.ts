@@ -5,6 +5,11 @@ import * as path from 'node:path';
 import { ParsedPoint, parseLine } from './lineprotocol-parse';
 
 export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+/**
+ * The kernel's name (comm) of a process of the Node.js running the tests, as
+ * the peers are: Node.js 24 names its main thread, so "MainThread"; "node" before.
+ */
+export const nodeComm = fs.readFileSync('/proc/self/comm', 'utf8').trim();
 export const binPath = path.join(repoRoot, 'bin', 'datakit-ebpf');
 
 export interface RunningCollector {
