@@ -10,6 +10,7 @@
 //   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
 //   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
 //   ONLY=soak SOAK_MINUTES=30 npm run bench   (only the soak: a mixed load for that long; memory and losses; bench/SOAK.md)
+//   ONLY=startup npm run bench                (only the start-up time of the package of `npm run package`)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -17,11 +18,12 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
+import { killGroup, nodeComm, RunningCollector, spawnGroup, startCollector, startDaemon } from '../test/helpers/collector';
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
 import { soak } from './soak';
+import { startup } from './startup';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 10);
@@ -418,7 +420,7 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
     const u = usage(collector.proc.pid!);
     const maps = bpfMapMb(collector.proc.pid!);
     await collector.stop('SIGTERM', 300_000);
-    const established = collector.points('netflow').filter((p) => p.tags.process_name === 'node' && p.tags.direction === 'outgoing');
+    const established = collector.points('netflow').filter((p) => p.tags.process_name === nodeComm && p.tags.direction === 'outgoing');
     // where the memory went, for whoever reads the run's log
     for (const l of collector.stderr().split('\n')) if (/memory:|netflow: \d+ points/.test(l)) console.error(l);
     return [
@@ -440,6 +442,10 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
+  if (ONLY === 'startup') {
+    console.log(`# Start-up\n\n${new Date().toISOString()}.\n\n${await startup()}`);
+    return;
+  }
   const hosts = createHostPair(9);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-bench-'));
   fs.chmodSync(dir, 0o755);

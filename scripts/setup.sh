@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 1>&2
 
-# Build tools, then the real peers the integration tests talk to.
+# Build tools, then the real peers the integration tests talk to, then debootstrap
+# (the package test installs the packages in a bare Debian 12).
 PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
   iproute2 util-linux procps nftables
+  debootstrap
   influxdb nginx-light wrk dnsmasq-base dnsutils dnsperf prometheus iperf3 openssl
 )
 # --kernels: also what the kernel matrix needs (test/kernels/vm.ts): qemu,
@@ -47,5 +49,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+
+# Node.js 24 LTS, which runs the collector, the tests and the benchmarks
+# (build/node; this machine's apt offers no Node.js 24)
+bash scripts/node-runtime.sh
 
 bash scripts/build.sh

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { libbpfVersion } from '../bpf/native';
 import { Config, helpText, parseConfig, UsageError } from './config';
 
 export * from './config';
@@ -19,6 +20,33 @@ export function packageVersion(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** Written by scripts/build.sh next to the compiled code: dist/build-info.json. */
+const BUILD_INFO = path.resolve(__dirname, '..', '..', 'build-info.json');
+
+/** The git commit the build was made from ("-dirty": with uncommitted changes), or "unknown". */
+export function buildCommit(): string {
+  try {
+    const info = JSON.parse(fs.readFileSync(BUILD_INFO, 'utf8')) as { commit?: unknown };
+    return typeof info.commit === 'string' && info.commit ? info.commit : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * What --version prints: the package version on the first line, then the commit
+ * it was built from, the Node.js running it and the libbpf linked into the addon.
+ */
+export function versionText(): string {
+  let libbpf: string;
+  try {
+    libbpf = libbpfVersion();
+  } catch (err) {
+    libbpf = `unknown (${String((err as Error)?.message ?? err).split('\n')[0]})`;
+  }
+  return `datakit-ebpf ${packageVersion()}\ncommit: ${buildCommit()}\nnode: ${process.version}\nlibbpf: ${libbpf}\n`;
 }
 
 /**
@@ -40,7 +68,7 @@ export function loadConfigOrExit(argv: string[], env: Record<string, string | un
     process.exit(0);
   }
   if (result === 'version') {
-    process.stdout.write(`datakit-ebpf ${packageVersion()}\n`);
+    process.stdout.write(versionText());
     process.exit(0);
   }
   return result;

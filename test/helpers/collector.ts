@@ -5,6 +5,11 @@ import * as path from 'node:path';
 import { ParsedPoint, parseLine } from './lineprotocol-parse';
 
 export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+/**
+ * The kernel's name (comm) of a process of the Node.js running the tests, as
+ * the peers are: Node.js 24 names its main thread, so "MainThread"; "node" before.
+ */
+export const nodeComm = fs.readFileSync('/proc/self/comm', 'utf8').trim();
 export const binPath = path.join(repoRoot, 'bin', 'datakit-ebpf');
 
 export interface RunningCollector {
@@ -58,6 +63,8 @@ function logText(args: string[], stderr: string): string {
  * from the file when asked for. `wrapper` runs it through another command
  * (e.g. unshare), which must exec it. It is ready once its log says it
  * started, or once `ready` resolves true (for a log that cannot be read).
+ * `bin` is the executable: this checkout's unless another is named (an
+ * installed package's).
  */
 export async function startCollector(
   args: string[],
@@ -65,12 +72,13 @@ export async function startCollector(
   stdoutFile?: string,
   wrapper: string[] = [],
   ready?: () => boolean | Promise<boolean>,
+  bin = binPath,
 ): Promise<RunningCollector> {
   // the kernel matrix runs the suites once per byte-hook path
   if (process.env.TEST_HOOKS && !args.some((a) => a.startsWith('--hooks'))) args = [...args, '--hooks', process.env.TEST_HOOKS];
   const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
   // run the executable itself, as users do, so its interpreter flags apply
-  const [cmd, ...pre] = [...wrapper, binPath];
+  const [cmd, ...pre] = [...wrapper, bin];
   const proc = spawn(cmd, [...pre, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', out, 'pipe'],

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, nodeComm, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -156,7 +156,7 @@ http {
       const points = collector.points('httpflow');
       const out = points.filter((p) => p.tags.pid === String(client.pid));
       assert.equal(out.length, N);
-      assert.ok(out.every((p) => p.tags.direction === 'outgoing' && p.fields.path === '/index.html' && p.fields.status_code === 200 && p.tags.process_name === 'node'));
+      assert.ok(out.every((p) => p.tags.direction === 'outgoing' && p.fields.path === '/index.html' && p.fields.status_code === 200 && p.tags.process_name === nodeComm));
       const inc = points.filter((p) => p.tags.pid === String(worker));
       assert.equal(inc.length, N);
       // one request at a time: the kernel pairs every exchange itself, on both sides

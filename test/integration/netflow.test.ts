@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
 import { createHostPair, HostPair } from '../helpers/netns';
-import { killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, nodeComm, run, sleep, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { skip } from '../helpers/privileged';
 
@@ -71,7 +71,7 @@ describe('netflow over TCP between test hosts', { skip }, () => {
           transport: 'tcp',
           family: 'IPv4',
           pid: String(client.pid),
-          process_name: 'node',
+          process_name: nodeComm,
           src_ip: hosts.clientV4,
           src_port: '*',
           src_ip_type: 'other',

@@ -726,10 +726,17 @@ process.stdout.write(JSON.stringify(c));`;
     assert.equal(r.stderr, '');
   });
 
-  test('--version: the package version on stdout, exit 0', () => {
+  test('--version: the package version, the commit built, Node.js and libbpf on stdout, exit 0', () => {
     const r = run(['--version']);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout, `datakit-ebpf ${pkg.version}\n`);
+    const repo = path.join(__dirname, '..', '..', '..');
+    const git = (...args: string[]) => spawnSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).stdout.trim();
+    const commit = git('rev-parse', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') ? '-dirty' : '');
+    assert.match(commit, /^[0-9a-f]{40}(-dirty)?$/);
+    const { libbpfVersion } = require('../../src/bpf/native') as typeof import('../../src/bpf/native');
+    assert.match(libbpfVersion(), /^v1\.\d+$/);
+    assert.equal(r.stdout, `datakit-ebpf ${pkg.version}\ncommit: ${commit}\nnode: ${process.version}\nlibbpf: ${libbpfVersion()}\n`);
+    assert.equal(r.stderr, '');
   });
 
   test('a usage error: exactly one line on stderr, nothing on stdout, exit 2', () => {
