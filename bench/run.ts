@@ -10,6 +10,7 @@
 //   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
 //   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
 //   ONLY=soak SOAK_MINUTES=30 npm run bench   (only the soak: a mixed load for that long; memory and losses; bench/SOAK.md)
+//   ONLY=bash-discovery npm run bench         (only the CPU cost of finding bash processes, with DISCOVERY_PROCESSES=2000 more processes)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -21,6 +22,7 @@ import { killGroup, RunningCollector, spawnGroup, startCollector, startDaemon } 
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
+import { bashDiscovery } from './bash-discovery';
 import { soak } from './soak';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -377,6 +379,10 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
+  if (ONLY === 'bash-discovery') {
+    console.log(`# bash discovery\n\n${new Date().toISOString()} on Linux ${os.release()}, Node ${process.version}.\n\n${await bashDiscovery()}`);
+    return;
+  }
   const hosts = createHostPair(9);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-bench-'));
   fs.chmodSync(dir, 0o755);

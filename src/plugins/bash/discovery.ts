@@ -98,8 +98,8 @@ export class BashDiscovery {
   private serial = 0;
   private lastFullMs = -Infinity;
   private lastHostMs = -Infinity;
-  /** Counters: scans, processes looked at, bash processes found. */
-  readonly counts = { scans: 0, examined: 0, bash_found: 0 };
+  /** Counters: scans, processes seen for the first time, looked at, bash processes found. */
+  readonly counts = { scans: 0, new_processes: 0, examined: 0, bash_found: 0 };
 
   constructor(
     private readonly sink: ProbeSink,
@@ -170,6 +170,7 @@ export class BashDiscovery {
       if (!e) {
         e = { exe: '', firstSeenMs: nowMs, serial, bash: false, probes: [] };
         this.processes.set(pid, e);
+        this.counts.new_processes++;
         this.examine(pid, e);
       } else {
         e.serial = serial;
@@ -297,7 +298,7 @@ export class BashDiscovery {
     if (!key) return undefined;
     let defines = this.definesReadline.get(key);
     if (defines === undefined) this.definesReadline.set(key, (defines = elfDefines(p, 'readline')));
-    return defines ? { key, path: p, label: `${file} (as process ${pid} sees it)`, shared } : undefined;
+    return defines ? { key, path: p, label: `${file} (mapped by process ${pid})`, shared } : undefined;
   }
 
   private place(t: ProbeTarget, pinned: boolean): Probe | undefined {
