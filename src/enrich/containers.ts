@@ -56,6 +56,12 @@ export class Containers implements ContainerLookup {
   private readonly byCgroup?: CgroupIndex;
   private pids = new Map<number, string | undefined>();
   private pidsSince = performance.now();
+  /**
+   * Containers of processes learnt from the cgroup ids of their connections:
+   * for a process gone before a plugin without cgroup ids (dnsflow, httpflow)
+   * asks (a `dig` in a container).
+   */
+  private learnt = new Map<number, string>();
 
   /** @param cgroup2 the host's cgroup v2 mount, to name the cgroup ids the kernel records (none: by pid only) */
   constructor(
@@ -69,7 +75,13 @@ export class Containers implements ContainerLookup {
     // recorded by the kernel with the connection: exact even after the process is gone
     if (cgroupId && this.byCgroup) {
       const id = this.byCgroup.find(cgroupId);
-      if (id) return id;
+      if (id) {
+        if (pid) {
+          if (this.learnt.size >= MAX_PIDS) this.learnt.clear();
+          this.learnt.set(pid, id);
+        }
+        return id;
+      }
     }
     return pid ? this.ofPid(pid) : undefined;
   }
@@ -84,9 +96,11 @@ export class Containers implements ContainerLookup {
     if (this.pids.has(pid)) return this.pids.get(pid);
     let id: string | undefined;
     try {
+      // a running process's own cgroup is the answer, even if its pid was another's before
       id = containerIdFromProcCgroup(fs.readFileSync(`${this.procRoot}/${pid}/cgroup`, 'utf8'));
+      this.learnt.delete(pid);
     } catch {
-      id = undefined; // gone already
+      id = this.learnt.get(pid); // gone already: what its connections said
     }
     this.pids.set(pid, id);
     return id;
