@@ -114,7 +114,8 @@ export class BashPlugin implements Plugin {
   private detach(t: ProbeTarget): void {
     this.obj?.detach(this.links.get(t.key));
     this.links.delete(t.key);
-    this.attached = this.attached.filter((l) => l !== t.label);
+    const i = this.attached.indexOf(t.label); // an upgraded file and its successor may share a label
+    if (i >= 0) this.attached.splice(i, 1);
     log.info(`bash: no longer watching ${t.label}: no process uses it`);
   }
 
