@@ -195,7 +195,7 @@ describe('containers', { skip }, () => {
   });
 
   test('flows of processes in the container cgroup carry container_id; the same from the host do not', async () => {
-    hosts = createHostPair(7);
+    hosts = createHostPair(13); // 198.51.100.131-132: a subnet no other test uses
     const h = hosts;
     daemons.push(await startDaemon('ip', ['netns', 'exec', h.server, process.execPath, peer, 'http-app', h.serverV4, '8080'], 'listening'));
     daemons.push(
