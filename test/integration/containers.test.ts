@@ -152,6 +152,47 @@ describe('containers', { skip }, () => {
     }
   });
 
+  test('bash from an overlayfs image (as container runtimes mount them): the layer\'s file is probed', async () => {
+    // the assembled root as the lower layer of an overlay, entered through the merged view
+    const layers = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-ovl-'));
+    const merged = path.join(layers, 'merged');
+    for (const d of ['upper', 'work', 'merged']) fs.mkdirSync(path.join(layers, d));
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${root},upperdir=${layers}/upper,workdir=${layers}/work`, merged]);
+    const collector = await startCollector(['--enabled', 'ebpf-bash']);
+    try {
+      const sh = await containerBash(merged);
+      shells.push(sh);
+      // /proc/PID/maps names the merged view (newer kernels) or the layer's file (older ones)
+      const probed = [merged, root].map((r) => `bash: watching readline in ${r}/bin/bash (mapped by process ${sh.bashPid})`);
+      await waitForLog(collector, (l) => probed.some((p) => l.includes(p)), 'the overlay bash probed');
+      await sh.type(''); // the call that was waiting when the probe was placed
+      await sh.type('echo from a layer');
+      await sh.exit();
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      assert.deepEqual(
+        bashPoints(collector, sh.bashPid).map((p) => [p.fields.cmd, p.fields.user]),
+        [
+          ['echo from a layer', USER],
+          ['exit', USER],
+        ],
+      );
+    } finally {
+      await collector.stop('SIGKILL');
+      for (const s of shells.splice(0)) killGroup(s.proc);
+      for (let i = 0; ; i++) {
+        try {
+          execFileSync('umount', [merged], { stdio: 'pipe' });
+          break;
+        } catch (err) {
+          if (i === 50) throw err; // busy until the last process in it is gone
+          await sleep(100);
+        }
+      }
+      fs.rmSync(layers, { recursive: true, force: true });
+    }
+  });
+
   test('the bash file replaced while the collector runs (an upgrade): a new bash is seen from its first line, the old one until it ends', async () => {
     // the assembled root as the host's: its /bin/bash is "the host's bash"
     const collector = await startCollector(['--enabled', 'ebpf-bash'], { HOST_ROOT: root });
