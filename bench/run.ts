@@ -11,6 +11,7 @@
 //   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
 //   ONLY=soak SOAK_MINUTES=30 npm run bench   (only the soak: a mixed load for that long; memory and losses; bench/SOAK.md)
 //   ONLY=startup npm run bench                (only the start-up time of the package of `npm run package`)
+//   ONLY=bash-discovery npm run bench         (only the CPU cost of finding bash processes, with DISCOVERY_PROCESSES=2000 more processes)
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -22,6 +23,7 @@ import { killGroup, nodeComm, RunningCollector, spawnGroup, startCollector, star
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
+import { bashDiscovery } from './bash-discovery';
 import { soak } from './soak';
 import { startup } from './startup';
 
@@ -444,6 +446,10 @@ async function idle(hosts: HostPair, dir: string): Promise<string[]> {
 async function main(): Promise<void> {
   if (ONLY === 'startup') {
     console.log(`# Start-up\n\n${new Date().toISOString()}.\n\n${await startup()}`);
+    return;
+  }
+  if (ONLY === 'bash-discovery') {
+    console.log(`# bash discovery\n\n${new Date().toISOString()} on Linux ${os.release()}, Node ${process.version}.\n\n${await bashDiscovery()}`);
     return;
   }
   const hosts = createHostPair(9);

@@ -8,6 +8,7 @@ import { DnsflowPlugin } from './plugins/dnsflow/plugin';
 import { HttpflowPlugin } from './plugins/httpflow/plugin';
 import { NetflowPlugin } from './plugins/netflow/plugin';
 import { DnsCache } from './enrich/dns-cache';
+import { Containers } from './enrich/containers';
 import { k8sConnection, Kubernetes } from './enrich/k8s';
 import type { Plugin } from './plugins/plugin';
 import { metricsRegistry, serveMetrics } from './metrics';
@@ -22,7 +23,9 @@ function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugi
   if (config.enabled.includes('ebpf-net')) {
     // dnsflow learns names from answers, netflow reports them as dst_domain
     const domains = new DnsCache(DNS_CACHE_ENTRIES, config.intervalMs);
-    const common = { includeLoopback: config.includeLoopback, cgroup2: () => cgroup2.path(), k8s };
+    // container_id: from the cgroup id recorded with a connection, else the process's cgroup
+    const containers = new Containers(cgroup2.hostMount());
+    const common = { includeLoopback: config.includeLoopback, cgroup2: () => cgroup2.path(), k8s, containers };
     const netflow = new NetflowPlugin({ ...common, domains, hooks: config.hooks });
     // the cluster is followed first and let go of last; httpflow reads
     // netflow's connection table, so it must start after netflow

@@ -376,6 +376,14 @@ export class BpfObject {
     return this.track(call(() => native().attachSocketFilter(this.handle, prog)), 'socket_filter');
   }
 
+  /** Detaches one program (its link forgotten). */
+  detach(link: Link | undefined): void {
+    if (!link) return;
+    link.detach();
+    const i = this.links.indexOf(link);
+    if (i >= 0) this.links.splice(i, 1);
+  }
+
   /** Detaches every program and frees the object's maps. */
   close(): void {
     if (!this.handle) return;

@@ -1,3 +1,4 @@
+import type { ContainerLookup } from '../enrich/containers';
 import type { Category, Point } from '../output/point';
 import type { LossWarnings } from './loss';
 
@@ -33,4 +34,6 @@ export interface Plugin {
 
 export interface PluginOptions {
   includeLoopback: boolean;
+  /** container_id of a flow's process (absent for host processes). */
+  containers?: ContainerLookup;
 }

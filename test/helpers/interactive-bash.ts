@@ -38,10 +38,13 @@ function findBash(pid: number): number | undefined {
   return undefined;
 }
 
-/** `asUid` runs bash as that user (through setpriv). */
-export async function startInteractiveBash(asUid?: number): Promise<InteractiveBash> {
+/**
+ * `asUid` runs bash as that user (through setpriv); `command` is a shell
+ * command line that runs the interactive bash some other way (in a container).
+ */
+export async function startInteractiveBash(asUid?: number, command?: string): Promise<InteractiveBash> {
   const bash = 'bash --norc --noprofile -i';
-  const cmd = asUid === undefined ? bash : `setpriv --reuid=${asUid} --regid=${asUid} --clear-groups ${bash}`;
+  const cmd = command ?? (asUid === undefined ? bash : `setpriv --reuid=${asUid} --regid=${asUid} --clear-groups ${bash}`);
   const proc = spawnGroup('script', ['-qfec', cmd, '/dev/null'], {
     env: { PATH: process.env.PATH, LANG: 'C.UTF-8', TERM: 'dumb', PS1: '$ ', HOME: '/', SHELL: '/bin/sh' },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -7,6 +7,7 @@ import type { Config } from '../../config';
 import { log } from '../../log';
 import type { Point } from '../../output/point';
 import type { Plugin } from '../../plugins/plugin';
+import { CgroupIndex } from '../cgroups';
 import { KubeApi } from './api';
 import { ClusterState, K8sEnd, NO_VALUE } from './cluster';
 import { Reflector, ReflectorOptions, ReflectorStore } from './reflector';
@@ -70,63 +71,14 @@ export interface FlowEnds {
 
 const POD_UID_IN_CGROUP = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
 
-/**
- * cgroup v2 ids (the inode numbers of cgroup directories) of pods' cgroups and
- * of everything below them (containers), found by walking the hierarchy. The
- * kernel records the id with each connection, so a process that is gone by
- * the report still leads to its pod.
- */
-export class CgroupPods {
-  private byId = new Map<number, string>();
-  /** Ids a walk made after they existed did not find under a pod: ids are never reused. */
-  private notPods = new Set<number>();
-  private scannedAt = -Infinity;
-
-  /** @param minRescanMs a new unknown id triggers a walk at most this often */
-  constructor(
-    private readonly root: string,
-    private readonly minRescanMs = 500,
-    private readonly maxDirs = 50_000,
-  ) {}
-
-  podUid(cgroupId: number): string | undefined {
-    const uid = this.byId.get(cgroupId);
-    if (uid !== undefined || this.notPods.has(cgroupId)) return uid;
-    if (performance.now() - this.scannedAt < this.minRescanMs) return undefined; // asked again next time
-    this.scan();
-    const found = this.byId.get(cgroupId);
-    if (found === undefined) {
-      if (this.notPods.size >= 100_000) this.notPods.clear();
-      this.notPods.add(cgroupId);
-    }
-    return found;
+/** cgroup v2 ids of pods' cgroups and of everything below them (containers). */
+export class CgroupPods extends CgroupIndex {
+  constructor(root: string, minRescanMs = 500, maxDirs = 50_000) {
+    super(root, podUidFromCgroup, minRescanMs, maxDirs);
   }
 
-  private scan(): void {
-    this.scannedAt = performance.now();
-    const found = new Map<number, string>();
-    const stack: [string, string | undefined][] = [[this.root, undefined]];
-    let dirs = 0;
-    while (stack.length && dirs < this.maxDirs) {
-      const [dir, inheritedUid] = stack.pop()!;
-      dirs++;
-      const uid = inheritedUid ?? podUidFromCgroup(dir.slice(this.root.length));
-      if (uid) {
-        try {
-          found.set(Number(fs.statSync(dir, { bigint: true }).ino), uid);
-        } catch {
-          continue; // removed meanwhile
-        }
-      }
-      let entries: fs.Dirent[];
-      try {
-        entries = fs.readdirSync(dir, { withFileTypes: true });
-      } catch {
-        continue;
-      }
-      for (const e of entries) if (e.isDirectory()) stack.push([`${dir}/${e.name}`, uid]);
-    }
-    this.byId = found;
+  podUid(cgroupId: number): string | undefined {
+    return this.find(cgroupId);
   }
 }
 

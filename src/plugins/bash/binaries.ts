@@ -3,7 +3,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostPath } from '../../paths';
-import { elfDefines } from './elf';
 
 const BASH_CANDIDATES = ['/bin/bash', '/usr/bin/bash', '/usr/local/bin/bash', '/bin/rbash', '/usr/bin/rbash'];
 const LIB_DIRS = ['/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, `/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`];
@@ -62,27 +61,4 @@ export function findReadlineLibraries(): string[] {
     }
   }
   return out;
-}
-
-export interface ReadlineTarget {
-  path: string;
-  /** A shared library: other programs use it too, so only bash's calls count. */
-  shared: boolean;
-}
-
-/**
- * One uretprobe target per distinct file that holds readline(): each bash
- * that has it linked in, plus the shared libreadline when some bash does not.
- */
-export function readlineTargets(): ReadlineTarget[] {
-  const targets: ReadlineTarget[] = [];
-  let needsLibrary = false;
-  for (const bin of findBashBinaries()) {
-    if (elfDefines(bin, 'readline')) targets.push({ path: bin, shared: false });
-    else needsLibrary = true;
-  }
-  if (needsLibrary) {
-    for (const lib of findReadlineLibraries()) if (elfDefines(lib, 'readline')) targets.push({ path: lib, shared: true });
-  }
-  return targets;
 }

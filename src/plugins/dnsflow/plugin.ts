@@ -4,6 +4,7 @@
 // --l7-per-request every query and response comes to user space, is matched
 // here and becomes a point of its own, as DataKit 1.4.0 reported them.
 import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
+import type { ContainerLookup } from '../../enrich/containers';
 import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
@@ -38,7 +39,7 @@ const TIMEOUT_WALK_MS = 1000;
 const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
 
 /** One series of an interval (the default mode), at the interval's end. */
-export function dnsSeriesPoint(s: DnsSeries, time: bigint): Point {
+export function dnsSeriesPoint(s: DnsSeries, time: bigint, containers?: ContainerLookup): Point {
   const timeout = s.rcode === undefined;
   const fields: Point['fields'] = { count: s.latency.count, timeout };
   if (!timeout) {
@@ -64,6 +65,7 @@ export function dnsSeriesPoint(s: DnsSeries, time: bigint): Point {
       qtype: s.qtype,
       pid: s.pid ? String(s.pid) : undefined,
       process_name: s.processName || undefined,
+      container_id: s.pid ? containers?.containerOf(s.pid) : undefined,
     },
     fields,
     time,
@@ -239,7 +241,7 @@ export class DnsflowPlugin implements Plugin {
     if (!this.reader) return [];
     const series = this.reader.read();
     this.seriesRead = series.length;
-    return series.map((s) => dnsSeriesPoint(s, now));
+    return series.map((s) => dnsSeriesPoint(s, now, this.opts.containers));
   }
 
   stats(): Record<string, number> {

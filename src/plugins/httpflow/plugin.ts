@@ -5,6 +5,7 @@
 // and becomes a point of its own, as DataKit 1.4.0 reported them.
 import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
+import type { ContainerLookup } from '../../enrich/containers';
 import type { FlowTagger } from '../../enrich/k8s';
 import type { Point } from '../../output/point';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
@@ -46,6 +47,8 @@ export interface HttpflowOptions {
   cgroup2: () => string;
   /** Kubernetes tags for each end. */
   k8s?: FlowTagger;
+  /** container_id of the connection's process. */
+  containers?: ContainerLookup;
   /** One point per exchange, as DataKit 1.4.0 (else one per series and interval). */
   perRequest?: boolean;
   /** Series per interval before exchanges are counted in overflow series. */
@@ -56,7 +59,14 @@ export interface HttpflowOptions {
 const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
 
 /** The tags of an exchange: all of them belong to the connection and its side. */
-export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, processName: string, k8s?: FlowTagger): Point['tags'] {
+export function httpTags(
+  c: HttpConnection,
+  serverSide: boolean,
+  pid: number,
+  processName: string,
+  k8s?: FlowTagger,
+  containers?: ContainerLookup,
+): Point['tags'] {
   const direction = serverSide ? 'incoming' : 'outgoing';
   // port 0: the kernel collapsed an ephemeral port already
   const tags: Point['tags'] = {
@@ -72,6 +82,7 @@ export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, pr
     dst_ip: c.remoteIp,
     dst_port: c.remotePort === 0 || (serverSide && isEphemeralPort(c.remotePort)) ? '*' : String(c.remotePort),
     dst_ip_type: c.remoteType,
+    container_id: pid ? containers?.containerOf(pid) : undefined,
   };
   k8s?.enrich(tags, { srcIp: c.localIp, srcPort: c.localPort, dstIp: c.remoteIp, dstPort: c.remotePort, transport: 'tcp', pid });
   // the HTTP exchange itself says which side serves: a service's port does not overrule it
@@ -80,7 +91,7 @@ export function httpTags(c: HttpConnection, serverSide: boolean, pid: number, pr
 }
 
 /** One series of an interval (the default mode), at the interval's end. */
-export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger): Point {
+export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger, containers?: ContainerLookup): Point {
   const fields: Point['fields'] = {
     method: s.method,
     status_code: s.status,
@@ -93,7 +104,7 @@ export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger): Poin
     latency_p99: s.latency.p99Ns,
   };
   if (s.path !== undefined) fields.path = s.path;
-  return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, k8s), fields, time };
+  return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, k8s, containers), fields, time };
 }
 
 /** One exchange (--l7-per-request), as DataKit 1.4.0 reported it: its series' tags, stamped when the request was seen. */
@@ -319,7 +330,7 @@ export class HttpflowPlugin implements Plugin {
     const key = `${serverSide ? 's' : 'c'}|${c.localIp}|${localPort}|${c.remoteIp}|${remotePort}|${x.pid}|${x.processName}|${generation}`;
     let series = this.seriesCache.get(key);
     if (series === undefined) {
-      series = httpTags(c, serverSide, x.pid, x.processName, this.opts.k8s);
+      series = httpTags(c, serverSide, x.pid, x.processName, this.opts.k8s, this.opts.containers);
       if (this.seriesCache.size >= SERIES_CACHE) this.seriesCache.clear();
       this.seriesCache.set(key, series);
     }
@@ -334,7 +345,7 @@ export class HttpflowPlugin implements Plugin {
     }
     const series = this.reader.read();
     this.seriesRead = series.length;
-    return series.map((s) => seriesPoint(s, now, this.opts.k8s));
+    return series.map((s) => seriesPoint(s, now, this.opts.k8s, this.opts.containers));
   }
 
   stats(): Record<string, number> {

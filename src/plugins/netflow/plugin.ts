@@ -2,6 +2,7 @@
 import { NetflowAggregator, Flow } from '../../aggregate/netflow';
 import { settleAfterSwitch } from '../../aggregate/series';
 import { BpfObject, BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
+import type { ContainerLookup } from '../../enrich/containers';
 import type { DomainLookup } from '../../enrich/dns-cache';
 import type { FlowTagger } from '../../enrich/k8s';
 import { ipType } from '../../enrich/iptype';
@@ -61,7 +62,7 @@ const RING_CHUNKS_PER_REPORT = 64;
 const WAKEUP_BYTES = 512 * 1024;
 
 
-export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup, k8s?: FlowTagger): Point {
+export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup, k8s?: FlowTagger, containers?: ContainerLookup): Point {
   const p: Point = {
     measurement: 'netflow',
     tags: {
@@ -78,6 +79,7 @@ export function flowToPoint(f: Flow, time: bigint, domains?: DomainLookup, k8s?:
       dst_port: f.dstPort,
       dst_ip_type: ipType(f.dstIp),
       dst_domain: domains?.domainOf(f.dstIp),
+      container_id: containers?.containerOf(f.pid, f.cgroupId),
     },
     fields: {
       bytes_read: f.bytesRead,
@@ -256,7 +258,7 @@ export class NetflowPlugin implements Plugin {
     }, { delete: true });
     this.agg.endMapRead();
     this.ring.drain(RING_CHUNKS_PER_REPORT);
-    return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s));
+    return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s, this.opts.containers));
   }
 
   /** Counts what UDP flows did since the last read; those that did nothing leave the map. */
