@@ -506,8 +506,9 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
     const k8s = k8sOut ? `\n## Kubernetes API load\n\n${k8sOut}` : '';
     const report = `# Benchmark results\n\n${new Date().toISOString()} on ${machine}; ${ROUNDS} rounds of ${SECONDS} s per workload.\n\n${table}\n${k8s}`;
     console.log(report);
-    // a partial run does not replace the full table
-    if (!ONLY && !DNS_QPS.length) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
+    // a partial run does not replace the full table: it is kept beside it
+    const partial = ONLY || DNS_QPS.length ? `\nA partial run: ONLY=${JSON.stringify(ONLY)}${DNS_QPS.length ? ` DNS_QPS=${DNS_QPS[1]}` : ''}.\n` : '';
+    fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', partial ? 'RESULTS-partial.md' : 'RESULTS.md'), report + partial);
   } finally {
     for (const d of daemons) killGroup(d);
     hosts.destroy();
