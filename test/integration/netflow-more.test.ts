@@ -72,7 +72,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     });
   }
 
-  test('UDP churn: 100,000 one-off sockets, every byte counted, the flow table within its bound', async () => {
+  test('UDP churn: 100,000 one-off sockets, every byte counted (or its rare loss counted), the flow table within its bound', async () => {
     const SOCKETS = 100_000;
     const server = await serve(['udp-server', hosts.serverV4, '9056', '20']);
     const collector = await startCollector(['--interval', '60s']);
@@ -90,9 +90,16 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       assert.ok(stats.udp_sweeps > 1, `swept between reports: ${show(stats)}`);
       assert.ok(stats.udp_flows <= 65_536, show(stats));
       const out = matching(collector.points('netflow'), { pid: String(client.pid) });
-      assert.deepEqual([sum(out, 'bytes_written'), sum(out, 'bytes_read')], [SOCKETS * 10, SOCKETS * 20], show(out));
       const inc = matching(collector.points('netflow'), { pid: String(server.pid) });
-      assert.deepEqual([sum(inc, 'bytes_read'), sum(inc, 'bytes_written')], [SOCKETS * 10, SOCKETS * 20], show(inc));
+      // Every datagram is counted, or its loss is: a datagram's peer waits in a per-CPU slot
+      // from the sendmsg/recvmsg hook to the byte hook, and a thread preempted in between
+      // (seen under emulation, with the kprobe set's longer window) can find it taken by
+      // another's; that send or receive counts as udp_no_peer. Such losses must be rare.
+      const missing =
+        (SOCKETS * 10 - sum(out, 'bytes_written')) / 10 + (SOCKETS * 20 - sum(out, 'bytes_read')) / 20 +
+        (SOCKETS * 10 - sum(inc, 'bytes_read')) / 10 + (SOCKETS * 20 - sum(inc, 'bytes_written')) / 20;
+      const counted = (stats.udp_no_peer ?? 0) + (stats.kretprobe_missed ?? 0);
+      assert.ok(Number.isInteger(missing) && missing >= 0 && missing <= counted && missing <= 10, `missing ${missing}, counted ${counted}: ${show(out)} ${show(inc)}`);
     } finally {
       await collector.stop('SIGKILL');
     }
