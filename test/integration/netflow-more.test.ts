@@ -211,7 +211,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     }
   });
 
-  test('retransmits under induced loss, on that flow only; bytes still exact', async () => {
+  test('retransmits under induced loss, on that flow (a clean one gets few at most); bytes still exact', async () => {
     const lossy = await serve(['server', hosts.serverV4, '8083', '100000']);
     const clean = await serve(['server', hosts.serverV4, '8084', '100000']);
     // The client drops a fifth of what the lossy server sends. (Dropping on the
@@ -239,7 +239,11 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       for (const pid of [clean.pid, b.pid]) {
         const ps = matching(points, { pid: String(pid) });
         assert.equal(ps.length, 1);
-        assert.equal(ps[0].fields.retransmits, 0, `no retransmit on the clean flow of ${ps[0].tags.direction}`);
+        // a slow machine (an emulated VM) may send a tail loss probe or two on the clean flow too:
+        // real retransmits, so what is checked is that the lossy flow's are not put on it
+        const cleanRetransmits = ps[0].fields.retransmits as number;
+        assert.ok(cleanRetransmits <= 3 && cleanRetransmits < retransmits, `few retransmits on the clean flow of ${ps[0].tags.direction}: ${cleanRetransmits} against ${retransmits}`);
+        if (pid === clean.pid) assert.ok(retransmits + cleanRetransmits <= kernel, `both servers' retransmits within the kernel's count ${kernel}`);
       }
       const lossyClient = matching(points, { pid: String(a.pid) });
       assert.equal(lossyClient[0].fields.bytes_read, 300000);
