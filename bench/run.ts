@@ -65,30 +65,27 @@ interface Usage {
 }
 
 /** Kernel memory of the process's BPF maps (their fdinfo's memlock), MB. */
-function bpfMapMb(pid: number): number {
-  let bytes = 0;
+/** The fdinfo texts of the process's descriptors of one kind of BPF object. */
+function bpfFdinfos(pid: number, kind: 'bpf-map' | 'bpf-prog'): string[] {
+  const infos: string[] = [];
   for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
     try {
-      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-map') continue;
-      bytes += Number(/^memlock:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? 0);
+      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === `anon_inode:${kind}`) infos.push(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
     } catch {
       /* closed meanwhile */
     }
   }
+  return infos;
+}
+
+function bpfMapMb(pid: number): number {
+  const bytes = bpfFdinfos(pid, 'bpf-map').reduce((a, info) => a + Number(/^memlock:\s+(\d+)/m.exec(info)?.[1] ?? 0), 0);
   return bytes / 2 ** 20;
 }
 
 /** The kernel time of the process's BPF programs so far, by program name (with kernel.bpf_stats_enabled). */
 function programTimes(pid: number): Map<string, { ns: number; runs: number }> {
-  const ids = new Set<number>();
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-prog') continue;
-      ids.add(Number(/^prog_id:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1]));
-    } catch {
-      /* closed meanwhile */
-    }
-  }
+  const ids = new Set(bpfFdinfos(pid, 'bpf-prog').map((info) => Number(/^prog_id:\s+(\d+)/m.exec(info)?.[1])));
   const times = new Map<string, { ns: number; runs: number }>();
   const progs = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as { id: number; name?: string; run_time_ns?: number; run_cnt?: number }[];
   for (const p of progs) {
