@@ -19,6 +19,8 @@
  * go to user space instead, which pairs and reports every exchange. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "addr.h"
 #include "capture.h"
 #include "counters.h"
@@ -31,6 +33,9 @@ const volatile struct httpflow_config cfg = {
 	.wakeup_bytes = 1 << 20,
 	.per_request = 0,
 	.max_series = 16384,
+	.go_conn_data = 8,
+	.go_netfd = 0,
+	.go_sysfd = 16,
 };
 
 /* netflow's table, by socket (replaced by netflow's own map before load). */
@@ -266,22 +271,21 @@ static __always_inline __u64 first_byte(__u64 m)
 	return k + ((any ^ 1) << 3);
 }
 
-/* Parses the request line at `off` into this CPU's http_parsed: method,
- * version, and a hash of the path (up to '?', '#' or the space before the
- * version; at most MAX_PATH bytes). Returns 1 for a request line.
+/* Parses the request line captured in this CPU's http_parsed (its first n
+ * bytes): method, version, and a hash of the path (up to '?', '#' or the
+ * space before the version; at most MAX_PATH bytes). Returns 1 for a request
+ * line.
  * It reads eight bytes at a time, and its loop has one data-dependent branch,
  * its exit, so that the verifier's walk stays linear on 5.10 (no bpf_loop).
  * A global function: verified once, on its own. */
-__noinline int parse_request(struct __sk_buff *skb, __u32 off)
+__noinline int parse_captured(__u64 captured)
 {
 	struct http_parsed *p = scratch(&http_parse);
 	if (!p)
 		return 0;
 	p->ok = 0;
-	if (skb->len <= off)
-		return 0;
-	__u64 n = capture_len(skb->len - off, HTTP_CAPTURE);
-	if (!n || bpf_skb_load_bytes(skb, off, p->event.data, n))
+	__u64 n = capture_len(captured, HTTP_CAPTURE);
+	if (!n)
 		return 0;
 	__u8 *d = p->event.data;
 	__u32 mlen = 0;
@@ -341,17 +345,38 @@ __noinline int parse_request(struct __sk_buff *skb, __u32 off)
 	return 1;
 }
 
+/* Parses the request line of a segment's payload at `off` (parse_captured). */
+__noinline int parse_request(struct __sk_buff *skb, __u32 off)
+{
+	struct http_parsed *p = scratch(&http_parse);
+	if (!p)
+		return 0;
+	p->ok = 0;
+	if (skb->len <= off)
+		return 0;
+	__u64 n = capture_len(skb->len - off, HTTP_CAPTURE);
+	if (!n || bpf_skb_load_bytes(skb, off, p->event.data, n))
+		return 0;
+	return parse_captured(n);
+}
+
+/* The status of a status line's first 12 bytes; 0 when it is not one. */
+static __always_inline __u16 status_of(const __u8 *b)
+{
+	if (*(__u32 *)b != W('H', 'T', 'T', 'P') || b[4] != '/' || b[5] != '1' || b[6] != '.' || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
+		return 0;
+	if (b[9] < '1' || b[9] > '5' || b[10] < '0' || b[10] > '9' || b[11] < '0' || b[11] > '9')
+		return 0;
+	return (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+}
+
 /* The status of a status line at `off`; 0 when it is not one. */
 static __always_inline __u16 parse_status(struct __sk_buff *skb, __u32 off)
 {
 	__u8 b[12];
 	if (skb->len < off + 12 || bpf_skb_load_bytes(skb, off, b, 12))
 		return 0;
-	if (*(__u32 *)b != W('H', 'T', 'T', 'P') || b[4] != '/' || b[5] != '1' || b[6] != '.' || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
-		return 0;
-	if (b[9] < '1' || b[9] > '5' || b[10] < '0' || b[10] > '9' || b[11] < '0' || b[11] > '9')
-		return 0;
-	return (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+	return status_of(b);
 }
 
 /* A path's text goes to user space the first time its hash is seen. */
@@ -529,6 +554,61 @@ static __always_inline void add_exchange(struct http_series_key *k, __u64 latenc
 	http_count(HTTP_CNT_EXCHANGES);
 }
 
+/* Aggregated mode: a request (this CPU's http_parsed) that started at
+ * `start` waits in its connection's queue for its response. */
+static __always_inline void queue_request(struct http_queue *q, struct http_parsed *p, bool egress, __u64 start, __u64 now)
+{
+	q->request_egress = egress;
+	q->in_request = 1;
+	q->req_end_ts = now;
+	if (q->count >= HTTP_QUEUE) {
+		http_count(HTTP_CNT_QUEUE_OVERFLOW);
+		return;
+	}
+	struct http_waiting *w = &q->waiting[(q->head + q->count) & (HTTP_QUEUE - 1)];
+	w->ts = start;
+	w->path = p->path;
+	w->method = p->method;
+	w->version = p->version;
+	q->count++;
+	send_path_once(p);
+}
+
+/* A final response that started at `start` answers the oldest waiting
+ * request: its method, path and version go into the series key, and the
+ * time to first byte into `latency`. False when no request waits. */
+static __always_inline bool queue_answer(struct http_queue *q, __u64 start, struct http_series_key *k, __u64 *latency)
+{
+	if (!q || !q->count) {
+		http_count(HTTP_CNT_UNMATCHED);
+		return false;
+	}
+	q->in_request = 0;
+	struct http_waiting *w = &q->waiting[q->head & (HTTP_QUEUE - 1)];
+	q->head++;
+	q->count--;
+	/* the connection's last request data belongs to this request only if no other waits */
+	__u64 end = w->ts;
+	if (!q->count && q->req_end_ts > end)
+		end = q->req_end_ts;
+	*latency = start > end ? start - end : 0;
+	k->method = w->method;
+	k->version = w->version;
+	k->path = w->path;
+	return true;
+}
+
+/* The series' ends, an ephemeral port of the client collapsed. */
+static __always_inline void key_ends(struct http_series_key *k, const struct conn_tuple *t, bool server)
+{
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+	k->family = t->family;
+	k->server = server;
+	k->sport = !server && ephemeral(t->sport) ? 0 : t->sport;
+	k->dport = server && ephemeral(t->dport) ? 0 : t->dport;
+}
+
 /* Aggregated mode: a request waits in its socket's queue; a response takes
  * the oldest and adds the exchange to its series. */
 static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 off, int kind, bool egress, __u32 seq)
@@ -568,20 +648,7 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 			http_count(HTTP_CNT_SEEN_BEFORE);
 			return;
 		}
-		q->request_egress = egress;
-		q->in_request = 1;
-		q->req_end_ts = now;
-		if (q->count >= HTTP_QUEUE) {
-			http_count(HTTP_CNT_QUEUE_OVERFLOW);
-			return;
-		}
-		struct http_waiting *w = &q->waiting[(q->head + q->count) & (HTTP_QUEUE - 1)];
-		w->ts = now;
-		w->path = p->path;
-		w->method = p->method;
-		w->version = p->version;
-		q->count++;
-		send_path_once(p);
+		queue_request(q, p, egress, now, now);
 		return;
 	}
 
@@ -599,30 +666,12 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 	}
 	if (status < 200 && status != 101)
 		return; /* an interim answer (100 Continue): the final one follows */
-	if (!q || !q->count) {
-		http_count(HTTP_CNT_UNMATCHED);
-		return;
-	}
-	q->in_request = 0;
-	struct http_waiting *w = &q->waiting[q->head & (HTTP_QUEUE - 1)];
-	q->head++;
-	q->count--;
-	/* the connection's last request data belongs to this request only if no other waits */
-	__u64 end = w->ts;
-	if (!q->count && q->req_end_ts > end)
-		end = q->req_end_ts;
-	__u64 latency = now > end ? now - end : 0;
-
 	struct http_series_key k = {};
-	__builtin_memcpy(k.saddr, t.saddr, 16);
-	__builtin_memcpy(k.daddr, t.daddr, 16);
-	k.family = family;
-	k.server = egress; /* the response leaves the side that serves */
-	k.sport = !egress && ephemeral(t.sport) ? 0 : t.sport;
-	k.dport = egress && ephemeral(t.dport) ? 0 : t.dport;
-	k.method = w->method;
-	k.version = w->version;
-	k.path = w->path;
+	__u64 latency;
+	if (!queue_answer(q, now, &k, &latency))
+		return;
+	/* the response leaves the side that serves */
+	key_ends(&k, &t, egress);
 	k.status = status;
 	__u64 key = (__u64)bsk;
 	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
@@ -851,6 +900,8 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	nest_leave(depth);
 	return 1;
 }
+
+#include "tls.h"
 
 SEC("cgroup_skb/egress")
 int http_egress(struct __sk_buff *skb)

@@ -17,6 +17,9 @@ enum http_kind {
 	HTTP_CONN_END = 4, /* the connection ended with requests sent to user space unanswered */
 };
 
+/* Or'ed into http_event.kind: the message was read from a TLS library's plaintext. */
+#define HTTP_TLS 0x10
+
 enum http_counter {
 	HTTP_CNT_EVENTS = 0,        /* request and response starts queued (per-request mode) */
 	HTTP_CNT_RINGBUF_FULL = 1,  /* lost: ring buffer full */
@@ -31,7 +34,8 @@ enum http_counter {
 	HTTP_CNT_SEEN_BEFORE = 10,  /* segments skipped: their data was seen before (retransmitted, duplicated) */
 	HTTP_CNT_UNANSWERED = 11,   /* requests whose connection ended before their response */
 	HTTP_CNT_EARLY = 12,        /* requests that came before their connection was accepted */
-	HTTP_CNT_MAX = 13,
+	HTTP_CNT_TLS_NO_SOCKET = 13, /* TLS plaintext whose connection was not known: not read */
+	HTTP_CNT_MAX = 14,
 };
 
 struct http_event {
@@ -104,7 +108,7 @@ struct http_series_key {
 	__u8 method;    /* enum in src/plugins/httpflow/aggregate.ts; 0 with path 0: overflow */
 	__u16 status;
 	__u8 version;
-	__u8 _pad;
+	__u8 tls;       /* read from a TLS library's plaintext */
 	__u32 pid;
 	__u64 path;     /* hash of the path; 0: the endpoint pair's overflow series ("*") */
 	char comm[16];
@@ -151,12 +155,48 @@ struct http_early {
 	__u8 data[HTTP_CAPTURE];
 };
 
+/* ---- TLS: plaintext at a TLS library's read and write calls ---- */
+
+/* A read or write call in progress (by thread for OpenSSL, by goroutine for Go). */
+struct tls_call {
+	__u64 conn; /* the library's connection: SSL * (OpenSSL), *tls.Conn (Go) */
+	__u64 buf;  /* the caller's buffer */
+	__u64 out;  /* OpenSSL's _ex forms: where the byte count goes */
+	__u64 ts;   /* when the call started */
+	__u64 sk;   /* Go: the socket, found at entry */
+};
+
+struct tls_conn_key {
+	__u64 conn;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* A TLS connection: its socket's ends, and its requests waiting (as http_queue). */
+struct tls_conn {
+	struct conn_tuple t;
+	__u64 sk;
+	struct http_queue q;
+};
+
+/* Go: a goroutine's call, by goroutine (struct g) and process. */
+struct go_call_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad;
+};
+
 /* Read-only configuration, written by user space before load. */
 struct httpflow_config {
 	__u32 include_loopback;
 	__u32 wakeup_bytes; /* wake user space once this much is queued */
 	__u32 per_request;  /* 1: every exchange to user space (DataKit 1.4.0's points) */
 	__u32 max_series;   /* series per interval before exchanges go to overflow series */
+	/* Go: from a *tls.Conn to its socket's fd (src/plugins/httpflow/tls/go.ts) */
+	__u32 go_conn_data; /* the data word of the Conn's net.Conn interface */
+	__u32 go_netfd;     /* the *netFD in the net.TCPConn */
+	__u32 go_sysfd;     /* the fd in the netFD */
+	__u32 _pad;
 };
 
 #endif

@@ -48,6 +48,15 @@ struct {
 	__uint(max_entries, 4 << 20);
 } closed SEC(".maps");
 
+/* Read by httpflow's TLS probes (netflow.h): an array, not a hash, so that
+ * every send and receive pays one store. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, THREAD_SOCKS);
+	__type(key, __u32);
+	__type(value, struct thread_sock);
+} thread_socks SEC(".maps");
+
 /* Closed connections whose event did not fit in the ring buffer, by id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -312,9 +321,22 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 	account(c, sk, bytes, sent);
 }
 
+/* Notes the socket the current thread moved bytes on (for TLS, netflow.h). */
+static __always_inline void note_thread_sock(struct sock *sk)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 slot = tid & (THREAD_SOCKS - 1);
+	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
+	if (ts) {
+		ts->tid = tid;
+		ts->sk = (__u64)sk;
+	}
+}
+
 static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
 {
 	__u32 zero = 0;
+	note_thread_sock(sk);
 	struct netflow_control *ctl = bpf_map_lookup_elem(&control, &zero);
 	if (!ctl || !ctl->counting)
 		return;

@@ -120,6 +120,18 @@ struct closed_sum {
 	__u64 mdev_us;
 };
 
+/* The TCP socket a thread last moved bytes on, by thread id's low bits
+ * (THREAD_SOCKS slots). httpflow's TLS probes clear a thread's slot when a
+ * TLS library call starts and read it when it returns: a socket written
+ * there meanwhile is the one the library read or wrote for that call. */
+#define THREAD_SOCKS 4096
+
+struct thread_sock {
+	__u32 tid;
+	__u32 _pad;
+	__u64 sk;
+};
+
 /* Read-only configuration, written by user space before load. */
 struct netflow_config {
 	__u32 include_loopback;

@@ -24,7 +24,7 @@ export const MATRIX: Record<Suite, ByteHooks[]> = {
 };
 
 /** The tests whose numbers depend on which set counts bytes (the rest run once per kernel). */
-export const PER_HOOKS_FILES = ['netflow.test.js', 'netflow-more.test.js', 'httpflow.test.js', 'k8s.test.js', 'lifecycle.test.js'];
+export const PER_HOOKS_FILES = ['netflow.test.js', 'netflow-more.test.js', 'httpflow.test.js', 'tls.test.js', 'k8s.test.js', 'lifecycle.test.js'];
 
 /**
  * Tests of user-space behaviour that no kernel changes (delivery to DataKit
@@ -41,6 +41,7 @@ const COVERS: Record<string, string[]> = {
   'netflow.test.js': ['netflow'],
   'netflow-more.test.js': ['netflow'],
   'httpflow.test.js': ['httpflow'],
+  'tls.test.js': ['https'],
   'dnsflow.test.js': ['dnsflow'],
   'bash.test.js': ['bash'],
   'k8s.test.js': ['k8s'],
@@ -48,7 +49,7 @@ const COVERS: Record<string, string[]> = {
   'startup.test.js': ['lifecycle'],
   'hooks.test.js': ['netflow', 'httpflow', 'dnsflow', 'bash'],
 };
-const COLUMNS = ['netflow', 'httpflow', 'dnsflow', 'bash', 'k8s', 'lifecycle'];
+const COLUMNS = ['netflow', 'httpflow', 'https', 'dnsflow', 'bash', 'k8s', 'lifecycle'];
 
 export interface Run {
   suite: Suite;

@@ -24,6 +24,8 @@ export interface HttpSeries {
   path?: string;
   status: number;
   version: '1.0' | '1.1' | '*';
+  /** Read from a TLS library's plaintext. */
+  tls: boolean;
   latency: LatencyStats;
 }
 
@@ -119,6 +121,7 @@ export function decodeHttpSeries(keys: Buffer, k: number, values: Buffer, v: num
     path: overflow ? '*' : pathOf(hash),
     status: keys.readUInt16LE(k + HTTP_SERIES_KEY.status),
     version: overflow ? '*' : keys[k + HTTP_SERIES_KEY.version] === 0 ? '1.0' : '1.1',
+    tls: keys[k + HTTP_SERIES_KEY.tls] !== 0,
     latency: latencyStats(values, v),
   };
 }

@@ -24,6 +24,8 @@ export const HTTP_RESPONSE = 2;
 export const HTTP_EXCHANGE = 3;
 /** The connection ended with requests user space holds still unanswered. */
 export const HTTP_CONN_END = 4;
+/** Or'ed into the kind: the message was read from a TLS library's plaintext. */
+export const HTTP_TLS = 0x10;
 /** Slots of the per-CPU http_counters map (enum http_counter). */
 export const HTTP_COUNTER_NAMES = [
   'events',
@@ -39,8 +41,18 @@ export const HTTP_COUNTER_NAMES = [
   'seen_before',
   'unanswered',
   'early_requests',
+  'tls_no_socket',
 ] as const;
-export const HTTPFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, per_request: 8, max_series: 12, size: 16 } as const;
+export const HTTPFLOW_CONFIG = {
+  include_loopback: 0,
+  wakeup_bytes: 4,
+  per_request: 8,
+  max_series: 12,
+  go_conn_data: 16,
+  go_netfd: 20,
+  go_sysfd: 24,
+  size: 32,
+} as const;
 
 /** struct http_series_key: one series of an interval. */
 export const HTTP_SERIES_KEY = {
@@ -53,6 +65,7 @@ export const HTTP_SERIES_KEY = {
   method: 39,
   status: 40,
   version: 42,
+  tls: 43,
   pid: 44,
   path: 48,
   comm: 56,
@@ -60,11 +73,21 @@ export const HTTP_SERIES_KEY = {
 } as const;
 export const HTTP_PATH_EVENT = { path: 0, len: 8, data: 16 } as const;
 
+/** Where a Go *tls.Conn keeps its socket's fd (src/plugins/httpflow/tls/go.ts). */
+export interface GoConnOffsets {
+  connData: number;
+  netFd: number;
+  sysfd: number;
+}
+
+export const GO_CONN_OFFSETS: GoConnOffsets = { connData: 8, netFd: 0, sysfd: 16 };
+
 export interface HttpflowConfig {
   includeLoopback: boolean;
   wakeupBytes: number;
   perRequest: boolean;
   maxSeries: number;
+  go?: GoConnOffsets;
 }
 
 export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
@@ -73,6 +96,10 @@ export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
   b.writeUInt32LE(c.wakeupBytes, HTTPFLOW_CONFIG.wakeup_bytes);
   b.writeUInt32LE(c.perRequest ? 1 : 0, HTTPFLOW_CONFIG.per_request);
   b.writeUInt32LE(c.maxSeries, HTTPFLOW_CONFIG.max_series);
+  const go = c.go ?? GO_CONN_OFFSETS;
+  b.writeUInt32LE(go.connData, HTTPFLOW_CONFIG.go_conn_data);
+  b.writeUInt32LE(go.netFd, HTTPFLOW_CONFIG.go_netfd);
+  b.writeUInt32LE(go.sysfd, HTTPFLOW_CONFIG.go_sysfd);
   return b;
 }
 

@@ -3,7 +3,7 @@
 // default the kernel sums exchanges into series per interval (aggregate.ts);
 // with --l7-per-request every exchange comes to user space, is paired here
 // and becomes a point of its own, as DataKit 1.4.0 reported them.
-import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
+import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { FlowTagger } from '../../enrich/k8s';
@@ -25,12 +25,14 @@ import {
   HTTP_EXCHANGE,
   HTTP_REQUEST,
   HTTP_STATUS_CAPTURE,
+  HTTP_TLS,
   HttpConnection,
   httpEventSocket,
 } from './decode';
 import { HttpSeries, SeriesReader } from './aggregate';
 import { Exchange, HttpPairer } from './pairing';
 import { parseRequestLine, parseStatus } from './parse';
+import { GoInspector, TlsDiscovery, TlsTarget } from './tls/discovery';
 
 const DRAIN_MS = 200;
 /** The kernel wakes us early once this much is queued. */
@@ -53,7 +55,20 @@ export interface HttpflowOptions {
   perRequest?: boolean;
   /** Series per interval before exchanges are counted in overflow series. */
   maxSeries?: number;
+  /** Read HTTP from TLS libraries' plaintext (OpenSSL, Go): on unless false. */
+  tls?: boolean;
+  /** Reads a Go executable's crypto/tls probe points. */
+  inspectGo?: GoInspector;
 }
+
+/** OpenSSL's calls that move plaintext, with their programs; the _ex forms are 1.1.1+. */
+const OPENSSL_CALLS = [
+  { func: 'SSL_write', enter: 'ssl_write_enter', ret: 'ssl_write_return', required: true },
+  { func: 'SSL_read', enter: 'ssl_read_enter', ret: 'ssl_read_return', required: true },
+  { func: 'SSL_write_ex', enter: 'ssl_write_ex_enter', ret: 'ssl_write_ex_return', required: false },
+  { func: 'SSL_read_ex', enter: 'ssl_read_ex_enter', ret: 'ssl_read_ex_return', required: false },
+] as const;
+const TLS_SCAN_MS = 1000;
 
 /** Room in each series map beyond maxSeries, for the overflow series (one per endpoint pair). */
 const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
@@ -64,6 +79,7 @@ export function httpTags(
   serverSide: boolean,
   pid: number,
   processName: string,
+  tls: boolean,
   k8s?: FlowTagger,
   containers?: ContainerLookup,
 ): Point['tags'] {
@@ -83,6 +99,7 @@ export function httpTags(
     dst_port: c.remotePort === 0 || (serverSide && isEphemeralPort(c.remotePort)) ? '*' : String(c.remotePort),
     dst_ip_type: c.remoteType,
     container_id: pid ? containers?.containerOf(pid) : undefined,
+    tls: tls ? 'true' : 'false',
   };
   k8s?.enrich(tags, { srcIp: c.localIp, srcPort: c.localPort, dstIp: c.remoteIp, dstPort: c.remotePort, transport: 'tcp', pid });
   // the HTTP exchange itself says which side serves: a service's port does not overrule it
@@ -104,7 +121,7 @@ export function seriesPoint(s: HttpSeries, time: bigint, k8s?: FlowTagger, conta
     latency_p99: s.latency.p99Ns,
   };
   if (s.path !== undefined) fields.path = s.path;
-  return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, k8s, containers), fields, time };
+  return { measurement: 'httpflow', tags: httpTags(s.conn, s.server, s.pid, s.processName, s.tls, k8s, containers), fields, time };
 }
 
 /** One exchange (--l7-per-request), as DataKit 1.4.0 reported it: its series' tags, stamped when the request was seen. */
@@ -121,6 +138,7 @@ export function exchangePoint(tags: Point['tags'], x: Exchange, clock: EventCloc
 class CachedConnection {
   private seriesTags: Point['tags'] = {};
   private seriesServer = false;
+  private seriesTls = false;
   private seriesPid = -1;
   private seriesName = '';
   private seriesGeneration = -1;
@@ -153,10 +171,11 @@ class CachedConnection {
   }
 
   /** The series' tags (one object, so the encoder encodes them once), remade only when the side, owner or cluster changed. */
-  series(server: boolean, pid: number, name: string, generation: number, make: () => Point['tags']): Point['tags'] {
-    if (server !== this.seriesServer || pid !== this.seriesPid || name !== this.seriesName || generation !== this.seriesGeneration) {
+  series(server: boolean, tls: boolean, pid: number, name: string, generation: number, make: () => Point['tags']): Point['tags'] {
+    if (server !== this.seriesServer || tls !== this.seriesTls || pid !== this.seriesPid || name !== this.seriesName || generation !== this.seriesGeneration) {
       this.seriesTags = make();
       this.seriesServer = server;
+      this.seriesTls = tls;
       this.seriesPid = pid;
       this.seriesName = name;
       this.seriesGeneration = generation;
@@ -174,11 +193,13 @@ export class HttpflowPlugin implements Plugin {
   private counters?: BpfMap;
   private seriesRead = 0;
   private timers: NodeJS.Timeout[] = [];
+  private tls?: TlsDiscovery;
+  private readonly tlsLinks = new Map<string, Link[]>();
   private readonly pairer = new HttpPairer();
   private readonly clock = new EventClock();
   private emit: (points: Point[]) => void = () => {};
   private notHttp = 0;
-  readonly gauges = new Set(['pending', 'paths_known', 'series']);
+  readonly gauges = new Set(['pending', 'paths_known', 'series', 'tls_files_probed']);
   readonly losses = new LossWarnings('httpflow', {
     ringbuf_full: 'HTTP message starts (per request) or path texts (aggregated) lost: ring buffer full',
     state_full: 'requests not kept in the kernel: no socket storage',
@@ -193,6 +214,7 @@ export class HttpflowPlugin implements Plugin {
     closed_unanswered: 'requests whose connection ended before an answer, in user space: not reported',
     expired_requests: 'requests unanswered for too long: not reported',
     not_http: 'message starts that did not parse as HTTP/1.x',
+    tls_no_socket: 'TLS plaintext of a connection whose socket was never seen: not read',
     paths_unparsed: 'path texts that did not parse: their series carry no path',
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
@@ -215,8 +237,10 @@ export class HttpflowPlugin implements Plugin {
       obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest, maxSeries }));
       for (const m of ['http_series_0', 'http_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
       const conns = this.netflow.connections;
+      const threadSocks = this.netflow.threadSockets;
       if (conns) obj.reuseMap('conns', conns);
-      else log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name');
+      else log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name, and TLS is not read');
+      if (threadSocks) obj.reuseMap('thread_socks', threadSocks);
       obj.load();
       this.counters = obj.map('http_counters');
       if (perRequest) this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
@@ -224,6 +248,7 @@ export class HttpflowPlugin implements Plugin {
       const root = this.opts.cgroup2();
       obj.attachCgroup('http_egress', root);
       obj.attachCgroup('http_ingress', root);
+      if (this.opts.tls !== false && conns && threadSocks) this.startTls(obj);
     } catch (err) {
       this.stop();
       throw err;
@@ -243,6 +268,68 @@ export class HttpflowPlugin implements Plugin {
     }
   }
 
+  /** TLS plaintext: probes on the TLS libraries in use, followed as processes come and go. */
+  private startTls(obj: BpfObject): void {
+    const said = new Set<string>();
+    this.tls = new TlsDiscovery(
+      { attach: (t) => this.attachTls(obj, t), detach: (t) => this.detachTls(obj, t) },
+      {
+        inspectGo: this.opts.inspectGo,
+        onUnsupported: (file, why) => {
+          if (said.has(file)) return;
+          said.add(file);
+          log.info(`httpflow: not reading TLS in ${file}: ${why}`);
+        },
+      },
+    );
+    this.tls.scan();
+    const scan = setInterval(() => this.tls?.scan(), TLS_SCAN_MS);
+    scan.unref();
+    this.timers.push(scan);
+  }
+
+  private attachTls(obj: BpfObject, t: TlsTarget): boolean {
+    const links: Link[] = [];
+    // the return first: an entry without its return would only leave a stale call behind
+    const probe = (prog: string, o: { func?: string; offset?: number; retprobe?: boolean }) =>
+      links.push(obj.attachUprobe(prog, { binary: t.path, ...o }));
+    try {
+      if (t.library === 'openssl') {
+        for (const c of OPENSSL_CALLS) {
+          try {
+            probe(c.ret, { func: c.func, retprobe: true });
+            probe(c.enter, { func: c.func });
+          } catch (err) {
+            if (c.required) throw err;
+          }
+        }
+        probe('ssl_free_enter', { func: 'SSL_free' });
+      } else if (t.go) {
+        // no return probes on Go code: one on each return instruction
+        for (const [fn, prog] of [
+          [t.go.write, 'go_write'],
+          [t.go.read, 'go_read'],
+        ] as const) {
+          for (const offset of fn.returns) probe(`${prog}_return`, { offset });
+          probe(`${prog}_enter`, { offset: fn.entry });
+        }
+      }
+    } catch (err) {
+      for (const l of links) obj.detach(l);
+      log.warn(`httpflow: cannot read TLS in ${t.label}: ${(err as Error).message.split('\n')[0]}`);
+      return false;
+    }
+    this.tlsLinks.set(t.key, links);
+    log.info(`httpflow: reading TLS plaintext in ${t.label}`);
+    return true;
+  }
+
+  private detachTls(obj: BpfObject, t: TlsTarget): void {
+    for (const l of this.tlsLinks.get(t.key) ?? []) obj.detach(l);
+    this.tlsLinks.delete(t.key);
+    log.info(`httpflow: no longer reading TLS in ${t.label}: no process uses it`);
+  }
+
   /** One drained chunk of ring records: points for every exchange they complete go to `emit`. */
   processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
     const points: Point[] = [];
@@ -251,7 +338,7 @@ export class HttpflowPlugin implements Plugin {
     forEachRecord(buf, bytes, (off, len) => {
       if (len < HTTP_EVENT.data) return;
       const sk = httpEventSocket(buf, off);
-      if (buf[off + HTTP_EVENT.kind] === HTTP_CONN_END) {
+      if ((buf[off + HTTP_EVENT.kind] & ~HTTP_TLS) === HTTP_CONN_END) {
         // its requests will not be answered, and its address may soon be another socket's
         this.pairer.closed(sk);
         return;
@@ -266,7 +353,8 @@ export class HttpflowPlugin implements Plugin {
       const dataOffset = off + HTTP_EVENT.data;
       const dataLength = Math.min(buf.readUInt16LE(off + HTTP_EVENT.len), HTTP_CAPTURE, len - HTTP_EVENT.data);
       const pid = buf.readUInt32LE(off + HTTP_EVENT.pid);
-      const kind = buf[off + HTTP_EVENT.kind];
+      const kind = buf[off + HTTP_EVENT.kind] & ~HTTP_TLS;
+      const tls = (buf[off + HTTP_EVENT.kind] & HTTP_TLS) !== 0;
       let x: Exchange | undefined;
       if (kind === HTTP_EXCHANGE) {
         // the common case: the kernel kept the request and sends it with its response
@@ -298,7 +386,9 @@ export class HttpflowPlugin implements Plugin {
       // the response went out from here: this side is the server
       const serverSide = buf[off + HTTP_EVENT.egress] !== 0;
       const done = x;
-      const tags = cached.series(serverSide, x.pid, x.processName, generation, () => this.seriesFor(cached!.conn, serverSide, done, generation));
+      const tags = cached.series(serverSide, tls, x.pid, x.processName, generation, () =>
+        this.seriesFor(cached!.conn, serverSide, tls, done, generation),
+      );
       points.push(exchangePoint(tags, x, this.clock));
     });
     if (points.length) emit(points);
@@ -324,13 +414,13 @@ export class HttpflowPlugin implements Plugin {
    * differ only in a collapsed ephemeral port: they share one tags object,
    * encoded once.
    */
-  private seriesFor(c: HttpConnection, serverSide: boolean, x: Exchange, generation: number): Point['tags'] {
+  private seriesFor(c: HttpConnection, serverSide: boolean, tls: boolean, x: Exchange, generation: number): Point['tags'] {
     const localPort = !serverSide && isEphemeralPort(c.localPort) ? '*' : c.localPort;
     const remotePort = serverSide && isEphemeralPort(c.remotePort) ? '*' : c.remotePort;
-    const key = `${serverSide ? 's' : 'c'}|${c.localIp}|${localPort}|${c.remoteIp}|${remotePort}|${x.pid}|${x.processName}|${generation}`;
+    const key = `${serverSide ? 's' : 'c'}${tls ? 't' : ''}|${c.localIp}|${localPort}|${c.remoteIp}|${remotePort}|${x.pid}|${x.processName}|${generation}`;
     let series = this.seriesCache.get(key);
     if (series === undefined) {
-      series = httpTags(c, serverSide, x.pid, x.processName, this.opts.k8s, this.opts.containers);
+      series = httpTags(c, serverSide, x.pid, x.processName, tls, this.opts.k8s, this.opts.containers);
       if (this.seriesCache.size >= SERIES_CACHE) this.seriesCache.clear();
       this.seriesCache.set(key, series);
     }
@@ -349,7 +439,11 @@ export class HttpflowPlugin implements Plugin {
   }
 
   stats(): Record<string, number> {
-    const out = this.counters?.namedCounters(HTTP_COUNTER_NAMES) ?? {};
+    const out: Record<string, number> = this.counters?.namedCounters(HTTP_COUNTER_NAMES) ?? {};
+    if (this.tls) {
+      out.tls_files_probed = this.tlsLinks.size;
+      for (const [k, v] of Object.entries(this.tls.counts)) out[`tls_${k}`] = v;
+    }
     if (this.reader) {
       return Object.assign(out, {
         series: this.seriesRead,
@@ -364,6 +458,8 @@ export class HttpflowPlugin implements Plugin {
   stop(): void {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.tls = undefined;
+    this.tlsLinks.clear();
     this.ring?.close();
     this.ring = undefined;
     this.reader?.close();
@@ -373,6 +469,6 @@ export class HttpflowPlugin implements Plugin {
   }
 
   hooks(): Record<string, string> {
-    return { http: 'cgroup_skb' };
+    return this.tls ? { http: 'cgroup_skb', tls: 'uprobe' } : { http: 'cgroup_skb' };
   }
 }

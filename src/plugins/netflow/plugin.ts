@@ -101,6 +101,7 @@ export class NetflowPlugin implements Plugin {
   readonly category = 'network' as const;
   private obj?: BpfObject;
   private conns?: BpfMap;
+  private threadSocks?: BpfMap;
   private counters?: BpfMap;
   private orphans?: BpfMap;
   private udpFlows?: BpfMap;
@@ -128,6 +129,11 @@ export class NetflowPlugin implements Plugin {
   /** The kernel's connection table, for httpflow and dnsflow to name each socket's owner. */
   get connections(): BpfMap | undefined {
     return this.conns;
+  }
+
+  /** The TCP socket each thread last used, for httpflow's TLS probes to name a call's connection. */
+  get threadSockets(): BpfMap | undefined {
+    return this.threadSocks;
   }
 
   /** The kernel's UDP flow table, for dnsflow to name a query's owner. */
@@ -190,6 +196,7 @@ export class NetflowPlugin implements Plugin {
       selectByteHooks(obj, hooks);
       obj.load();
       this.conns = obj.map('conns');
+      this.threadSocks = obj.map('thread_socks');
       this.counters = obj.map('counters');
       this.orphans = obj.map('orphans');
       this.udpFlows = obj.map('udp_flows');
@@ -341,6 +348,7 @@ export class NetflowPlugin implements Plugin {
     this.obj?.close();
     this.obj = undefined;
     this.conns = undefined;
+    this.threadSocks = undefined;
     this.counters = undefined;
   }
 }

@@ -1,0 +1,393 @@
+/* httpflow over TLS: the plaintext of HTTP/1.x exchanges, read at the TLS
+ * library's calls, goes through the same parsers, queue and series as what
+ * the cgroup_skb programs see (part of httpflow.bpf.c, which includes it).
+ *
+ * OpenSSL (SSL_read, SSL_write and their _ex forms): an entry probe keeps the
+ * call's buffer by thread; the return probe reads what the call moved. The
+ * connection comes from netflow, which notes the TCP socket each thread last
+ * sent or received on (thread_socks): the slot is cleared when a call starts,
+ * so a socket found there at its return is the one the call used. It is kept
+ * per SSL object, for calls that used no socket (data already decrypted).
+ *
+ * Go (crypto/tls.(*Conn).Write and Read, register ABI): goroutine stacks move,
+ * so there are no return probes; user space puts a probe on every return
+ * instruction. Calls are kept by goroutine (R14), and the socket is found at
+ * entry from the Conn's file descriptor. */
+#ifndef DATAKIT_EBPF_TLS_H
+#define DATAKIT_EBPF_TLS_H
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* netflow's per-thread sockets (replaced by netflow's map before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, THREAD_SOCKS);
+	__type(key, __u32);
+	__type(value, struct thread_sock);
+} thread_socks SEC(".maps");
+
+/* OpenSSL calls in progress, by thread (LRU: a thread may die mid-call). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+/* Go calls in progress, by goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_call_key);
+	__type(value, struct tls_call);
+} go_calls SEC(".maps");
+
+/* TLS connections, by the library's connection object and process (OpenSSL's
+ * SSL_free removes its own; Go's age out). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_conn_key);
+	__type(value, struct tls_conn);
+} tls_conns SEC(".maps");
+
+/* A zeroed connection, to insert new ones from (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_conn);
+} tls_conn_zero SEC(".maps");
+
+/* Reads the request line in a TLS call's buffer into this CPU's http_parsed. */
+static __always_inline int tls_parse_request(__u64 buf, __u64 avail)
+{
+	struct http_parsed *p = scratch(&http_parse);
+	if (!p)
+		return 0;
+	p->ok = 0;
+	__u64 n = capture_len(avail, HTTP_CAPTURE);
+	if (!n || bpf_probe_read_user(p->event.data, n, (void *)buf))
+		return 0;
+	return parse_captured(n);
+}
+
+/* The process's name, not the thread's, as netflow reports it. */
+static __always_inline void process_comm(char (*comm)[16])
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	BPF_CORE_READ_STR_INTO(comm, task, group_leader, comm);
+}
+
+/* Per request: the message start goes to user space, which pairs it by socket. */
+static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, int kind, bool write, __u64 start, __u64 now)
+{
+	struct http_queue *q = &tc->q;
+	struct http_event *e = scratch(&http_scratch);
+	if (!e)
+		return;
+	if (kind == HTTP_REQUEST) {
+		q->request_egress = write;
+		q->in_request = 1;
+		q->req_end_ts = now;
+		e->req_end_ts = 0;
+	} else {
+		__u8 b[12] = {};
+		if (n >= 12 && !bpf_probe_read_user(b, 12, (void *)buf)) {
+			__u16 status = status_of(b);
+			if (status && status < 200 && status != 101)
+				return; /* an interim answer (100 Continue): the final one follows */
+		}
+		e->req_end_ts = q->req_end_ts;
+		q->in_request = 0;
+	}
+	e->t = tc->t;
+	e->t.netns = 0;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	process_comm(&e->comm);
+	e->sk = tc->sk;
+	e->egress = write;
+	e->req_ts = 0;
+	e->ts = start;
+	e->kind = kind | HTTP_TLS;
+	__u64 len = capture_len(n, kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE);
+	if (!len || bpf_probe_read_user(e->data, len, (void *)buf))
+		return;
+	e->len = len;
+	http_output(e, len);
+}
+
+/* n bytes of plaintext moved by a call on connection tc. */
+static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call *c, __u64 n, bool write)
+{
+	if (!cfg.include_loopback && (is_loopback((__u32 *)tc->t.saddr, tc->t.family) || is_loopback((__u32 *)tc->t.daddr, tc->t.family)))
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	/* a write's data leaves from the call's start; a read's is there at its return */
+	__u64 start = write ? c->ts : now;
+	__u32 word = 0;
+	if (n >= 4)
+		bpf_probe_read_user(&word, 4, (void *)c->buf);
+	int kind = http_kind(word);
+	struct http_queue *q = &tc->q;
+	if (!kind) {
+		/* more of a request: its end moves on */
+		if (q->in_request && q->request_egress == write)
+			q->req_end_ts = now;
+		return;
+	}
+	if (cfg.per_request) {
+		tls_event(tc, c->buf, n, kind, write, start, now);
+		return;
+	}
+	if (kind == HTTP_REQUEST) {
+		if (!tls_parse_request(c->buf, n)) {
+			http_count(HTTP_CNT_NOT_HTTP);
+			return;
+		}
+		struct http_parsed *p = scratch(&http_parse);
+		if (p && p->ok)
+			queue_request(q, p, write, start, now);
+		return;
+	}
+	__u8 b[12] = {};
+	__u16 status = 0;
+	if (n >= 12 && !bpf_probe_read_user(b, 12, (void *)c->buf))
+		status = status_of(b);
+	if (!status) {
+		http_count(HTTP_CNT_NOT_HTTP);
+		return;
+	}
+	if (status < 200 && status != 101)
+		return; /* an interim answer (100 Continue): the final one follows */
+	struct http_series_key k = {};
+	__u64 latency;
+	if (!queue_answer(q, start, &k, &latency))
+		return;
+	key_ends(&k, &tc->t, write); /* the response leaves the side that serves */
+	k.status = status;
+	k.tls = 1;
+	k.pid = bpf_get_current_pid_tgid() >> 32;
+	process_comm(&k.comm);
+	add_exchange(&k, latency);
+}
+
+/* A call on `conn` moved n bytes (maybe 0); `sk` is the socket it used, 0 when unknown. */
+static __always_inline void tls_moved(const struct tls_call *c, __u64 sk, __u64 n, bool write)
+{
+	struct tls_conn_key key = {.conn = c->conn, .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &key);
+	if (sk && (!tc || tc->sk != sk)) {
+		/* a new connection, or the library's object now serves another:
+		 * netflow knows the TCP connections reported (not loopback unless asked) */
+		struct conn_stats *cs = bpf_map_lookup_elem(&conns, &sk);
+		if (!cs)
+			return;
+		__u32 zero = 0;
+		struct tls_conn *fresh = bpf_map_lookup_elem(&tls_conn_zero, &zero);
+		if (!fresh || bpf_map_update_elem(&tls_conns, &key, fresh, BPF_ANY)) {
+			http_count(HTTP_CNT_STATE_FULL);
+			return;
+		}
+		tc = bpf_map_lookup_elem(&tls_conns, &key);
+		if (!tc)
+			return;
+		tc->t = cs->t;
+		tc->sk = sk;
+	}
+	if (!n)
+		return;
+	if (!tc) {
+		http_count(HTTP_CNT_TLS_NO_SOCKET);
+		return;
+	}
+	__u32 *depth = nest_enter();
+	tls_data(tc, c, n, write);
+	nest_leave(depth);
+}
+
+/* ---- OpenSSL ---- */
+
+static __always_inline void ssl_enter(void *ssl, const void *buf, void *out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call c = {.conn = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out, .ts = bpf_ktime_get_ns()};
+	bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY);
+	__u32 tid = (__u32)id, slot = tid & (THREAD_SOCKS - 1);
+	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
+	if (ts && ts->tid == tid)
+		ts->sk = 0;
+}
+
+static __always_inline void ssl_return(int ret, bool write, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *cp = bpf_map_lookup_elem(&tls_calls, &id);
+	if (!cp)
+		return;
+	struct tls_call c = *cp;
+	bpf_map_delete_elem(&tls_calls, &id);
+	__u64 n = 0;
+	if (ex) {
+		/* 1 on success, the byte count written to *out */
+		if (ret == 1 && bpf_probe_read_user(&n, sizeof(n), (void *)c.out))
+			n = 0;
+	} else if (ret > 0) {
+		n = ret;
+	}
+	__u32 tid = (__u32)id, slot = tid & (THREAD_SOCKS - 1);
+	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
+	__u64 sk = ts && ts->tid == tid ? ts->sk : 0;
+	tls_moved(&c, sk, n, write);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf)
+{
+	ssl_enter(ssl, buf, NULL);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_return, int ret)
+{
+	ssl_return(ret, true, false);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf)
+{
+	ssl_enter(ssl, buf, NULL);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_return, int ret)
+{
+	ssl_return(ret, false, false);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, void *written)
+{
+	ssl_enter(ssl, buf, written);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_ex_return, int ret)
+{
+	ssl_return(ret, true, true);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, void *readbytes)
+{
+	ssl_enter(ssl, buf, readbytes);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_ex_return, int ret)
+{
+	ssl_return(ret, false, true);
+	return 0;
+}
+
+/* The SSL object's memory may serve another connection next. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_free_enter, void *ssl)
+{
+	struct tls_conn_key key = {.conn = (__u64)ssl, .tgid = bpf_get_current_pid_tgid() >> 32};
+	bpf_map_delete_elem(&tls_conns, &key);
+	return 0;
+}
+
+/* ---- Go crypto/tls ---- */
+
+/* The socket behind a file descriptor of the current process; 0 when it is none. */
+static __always_inline __u64 sock_of_fd(__s64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	return (__u64)BPF_CORE_READ(sock, sk);
+}
+
+/* The socket of a *tls.Conn over a *net.TCPConn: conn.data → fd → pfd.Sysfd. */
+static __always_inline __u64 go_conn_sock(__u64 conn)
+{
+	__u64 tcp = 0, netfd = 0;
+	__s64 fd = -1;
+	if (bpf_probe_read_user(&tcp, 8, (void *)(conn + cfg.go_conn_data)) || !tcp)
+		return 0;
+	if (bpf_probe_read_user(&netfd, 8, (void *)(tcp + cfg.go_netfd)) || !netfd)
+		return 0;
+	if (bpf_probe_read_user(&fd, 8, (void *)(netfd + cfg.go_sysfd)))
+		return 0;
+	return sock_of_fd(fd);
+}
+
+/* Entry of Write or Read: receiver in RAX, the slice's pointer in RBX, the goroutine in R14. */
+static __always_inline void go_enter(struct pt_regs *ctx)
+{
+	struct go_call_key key = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_call c = {.conn = ctx->ax, .buf = ctx->bx, .ts = bpf_ktime_get_ns()};
+	c.sk = go_conn_sock(c.conn);
+	bpf_map_update_elem(&go_calls, &key, &c, BPF_ANY);
+}
+
+/* A return instruction of Write or Read: n in RAX. */
+static __always_inline void go_return(struct pt_regs *ctx, bool write)
+{
+	struct go_call_key key = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_call *cp = bpf_map_lookup_elem(&go_calls, &key);
+	if (!cp)
+		return;
+	struct tls_call c = *cp;
+	bpf_map_delete_elem(&go_calls, &key);
+	__s64 n = ctx->ax;
+	tls_moved(&c, c.sk, n > 0 ? n : 0, write);
+}
+
+SEC("uprobe")
+int go_write_enter(struct pt_regs *ctx)
+{
+	go_enter(ctx);
+	return 0;
+}
+
+SEC("uprobe")
+int go_write_return(struct pt_regs *ctx)
+{
+	go_return(ctx, true);
+	return 0;
+}
+
+SEC("uprobe")
+int go_read_enter(struct pt_regs *ctx)
+{
+	go_enter(ctx);
+	return 0;
+}
+
+SEC("uprobe")
+int go_read_return(struct pt_regs *ctx)
+{
+	go_return(ctx, false);
+	return 0;
+}
+
+#endif

@@ -1,0 +1,183 @@
+// httpflow over TLS: nginx serving HTTPS and plain HTTP on one test host,
+// curl (OpenSSL's SSL_read/SSL_write) and a Python ssl server (the _ex
+// forms) on the other side. Exact counts per path and status on both sides
+// with tls=true, plain HTTP on the same nginx with tls=false, and a point per
+// exchange with --l7-per-request. The certificate is made by the test.
+import assert from 'node:assert/strict';
+import { ChildProcess, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
+import { ParsedPoint } from '../helpers/lineprotocol-parse';
+import { createHostPair, HostPair } from '../helpers/netns';
+import { skip } from '../helpers/privileged';
+
+const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
+
+function childrenOf(pid: number): number[] {
+  const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  return kids ? kids.split(' ').map(Number) : [];
+}
+
+const PYTHON_SERVER = `
+import http.server, ssl, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        code = int(self.path.split('/')[2]) if self.path.startswith('/status/') else 200
+        body = b'python\\n'
+        self.send_response(code)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[3], sys.argv[4])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print('listening', flush=True)
+server.serve_forever()
+`;
+
+describe('httpflow over TLS', { skip }, () => {
+  let hosts: HostPair;
+  let dir: string;
+  let nginx: ChildProcess;
+  let worker: number;
+  let python: ChildProcess;
+
+  before(async () => {
+    hosts = createHostPair(14); // 198.51.100.141-142: a subnet no other test uses
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-tls-'));
+    fs.chmodSync(dir, 0o755); // nginx's worker does not run as root
+    fs.writeFileSync(path.join(dir, 'index.html'), '<p>hello</p>\n');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test.example',
+      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    fs.chmodSync(path.join(dir, 'key.pem'), 0o644);
+    fs.writeFileSync(
+      path.join(dir, 'nginx.conf'),
+      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events {}
+http {
+  access_log off;
+  server {
+    listen ${hosts.serverV4}:443 ssl; listen [${hosts.serverV6}]:443 ssl; listen ${hosts.serverV4}:80;
+    ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem;
+    root ${dir};
+    location = /created { return 201; }
+    location = /old { return 301 /new; }
+  }
+}
+`,
+    );
+    nginx = spawnGroup('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
+    for (let i = 0; i < 50 && !worker; i++) {
+      await sleep(100);
+      worker = childrenOf(nginx.pid!)[0];
+    }
+    assert.ok(worker, 'nginx worker started');
+    fs.writeFileSync(path.join(dir, 'server.py'), PYTHON_SERVER);
+    python = await startDaemon(
+      'ip',
+      ['netns', 'exec', hosts.server, '/usr/bin/python3', path.join(dir, 'server.py'), hosts.serverV4, '8443', path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')],
+      'listening',
+    );
+  });
+  after(() => {
+    killGroup(nginx);
+    killGroup(python);
+    hosts?.destroy();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** One curl (one kept-alive connection) for all `urls`; prints each status. */
+  const curl = (options: string[], ...urls: string[]) =>
+    run('ip', ['netns', 'exec', hosts.client, 'curl', '-sk', '--http1.1', '-w', '%{http_code}\\n', ...options, ...urls.flatMap((u) => ['-o', '/dev/null', u])]);
+
+  /** Series of one side, as "method path status count tls". */
+  const series = (points: ParsedPoint[], pid: number | undefined) =>
+    points
+      .filter((p) => p.tags.pid === String(pid))
+      .map((p) => `${p.fields.method} ${p.fields.path} ${p.fields.status_code} ${p.fields.count} tls=${p.tags.tls}`)
+      .sort();
+
+  test('series: exact counts per path and status on both sides with tls=true; plain HTTP on the same nginx tls=false', async () => {
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      const https = `https://${hosts.serverV4}`;
+      const kept = await curl([], `${https}/index.html`, `${https}/missing`, `${https}/index.html?q=1`, `${https}/old`, `${https}/missing`);
+      const posted = await curl(['-X', 'POST', '-d', 'x=1'], `${https}/created`, `${https}/created`);
+      const v6 = await curl([], `https://[${hosts.serverV6}]/index.html`);
+      const plain = await curl([], `http://${hosts.serverV4}/index.html`, `http://${hosts.serverV4}/missing`);
+      const py = await curl([], `https://${hosts.serverV4}:8443/status/200`, `https://${hosts.serverV4}:8443/status/404`, `https://${hosts.serverV4}:8443/status/200`);
+      assert.deepEqual(
+        [kept.stdout, posted.stdout, v6.stdout, plain.stdout, py.stdout],
+        ['200\n404\n200\n301\n404\n', '201\n201\n', '200\n', '200\n404\n', '200\n404\n200\n'],
+      );
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const points = collector.points('httpflow');
+      assert.deepEqual(series(points, kept.pid), ['GET /index.html 200 2 tls=true', 'GET /missing 404 2 tls=true', 'GET /old 301 1 tls=true']);
+      assert.deepEqual(series(points, posted.pid), ['POST /created 201 2 tls=true']);
+      assert.deepEqual(series(points, v6.pid), ['GET /index.html 200 1 tls=true']);
+      assert.deepEqual(series(points, plain.pid), ['GET /index.html 200 1 tls=false', 'GET /missing 404 1 tls=false']);
+      assert.deepEqual(series(points, py.pid), ['GET /status/200 200 2 tls=true', 'GET /status/404 404 1 tls=true']);
+      // nginx's side: IPv4 and IPv6 are series apart
+      const served = points.filter((p) => p.tags.pid === String(worker));
+      const byFamily = (family: string) => series(served.filter((p) => p.tags.family === family), worker);
+      assert.deepEqual(byFamily('IPv4'), [
+        'GET /index.html 200 1 tls=false',
+        'GET /index.html 200 2 tls=true',
+        'GET /missing 404 1 tls=false',
+        'GET /missing 404 2 tls=true',
+        'GET /old 301 1 tls=true',
+        'POST /created 201 2 tls=true',
+      ]);
+      assert.deepEqual(byFamily('IPv6'), ['GET /index.html 200 1 tls=true']);
+      assert.deepEqual(series(points, python.pid), ['GET /status/200 200 2 tls=true', 'GET /status/404 404 1 tls=true']);
+
+      for (const p of points.filter((x) => [kept.pid, worker, python.pid].map(String).includes(x.tags.pid!) && x.tags.family === 'IPv4')) {
+        const server = p.tags.direction === 'incoming';
+        const port = p.tags.tls === 'false' ? '80' : p.tags.pid === String(python.pid) || p.fields.path?.toString().startsWith('/status') ? '8443' : '443';
+        const ends = [p.tags.src_ip, p.tags.src_port, p.tags.dst_ip, p.tags.dst_port, p.tags.transport];
+        assert.deepEqual(ends, server ? [hosts.serverV4, port, hosts.clientV4, '*', 'tcp'] : [hosts.clientV4, '*', hosts.serverV4, port, 'tcp'], show(p));
+        assert.equal(p.tags.process_name, p.tags.pid === String(worker) ? 'nginx' : p.tags.pid === String(python.pid) ? 'python3' : 'curl', show(p));
+        assert.equal(p.fields.http_version, '1.1');
+        const f = p.fields as Record<string, number>;
+        assert.ok(f.latency > 0 && f.latency <= f.latency_max && f.latency_p50 <= f.latency_p99 && f.latency_p99 <= f.latency_max, show(p));
+      }
+      assert.match(collector.stderr(), /httpflow: \d+ points; .*tls_no_socket=0 /);
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
+  test('per request: every exchange over TLS its own point, both sides, tls=true', async () => {
+    const collector = await startCollector(['--interval', '60s', '--l7-per-request']);
+    try {
+      const https = `https://${hosts.serverV4}`;
+      const c = await curl([], `${https}/index.html`, `${https}/missing`, `${https}/index.html`);
+      const p = await curl([], `https://${hosts.serverV4}:8443/status/503`);
+      assert.deepEqual([c.stdout, p.stdout], ['200\n404\n200\n', '503\n']);
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const points = collector.points('httpflow');
+      const each = (pid: number | undefined) =>
+        points.filter((x) => x.tags.pid === String(pid)).map((x) => `${x.tags.direction} ${x.fields.method} ${x.fields.path} ${x.fields.status_code} tls=${x.tags.tls}`);
+      assert.deepEqual(each(c.pid), ['outgoing GET /index.html 200 tls=true', 'outgoing GET /missing 404 tls=true', 'outgoing GET /index.html 200 tls=true']);
+      assert.deepEqual(each(worker), ['incoming GET /index.html 200 tls=true', 'incoming GET /missing 404 tls=true', 'incoming GET /index.html 200 tls=true']);
+      assert.deepEqual(each(p.pid), ['outgoing GET /status/503 503 tls=true']);
+      assert.deepEqual(each(python.pid), ['incoming GET /status/503 503 tls=true']);
+      for (const x of points.filter((y) => [c.pid, worker].map(String).includes(y.tags.pid!))) {
+        assert.ok((x.fields.latency as number) > 0 && (x.fields.latency as number) < 1e9, show(x));
+      }
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+});
