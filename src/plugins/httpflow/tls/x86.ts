@@ -148,7 +148,7 @@ const TWO_BYTE = table((op) => {
     case 0xa0: case 0xa1: case 0xa2: case 0xa8: case 0xa9: case 0xaa: return [false, NONE];
     case 0xa3: case 0xa5: case 0xab: case 0xad: case 0xae: case 0xaf: return [true, NONE];
     case 0xa4: case 0xac: return [true, IB];
-    case 0xa6: case 0xa7: return [false, BAD];
+    case 0xa6: case 0xa7: return [true, NONE]; // VIA PadLock (montmul, xsha*, xstore, xcrypt*)
     case 0xba: return [true, IB];
     case 0xc2: case 0xc4: case 0xc5: case 0xc6: return [true, IB];
   }
