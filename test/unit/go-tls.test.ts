@@ -236,3 +236,183 @@ test('not a Go program, or a damaged file: null or unsupported, never a throw', 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// ---- the layouts of other Go versions, in small ELF files made here
+
+interface SyntheticGo {
+  /** .gopclntab magic */
+  magic: number;
+  version: string;
+  /** .go.buildinfo with the version inline (Go 1.18+), else through pointers */
+  inline: boolean;
+  machine?: number;
+  names?: [string, string, string];
+  /** the Go 1.18+ header's textStart left 0, as in a position-independent program */
+  textStartZero?: boolean;
+  writeCode?: string;
+}
+
+const BASE = 0x400000;
+const TEXT = 0x200;
+// the functions: one before, Write (a C3 byte inside mov, then ret, and ret 8), Read
+const FUNCS = [TEXT, TEXT + 0x10, TEXT + 0x20, TEXT + 0x30];
+const CODE = ['48 83 ec 08 c3', '48 89 c3 c3 74 00 c2 08 00', 'b8 c3 00 00 00 f3 c3'];
+
+/** An ELF64 file shaped like a stripped Go program: .text, .go.buildinfo, .gopclntab. */
+function syntheticGo(o: SyntheticGo): Buffer {
+  const file = Buffer.alloc(0x1000, 0);
+  const names = o.names ?? ['main.main', GO_TLS_WRITE, GO_TLS_READ];
+  // .text, padded with int3
+  file.fill(0xcc, TEXT, FUNCS[3]);
+  [CODE[0], o.writeCode ?? CODE[1], CODE[2]].forEach((c, i) => Buffer.from(c.replace(/ /g, ''), 'hex').copy(file, FUNCS[i]));
+
+  // .go.buildinfo at 0x300
+  const BI = 0x300;
+  Buffer.from('\xff Go buildinf:', 'latin1').copy(file, BI);
+  file[BI + 14] = 8;
+  if (o.inline) {
+    file[BI + 15] = 2;
+    file[BI + 32] = o.version.length;
+    file.write(o.version, BI + 33, 'latin1');
+  } else {
+    file.writeBigUInt64LE(BigInt(BASE + 0x340), BI + 16); // → string header
+    file.writeBigUInt64LE(BigInt(BASE + 0x360), 0x340); // → data
+    file.writeBigUInt64LE(BigInt(o.version.length), 0x348);
+    file.write(o.version, 0x360, 'latin1');
+  }
+
+  // .gopclntab at 0x400
+  const P = 0x400;
+  file.writeUInt32LE(o.magic, P);
+  file[P + 6] = 1;
+  file[P + 7] = 8;
+  const nametab = Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
+  const nameOffs = [0, names[0].length + 1, names[0].length + names[1].length + 2];
+  let end: number;
+  if (o.magic === 0xfffffffb) {
+    // Go 1.2: nfunc, functab {entry, funcoff}, end; _func {entry, nameoff} and names, from the table's start
+    file.writeBigUInt64LE(3n, P + 8);
+    const ftab = P + 16;
+    const funcs = ftab + 7 * 8;
+    const namesAt = funcs + 3 * 16;
+    for (let i = 0; i < 4; i++) file.writeBigUInt64LE(BigInt(BASE + FUNCS[i]), ftab + 16 * i);
+    for (let i = 0; i < 3; i++) {
+      file.writeBigUInt64LE(BigInt(funcs + 16 * i - P), ftab + 16 * i + 8);
+      file.writeBigUInt64LE(BigInt(BASE + FUNCS[i]), funcs + 16 * i);
+      file.writeUInt32LE(namesAt - P + nameOffs[i], funcs + 16 * i + 8);
+    }
+    nametab.copy(file, namesAt);
+    end = namesAt + nametab.length;
+  } else {
+    const go118 = o.magic !== 0xfffffffa;
+    const words = go118 ? 8 : 7;
+    const funcnameOffset = 8 + words * 8;
+    const cuOffset = funcnameOffset + nametab.length;
+    const pclnOffset = (cuOffset + 7) & ~7;
+    const header = go118
+      ? [3, 0, o.textStartZero ? 0 : BASE + TEXT, funcnameOffset, cuOffset, cuOffset, cuOffset, pclnOffset]
+      : [3, 0, funcnameOffset, cuOffset, cuOffset, cuOffset, pclnOffset];
+    header.forEach((w, i) => file.writeBigUInt64LE(BigInt(w), P + 8 + 8 * i));
+    nametab.copy(file, P + funcnameOffset);
+    const pcln = P + pclnOffset;
+    const field = go118 ? 4 : 8;
+    const funcs = 4 * 2 * field;
+    for (let i = 0; i < 4; i++) {
+      const entry = go118 ? FUNCS[i] - TEXT : BASE + FUNCS[i];
+      const funcoff = funcs + 16 * i;
+      if (go118) {
+        file.writeUInt32LE(entry, pcln + 8 * i);
+        file.writeUInt32LE(i < 3 ? funcoff : 0, pcln + 8 * i + 4);
+      } else {
+        file.writeBigUInt64LE(BigInt(entry), pcln + 16 * i);
+        file.writeBigUInt64LE(BigInt(i < 3 ? funcoff : 0), pcln + 16 * i + 8);
+      }
+      if (i < 3) {
+        if (go118) file.writeUInt32LE(entry, pcln + funcoff);
+        else file.writeBigUInt64LE(BigInt(entry), pcln + funcoff);
+        file.writeUInt32LE(nameOffs[i], pcln + funcoff + field);
+      }
+    }
+    end = pcln + funcs + 16 * 3;
+  }
+  const pclnSize = end - P;
+
+  // .shstrtab at 0x800, section headers at 0x900
+  const shstr = '\0.text\0.go.buildinfo\0.gopclntab\0.shstrtab\0';
+  file.write(shstr, 0x800, 'latin1');
+  const sh = (i: number, name: number, type: number, flags: number, addr: number, off: number, size: number) => {
+    const at = 0x900 + 64 * i;
+    file.writeUInt32LE(name, at);
+    file.writeUInt32LE(type, at + 4);
+    file.writeBigUInt64LE(BigInt(flags), at + 8);
+    file.writeBigUInt64LE(BigInt(addr), at + 16);
+    file.writeBigUInt64LE(BigInt(off), at + 24);
+    file.writeBigUInt64LE(BigInt(size), at + 32);
+  };
+  sh(1, 1, 1, 6, BASE + TEXT, TEXT, FUNCS[3] - TEXT);
+  sh(2, 7, 1, 3, BASE + BI, BI, 0x100);
+  sh(3, 21, 1, 2, BASE + P, P, pclnSize);
+  sh(4, 32, 3, 0, 0, 0x800, shstr.length);
+
+  // ELF header and one PT_LOAD for all of it
+  Buffer.from('7f454c46020101', 'hex').copy(file, 0);
+  file.writeUInt16LE(2, 16); // ET_EXEC
+  file.writeUInt16LE(o.machine ?? 62, 18);
+  file.writeUInt32LE(1, 20);
+  file.writeBigUInt64LE(BigInt(BASE + TEXT), 24);
+  file.writeBigUInt64LE(64n, 32); // e_phoff
+  file.writeBigUInt64LE(0x900n, 40); // e_shoff
+  file.writeUInt16LE(64, 52);
+  file.writeUInt16LE(56, 54);
+  file.writeUInt16LE(1, 56);
+  file.writeUInt16LE(64, 58);
+  file.writeUInt16LE(5, 60);
+  file.writeUInt16LE(4, 62);
+  file.writeUInt32LE(1, 64); // PT_LOAD
+  file.writeUInt32LE(7, 68); // RWX
+  file.writeBigUInt64LE(0n, 72);
+  file.writeBigUInt64LE(BigInt(BASE), 80);
+  file.writeBigUInt64LE(BigInt(BASE), 88);
+  file.writeBigUInt64LE(BigInt(file.length), 96);
+  file.writeBigUInt64LE(BigInt(file.length), 104);
+  file.writeBigUInt64LE(0x1000n, 112);
+  return file;
+}
+
+test('Go layouts of other versions: .go.buildinfo before and after 1.18, .gopclntab of 1.2, 1.16, 1.18 and 1.20', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'go-tls-'));
+  try {
+    let n = 0;
+    const inspect = (o: SyntheticGo) => {
+      const f = path.join(dir, `go${n++}`);
+      fs.writeFileSync(f, syntheticGo(o));
+      return inspectGoBinary(f);
+    };
+    const want = (goVersion: string) => ({
+      goVersion,
+      write: { entry: FUNCS[1], returns: [FUNCS[1] + 3, FUNCS[1] + 6] },
+      read: { entry: FUNCS[2], returns: [FUNCS[2] + 5] },
+      offsets: goOffsets(17),
+    });
+    assert.deepEqual(inspect({ magic: 0xfffffffa, version: 'go1.17.13', inline: false }), want('go1.17.13'));
+    assert.deepEqual(inspect({ magic: 0xfffffff0, version: 'go1.18.10', inline: true }), want('go1.18.10'));
+    assert.deepEqual(inspect({ magic: 0xfffffff1, version: 'go1.22.5', inline: true }), want('go1.22.5'));
+    assert.deepEqual(inspect({ magic: 0xfffffff1, version: 'go1.22.5', inline: true, textStartZero: true }), want('go1.22.5'));
+    const unsupported = (o: SyntheticGo, re: RegExp) => {
+      const r = inspect(o);
+      assert.ok(r && 'unsupported' in r && re.test(r.unsupported), `${JSON.stringify(o)}: ${JSON.stringify(r)}`);
+    };
+    unsupported({ magic: 0xfffffffb, version: 'go1.15.15', inline: false }, /Go 1\.17 or later/);
+    unsupported({ magic: 0xfffffffa, version: 'go1.16.15', inline: false }, /Go 1\.17 or later/);
+    unsupported({ magic: 0xfffffff1, version: 'go1.22.5', inline: true, machine: 183 }, /amd64 only/);
+    unsupported({ magic: 0xfffffff1, version: 'go1.22.5', inline: true, writeCode: '48 89 c3 06 c3' }, /cannot decode crypto\/tls\.\(\*Conn\)\.Write/);
+    unsupported({ magic: 0xfffffff1, version: 'go1.22.5', inline: true, writeCode: '48 89 c3 eb fe' }, /no return instruction/);
+    unsupported({ magic: 0xfffffff5, version: 'go1.22.5', inline: true }, /gopclntab magic/);
+    unsupported({ magic: 0xfffffff1, version: 'go1.22.5', inline: true, names: ['main.main', GO_TLS_WRITE, 'main.other'] }, /Read not found/);
+    // a Go program without crypto/tls, of any version
+    assert.equal(inspect({ magic: 0xfffffff1, version: 'go1.22.5', inline: true, names: ['main.main', 'main.a', 'main.b'] }), null);
+    assert.equal(inspect({ magic: 0xfffffffb, version: 'go1.12', inline: false, names: ['main.main', 'main.a', 'main.b'] }), null);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
