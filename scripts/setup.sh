@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 exec 1>&2
 
 # Build tools, then the real peers the integration tests talk to, then debootstrap
-# (the package test installs the packages in a bare Debian 12).
+# (the package test installs the packages in a bare Debian 12), then Go and
+# binutils (the Go crypto/tls tests build Go programs and read them with objdump).
 PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
   iproute2 util-linux procps nftables
   debootstrap
+  golang-go binutils
   influxdb nginx-light wrk dnsmasq-base dnsutils dnsperf prometheus iperf3 openssl
 )
 # --kernels: also what the kernel matrix needs (test/kernels/vm.ts): qemu,
