@@ -35,7 +35,8 @@ enum http_counter {
 	HTTP_CNT_UNANSWERED = 11,   /* requests whose connection ended before their response */
 	HTTP_CNT_EARLY = 12,        /* requests that came before their connection was accepted */
 	HTTP_CNT_TLS_NO_SOCKET = 13, /* TLS plaintext whose connection was not known: not read */
-	HTTP_CNT_MAX = 14,
+	HTTP_CNT_TLS_EXECS_LOST = 14, /* execs not told to user space (ring full): found by the next scan */
+	HTTP_CNT_MAX = 15,
 };
 
 struct http_event {
@@ -176,6 +177,9 @@ struct tls_conn_key {
 struct tls_conn {
 	struct conn_tuple t;
 	__u64 sk;
+	__u32 carry[2];     /* by direction ([1]: written): the first bytes of a message start that came alone */
+	__u8 carry_len[2];  /* 0 to 3 */
+	__u8 _pad[6];
 	struct http_queue q;
 };
 

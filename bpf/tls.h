@@ -60,17 +60,40 @@ struct {
 	__type(value, struct tls_conn);
 } tls_conn_zero SEC(".maps");
 
-/* Reads the request line in a TLS call's buffer into this CPU's http_parsed. */
-static __always_inline int tls_parse_request(__u64 buf, __u64 avail)
+/* Reads the request line in a TLS call's buffer into this CPU's http_parsed,
+ * after the `carried` bytes of `carry`. */
+static __always_inline int tls_parse_request(__u64 buf, __u64 avail, __u32 carry, __u32 carried)
 {
 	struct http_parsed *p = scratch(&http_parse);
 	if (!p)
 		return 0;
 	p->ok = 0;
-	__u64 n = capture_len(avail, HTTP_CAPTURE);
-	if (!n || bpf_probe_read_user(p->event.data, n, (void *)buf))
+	__u32 k = carried & 3;
+	*(__u32 *)p->event.data = carry; /* the call's bytes go over what is not carried */
+	__u64 n = capture_len(avail, HTTP_CAPTURE - 4);
+	if (!n || bpf_probe_read_user(p->event.data + k, n, (void *)buf))
 		return 0;
-	return parse_captured(n);
+	return parse_captured(n + k);
+}
+
+/* The first 12 bytes of a message: `carried` bytes of `carry`, then the buffer's. */
+static __always_inline bool tls_head(__u8 *b, __u64 buf, __u64 n, __u32 carry, __u32 carried)
+{
+	*(__u32 *)b = carry;
+	/* constant offsets: older verifiers refuse a variable one into the stack */
+	switch (carried) {
+	case 0: return n >= 12 && !bpf_probe_read_user(b, 12, (void *)buf);
+	case 1: return n >= 11 && !bpf_probe_read_user(b + 1, 11, (void *)buf);
+	case 2: return n >= 10 && !bpf_probe_read_user(b + 2, 10, (void *)buf);
+	case 3: return n >= 9 && !bpf_probe_read_user(b + 3, 9, (void *)buf);
+	}
+	return false;
+}
+
+/* A byte that can begin a message start (a method, "HTTP"): a capital letter. */
+static __always_inline bool capital(__u32 c)
+{
+	return c - 'A' <= 'Z' - 'A';
 }
 
 /* The process's name, not the thread's, as netflow reports it. */
@@ -81,7 +104,7 @@ static __always_inline void process_comm(char (*comm)[16])
 }
 
 /* Per request: the message start goes to user space, which pairs it by socket. */
-static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, int kind, bool write, __u64 start, __u64 now)
+static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, int kind, bool write, __u64 start, __u64 now, __u32 carry, __u32 carried)
 {
 	struct http_queue *q = &tc->q;
 	struct http_event *e = scratch(&http_scratch);
@@ -93,9 +116,9 @@ static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, i
 		q->req_end_ts = now;
 		e->req_end_ts = 0;
 	} else {
-		__u8 b[12] = {};
-		if (n >= 12 && !bpf_probe_read_user(b, 12, (void *)buf)) {
-			__u16 status = status_of(b);
+		__u32 head[3] = {}; /* words: the carried bytes are stored as one */
+		if (tls_head((__u8 *)head, buf, n, carry, carried)) {
+			__u16 status = status_of((__u8 *)head);
 			if (status && status < 200 && status != 101)
 				return; /* an interim answer (100 Continue): the final one follows */
 		}
@@ -111,11 +134,13 @@ static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, i
 	e->req_ts = 0;
 	e->ts = start;
 	e->kind = kind | HTTP_TLS;
-	__u64 len = capture_len(n, kind == HTTP_REQUEST ? HTTP_CAPTURE : HTTP_STATUS_CAPTURE);
-	if (!len || bpf_probe_read_user(e->data, len, (void *)buf))
+	__u32 k = carried & 3;
+	*(__u32 *)e->data = carry;
+	__u64 len = capture_len(n, kind == HTTP_REQUEST ? HTTP_CAPTURE - 4 : HTTP_STATUS_CAPTURE - 4);
+	if (!len || bpf_probe_read_user(e->data + k, len, (void *)buf))
 		return;
-	e->len = len;
-	http_output(e, len);
+	e->len = len + k;
+	http_output(e, len + k);
 }
 
 /* n bytes of plaintext moved by a call on connection tc. */
@@ -126,9 +151,25 @@ static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call 
 	__u64 now = bpf_ktime_get_ns();
 	/* a write's data leaves from the call's start; a read's is there at its return */
 	__u64 start = write ? c->ts : now;
-	__u32 word = 0;
-	if (n >= 4)
-		bpf_probe_read_user(&word, 4, (void *)c->buf);
+	/* A message start may come in pieces: Go's HTTP server reads one byte
+	 * ahead to notice a client leaving. Up to three capital letters that came
+	 * alone are kept and put before the next call's bytes. */
+	__u32 d = write ? 1 : 0;
+	__u32 carried = tc->carry_len[d] & 3;
+	__u32 carry = carried ? tc->carry[d] & ((1U << (carried * 8)) - 1) : 0;
+	tc->carry_len[d] = 0;
+	__u32 ahead = 0;
+	bpf_probe_read_user(&ahead, n < 4 ? n & 3 : 4, (void *)c->buf);
+	__u32 word = carry | ahead << (carried * 8);
+	if (carried + n < 4) {
+		bool all = capital(word & 0xff) && (carried + n < 2 || capital((word >> 8) & 0xff)) && (carried + n < 3 || capital((word >> 16) & 0xff));
+		if (all) {
+			tc->carry[d] = word;
+			tc->carry_len[d] = carried + n;
+			return;
+		}
+		word = 0;
+	}
 	int kind = http_kind(word);
 	struct http_queue *q = &tc->q;
 	if (!kind) {
@@ -138,11 +179,11 @@ static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call 
 		return;
 	}
 	if (cfg.per_request) {
-		tls_event(tc, c->buf, n, kind, write, start, now);
+		tls_event(tc, c->buf, n, kind, write, start, now, carry, carried);
 		return;
 	}
 	if (kind == HTTP_REQUEST) {
-		if (!tls_parse_request(c->buf, n)) {
+		if (!tls_parse_request(c->buf, n, carry, carried)) {
 			http_count(HTTP_CNT_NOT_HTTP);
 			return;
 		}
@@ -151,10 +192,10 @@ static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call 
 			queue_request(q, p, write, start, now);
 		return;
 	}
-	__u8 b[12] = {};
+	__u32 head[3] = {}; /* words: the carried bytes are stored as one */
 	__u16 status = 0;
-	if (n >= 12 && !bpf_probe_read_user(b, 12, (void *)c->buf))
-		status = status_of(b);
+	if (tls_head((__u8 *)head, c->buf, n, carry, carried))
+		status = status_of((__u8 *)head);
 	if (!status) {
 		http_count(HTTP_CNT_NOT_HTTP);
 		return;
@@ -307,6 +348,25 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
 	return 0;
 }
 
+/* ---- new programs ---- */
+
+/* Processes that exec'd, for user space to look at at once: a short-lived
+ * client may be done before its next /proc scan. No wake-up: user space
+ * drains this often, and a busy host execs thousands of times a second. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 10);
+} tls_execs SEC(".maps");
+
+SEC("tracepoint/sched/sched_process_exec")
+int tls_exec(void *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_ringbuf_output(&tls_execs, &pid, sizeof(pid), BPF_RB_NO_WAKEUP))
+		http_count(HTTP_CNT_TLS_EXECS_LOST);
+	return 0;
+}
+
 /* ---- Go crypto/tls ---- */
 
 /* The socket behind a file descriptor of the current process; 0 when it is none. */
@@ -340,53 +400,48 @@ static __always_inline __u64 go_conn_sock(__u64 conn)
 	return sock_of_fd(fd);
 }
 
-/* Entry of Write or Read: receiver in RAX, the slice's pointer in RBX, the goroutine in R14. */
-static __always_inline void go_enter(struct pt_regs *ctx)
+/* Entry of Write or Read: receiver in RAX, the slice in RBX (pointer) and
+ * RCX (length), the goroutine in R14. */
+static __always_inline struct tls_call go_call(struct pt_regs *ctx)
 {
-	struct go_call_key key = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
 	struct tls_call c = {.conn = ctx->ax, .buf = ctx->bx, .ts = bpf_ktime_get_ns()};
 	c.sk = go_conn_sock(c.conn);
-	bpf_map_update_elem(&go_calls, &key, &c, BPF_ANY);
+	return c;
 }
 
-/* A return instruction of Write or Read: n in RAX. */
-static __always_inline void go_return(struct pt_regs *ctx, bool write)
-{
-	struct go_call_key key = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
-	struct tls_call *cp = bpf_map_lookup_elem(&go_calls, &key);
-	if (!cp)
-		return;
-	struct tls_call c = *cp;
-	bpf_map_delete_elem(&go_calls, &key);
-	__s64 n = ctx->ax;
-	tls_moved(&c, c.sk, n > 0 ? n : 0, write);
-}
-
+/* Write is read at its entry, whole: its bytes are in the buffer already,
+ * and Go's HTTP client writes from one goroutine while another reads the
+ * answer, which may come before the writer returns. */
 SEC("uprobe")
 int go_write_enter(struct pt_regs *ctx)
 {
-	go_enter(ctx);
+	struct tls_call c = go_call(ctx);
+	__s64 n = ctx->cx;
+	tls_moved(&c, c.sk, n > 0 ? n : 0, true);
 	return 0;
 }
 
-SEC("uprobe")
-int go_write_return(struct pt_regs *ctx)
-{
-	go_return(ctx, true);
-	return 0;
-}
-
+/* Read is read at its return instructions: n in RAX. */
 SEC("uprobe")
 int go_read_enter(struct pt_regs *ctx)
 {
-	go_enter(ctx);
+	struct go_call_key key = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_call c = go_call(ctx);
+	bpf_map_update_elem(&go_calls, &key, &c, BPF_ANY);
 	return 0;
 }
 
 SEC("uprobe")
 int go_read_return(struct pt_regs *ctx)
 {
-	go_return(ctx, false);
+	struct go_call_key key = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_call *cp = bpf_map_lookup_elem(&go_calls, &key);
+	if (!cp)
+		return 0;
+	struct tls_call c = *cp;
+	bpf_map_delete_elem(&go_calls, &key);
+	__s64 n = ctx->ax;
+	tls_moved(&c, c.sk, n > 0 ? n : 0, false);
 	return 0;
 }
 

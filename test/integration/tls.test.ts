@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
+import { buildGoFixture } from '../helpers/go-build';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
 
@@ -48,6 +49,8 @@ describe('httpflow over TLS', { skip }, () => {
   let nginx: ChildProcess;
   let worker: number;
   let python: ChildProcess;
+  let goServer: ChildProcess;
+  let goClient: string;
 
   before(async () => {
     hosts = createHostPair(14); // 198.51.100.141-142: a subnet no other test uses
@@ -87,10 +90,19 @@ http {
       ['netns', 'exec', hosts.server, '/usr/bin/python3', path.join(dir, 'server.py'), hosts.serverV4, '8443', path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')],
       'listening',
     );
+    // Go: built with the machine's Go (static, no .symtab needed); the server runs before the collector starts
+    const goServerBin = buildGoFixture('server');
+    goClient = buildGoFixture('client');
+    goServer = await startDaemon(
+      'ip',
+      ['netns', 'exec', hosts.server, goServerBin, '-addr', `${hosts.serverV4}:9443`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem')],
+      'listening',
+    );
   });
   after(() => {
     killGroup(nginx);
     killGroup(python);
+    killGroup(goServer);
     hosts?.destroy();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -176,6 +188,31 @@ http {
       for (const x of points.filter((y) => [c.pid, worker].map(String).includes(y.tags.pid!))) {
         assert.ok((x.fields.latency as number) > 0 && (x.fields.latency as number) < 1e9, show(x));
       }
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
+  test('Go crypto/tls: a server found running and a client found at its exec, both sides counted exactly, tls=true', async () => {
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      const base = `https://${hosts.serverV4}:9443`;
+      // 400 ms: less than the /proc scan's second, so the client is found through its exec
+      const client = await run('ip', ['netns', 'exec', hosts.client, goClient, '-insecure', '-delay', '400ms', '-n', '5', `${base}/ok`, `${base}/missing`, `POST ${base}/created`]);
+      assert.equal(client.stdout, '200 5\n201 5\n404 5\n');
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const points = collector.points('httpflow');
+      const want = ['GET /missing 404 5 tls=true', 'GET /ok 200 5 tls=true', 'POST /created 201 5 tls=true'];
+      assert.deepEqual(series(points, client.pid), want, show(points.filter((p) => p.tags.dst_port === '9443' || p.tags.src_port === '9443')));
+      assert.deepEqual(series(points, goServer.pid), want);
+      for (const p of points.filter((x) => x.tags.pid === String(client.pid) || x.tags.pid === String(goServer.pid))) {
+        const server = p.tags.direction === 'incoming';
+        const ends = [p.tags.src_ip, p.tags.src_port, p.tags.dst_ip, p.tags.dst_port];
+        assert.deepEqual(ends, server ? [hosts.serverV4, '9443', hosts.clientV4, '*'] : [hosts.clientV4, '*', hosts.serverV4, '9443'], show(p));
+        assert.ok((p.fields.latency as number) > 0, show(p));
+      }
+      assert.match(collector.stderr(), /reading TLS plaintext in .*client.* \(Go go1\.\d+/);
     } finally {
       await collector.stop('SIGKILL');
     }

@@ -1,6 +1,7 @@
 // Decoder for struct http_event (bpf/httpflow.h).
 import { ipType, IpType } from '../../enrich/iptype';
 import { CONN_STATS, decodeConnStats } from '../netflow/decode';
+import { GoOffsets, goOffsets, MIN_GO_MINOR } from './tls/go';
 
 export const HTTP_EVENT = {
   ts: 0,
@@ -42,6 +43,7 @@ export const HTTP_COUNTER_NAMES = [
   'unanswered',
   'early_requests',
   'tls_no_socket',
+  'tls_execs_lost',
 ] as const;
 export const HTTPFLOW_CONFIG = {
   include_loopback: 0,
@@ -73,14 +75,19 @@ export const HTTP_SERIES_KEY = {
 } as const;
 export const HTTP_PATH_EVENT = { path: 0, len: 8, data: 16 } as const;
 
-/** Where a Go *tls.Conn keeps its socket's fd (src/plugins/httpflow/tls/go.ts). */
+/** Where a Go *tls.Conn keeps its socket's fd, as the programs follow it (tls/go.ts has the layout). */
 export interface GoConnOffsets {
   connData: number;
   netFd: number;
   sysfd: number;
 }
 
-export const GO_CONN_OFFSETS: GoConnOffsets = { connData: 8, netFd: 0, sysfd: 16 };
+/** The programs' path from the layout: conn's data word, then netFD, then its Sysfd. */
+export function goConnOffsets(o: GoOffsets): GoConnOffsets {
+  return { connData: o.connConn + o.ifaceData, netFd: o.tcpConnFd, sysfd: o.netFdPfd + o.pfdSysfd };
+}
+
+const GO_CONN_OFFSETS = goConnOffsets(goOffsets(MIN_GO_MINOR)!);
 
 export interface HttpflowConfig {
   includeLoopback: boolean;

@@ -33,6 +33,7 @@ import { HttpSeries, SeriesReader } from './aggregate';
 import { Exchange, HttpPairer } from './pairing';
 import { parseRequestLine, parseStatus } from './parse';
 import { GoInspector, TlsDiscovery, TlsTarget } from './tls/discovery';
+import { goOffsets, inspectGoBinary, MIN_GO_MINOR } from './tls/go';
 
 const DRAIN_MS = 200;
 /** The kernel wakes us early once this much is queued. */
@@ -69,6 +70,8 @@ const OPENSSL_CALLS = [
   { func: 'SSL_read_ex', enter: 'ssl_read_ex_enter', ret: 'ssl_read_ex_return', required: false },
 ] as const;
 const TLS_SCAN_MS = 1000;
+/** How often execs are picked up: a new program is probed within about this long. */
+const TLS_EXEC_MS = 20;
 
 /** Room in each series map beyond maxSeries, for the overflow series (one per endpoint pair). */
 const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
@@ -194,6 +197,7 @@ export class HttpflowPlugin implements Plugin {
   private seriesRead = 0;
   private timers: NodeJS.Timeout[] = [];
   private tls?: TlsDiscovery;
+  private execs?: RingBuffer;
   private readonly tlsLinks = new Map<string, Link[]>();
   private readonly pairer = new HttpPairer();
   private readonly clock = new EventClock();
@@ -274,7 +278,8 @@ export class HttpflowPlugin implements Plugin {
     this.tls = new TlsDiscovery(
       { attach: (t) => this.attachTls(obj, t), detach: (t) => this.detachTls(obj, t) },
       {
-        inspectGo: this.opts.inspectGo,
+        inspectGo: this.opts.inspectGo ?? inspectGoBinary,
+        goOffsets: goOffsets(MIN_GO_MINOR),
         onUnsupported: (file, why) => {
           if (said.has(file)) return;
           said.add(file);
@@ -283,9 +288,17 @@ export class HttpflowPlugin implements Plugin {
       },
     );
     this.tls.scan();
+    this.execs = new RingBuffer(
+      obj.map('tls_execs'),
+      (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && this.tls?.noteExec(buf.readUInt32LE(off))),
+      64 * 1024,
+    );
+    obj.attachTracepoint('tls_exec', 'sched', 'sched_process_exec');
     const scan = setInterval(() => this.tls?.scan(), TLS_SCAN_MS);
+    const execs = setInterval(() => this.execs?.drain(), TLS_EXEC_MS);
     scan.unref();
-    this.timers.push(scan);
+    execs.unref();
+    this.timers.push(scan, execs);
   }
 
   private attachTls(obj: BpfObject, t: TlsTarget): boolean {
@@ -305,14 +318,11 @@ export class HttpflowPlugin implements Plugin {
         }
         probe('ssl_free_enter', { func: 'SSL_free' });
       } else if (t.go) {
-        // no return probes on Go code: one on each return instruction
-        for (const [fn, prog] of [
-          [t.go.write, 'go_write'],
-          [t.go.read, 'go_read'],
-        ] as const) {
-          for (const offset of fn.returns) probe(`${prog}_return`, { offset });
-          probe(`${prog}_enter`, { offset: fn.entry });
-        }
+        // Write is read whole at its entry; Read at each of its return
+        // instructions (no return probes on Go code: its stacks move)
+        for (const offset of t.go.read.returns) probe('go_read_return', { offset });
+        probe('go_read_enter', { offset: t.go.read.entry });
+        probe('go_write_enter', { offset: t.go.write.entry });
       }
     } catch (err) {
       for (const l of links) obj.detach(l);
@@ -460,6 +470,8 @@ export class HttpflowPlugin implements Plugin {
     this.timers = [];
     this.tls = undefined;
     this.tlsLinks.clear();
+    this.execs?.close();
+    this.execs = undefined;
     this.ring?.close();
     this.ring = undefined;
     this.reader?.close();

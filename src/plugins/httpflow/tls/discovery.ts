@@ -21,14 +21,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostPath } from '../../../paths';
 import { fileKey } from '../../bash/discovery';
+import { GoOffsets } from './go';
 
 export type TlsLibrary = 'openssl' | 'go';
 
-/** Where Go's Write and Read start and return, as file offsets. */
+/** Where Go's Write and Read start and return (file offsets), and the Conn's layout. */
 export interface GoProbePoints {
   goVersion: string;
   write: { entry: number; returns: number[] };
   read: { entry: number; returns: number[] };
+  offsets: GoOffsets;
 }
 
 export type GoInspector = (file: string) => GoProbePoints | { unsupported: string } | null;
@@ -57,6 +59,8 @@ export interface TlsDiscoveryOptions {
   hostCheckMs?: number;
   /** Reads an executable for Go's crypto/tls; without it Go programs are not looked for. */
   inspectGo?: GoInspector;
+  /** The Conn layout the loaded programs follow: a program with another one is not probed. */
+  goOffsets?: GoOffsets;
   /** Told once per Go executable that cannot be probed, and why. */
   onUnsupported?: (file: string, why: string) => void;
 }
@@ -105,7 +109,7 @@ export class TlsDiscovery {
   private serial = 0;
   private lastFullMs = -Infinity;
   private lastHostMs = -Infinity;
-  readonly counts = { scans: 0, new_processes: 0, examined: 0, executables_read: 0 };
+  readonly counts = { scans: 0, new_processes: 0, examined: 0, executables_read: 0, execs: 0 };
 
   constructor(
     private readonly sink: TlsProbeSink,
@@ -158,6 +162,19 @@ export class TlsDiscovery {
       this.processes.delete(pid);
       this.hold(e, []);
     }
+  }
+
+  /** A process exec'd a new program: looked at now, and again while young (its libraries load next). */
+  noteExec(pid: number, nowMs = performance.now()): void {
+    this.counts.execs++;
+    let e = this.processes.get(pid);
+    if (!e) {
+      e = { firstSeenMs: nowMs, serial: this.serial, probes: [] };
+      this.processes.set(pid, e);
+      this.counts.new_processes++;
+    }
+    e.firstSeenMs = nowMs;
+    this.examine(pid, e);
   }
 
   /** Removes every probe. */
@@ -220,7 +237,16 @@ export class TlsDiscovery {
     let points = this.executables.get(key);
     if (points === undefined) {
       this.counts.executables_read++;
-      const r = this.opts.inspectGo(exe);
+      let r: ReturnType<GoInspector>;
+      try {
+        r = this.opts.inspectGo(exe);
+      } catch {
+        return undefined; // gone meanwhile: read again if it is still there next time
+      }
+      const want = this.opts.goOffsets;
+      if (r && !('unsupported' in r) && want && JSON.stringify(r.offsets) !== JSON.stringify(want)) {
+        r = { unsupported: `${r.goVersion} lays out tls.Conn otherwise than the programs expect` };
+      }
       points = r && 'unsupported' in r ? null : r;
       if (r && 'unsupported' in r) this.opts.onUnsupported?.(this.exeName(pid), r.unsupported);
       this.executables.set(key, points);
