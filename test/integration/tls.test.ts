@@ -4,7 +4,7 @@
 // with tls=true, plain HTTP on the same nginx with tls=false, and a point per
 // exchange with --l7-per-request. The certificate is made by the test.
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +13,7 @@ import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { buildGoFixture } from '../helpers/go-build';
 import { createHostPair, HostPair } from '../helpers/netns';
+import { makeCertificate, startPythonHttps } from '../helpers/tls';
 import { skip } from '../helpers/privileged';
 
 const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
@@ -21,27 +22,6 @@ function childrenOf(pid: number): number[] {
   const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
   return kids ? kids.split(' ').map(Number) : [];
 }
-
-const PYTHON_SERVER = `
-import http.server, ssl, sys
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def do_GET(self):
-        code = int(self.path.split('/')[2]) if self.path.startswith('/status/') else 200
-        body = b'python\\n'
-        self.send_response(code)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(sys.argv[3], sys.argv[4])
-server.socket = context.wrap_socket(server.socket, server_side=True)
-print('listening', flush=True)
-server.serve_forever()
-`;
 
 describe('httpflow over TLS', { skip }, () => {
   let hosts: HostPair;
@@ -57,11 +37,7 @@ describe('httpflow over TLS', { skip }, () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-tls-'));
     fs.chmodSync(dir, 0o755); // nginx's worker does not run as root
     fs.writeFileSync(path.join(dir, 'index.html'), '<p>hello</p>\n');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test.example',
-      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
-    fs.chmodSync(path.join(dir, 'key.pem'), 0o644);
+    makeCertificate(dir);
     fs.writeFileSync(
       path.join(dir, 'nginx.conf'),
       `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
@@ -84,12 +60,7 @@ http {
       worker = childrenOf(nginx.pid!)[0];
     }
     assert.ok(worker, 'nginx worker started');
-    fs.writeFileSync(path.join(dir, 'server.py'), PYTHON_SERVER);
-    python = await startDaemon(
-      'ip',
-      ['netns', 'exec', hosts.server, '/usr/bin/python3', path.join(dir, 'server.py'), hosts.serverV4, '8443', path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')],
-      'listening',
-    );
+    python = await startPythonHttps(dir, hosts.server, hosts.serverV4, 8443);
     // Go: built with the machine's Go (static, no .symtab needed); the server runs before the collector starts
     const goServerBin = buildGoFixture('server');
     goClient = buildGoFixture('client');
@@ -213,6 +184,38 @@ http {
         assert.ok((p.fields.latency as number) > 0, show(p));
       }
       assert.match(collector.stderr(), /reading TLS plaintext in .*client.* \(Go go1\.\d+/);
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
+  test('a request line written in pieces (its first byte alone): still one exchange on both sides', async () => {
+    // each sendall is an SSL_write_ex of its own, and a TLS record of its own for the reader
+    const client = `
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], 8443)))
+for path in ('/status/202', '/status/203'):
+    s.sendall(b'G')
+    s.sendall(b'E')
+    s.sendall(('T ' + path + ' HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n').encode())
+    head = b''
+    while b'python' not in head:
+        head += s.recv(4096)
+    print(head.split(b' ')[1].decode())
+`;
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      const c = await run('ip', ['netns', 'exec', hosts.client, '/usr/bin/python3', '-c', client, hosts.serverV4]);
+      assert.equal(c.stdout, '202\n203\n');
+      await sleep(500);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const points = collector.points('httpflow');
+      assert.deepEqual(series(points, c.pid), ['GET /status/202 202 1 tls=true', 'GET /status/203 203 1 tls=true']);
+      const served = points.filter((p) => p.tags.pid === String(python.pid) && p.tags.dst_ip === hosts.clientV4);
+      assert.deepEqual(series(served, python.pid), ['GET /status/202 202 1 tls=true', 'GET /status/203 203 1 tls=true']);
     } finally {
       await collector.stop('SIGKILL');
     }
