@@ -165,6 +165,8 @@ struct tls_call {
 	__u64 out;  /* OpenSSL's _ex forms: where the byte count goes */
 	__u64 ts;   /* when the call started */
 	__u64 sk;   /* Go: the socket, found at entry */
+	__u32 write; /* OpenSSL: a write (else a read) */
+	__u32 ex;    /* OpenSSL: an _ex form (the byte count at `out`) */
 };
 
 struct tls_conn_key {

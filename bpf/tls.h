@@ -214,6 +214,35 @@ static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call 
 	add_exchange(&k, latency);
 }
 
+/* What a probe hands to tls_process: one call and what it moved. */
+struct tls_staged {
+	struct tls_call c;
+	__u64 sk; /* the socket the call used; 0 when unknown */
+	__u64 n;  /* bytes moved (maybe 0) */
+};
+
+/* Per CPU: the probe and tls_process run back to back, uninterrupted by
+ * another uprobe program (they do not nest). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_staged);
+} tls_stage SEC(".maps");
+
+int tls_process(struct pt_regs *ctx);
+
+/* The one program that parses and counts what every TLS probe saw: each
+ * probe tail-calls it, so its large body is verified once, not per probe. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, int(struct pt_regs *));
+} tls_jump SEC(".maps") = {
+	.values = {[0] = (void *)&tls_process},
+};
+
 /* A call on `conn` moved n bytes (maybe 0); `sk` is the socket it used, 0 when unknown. */
 static __always_inline void tls_moved(const struct tls_call *c, __u64 sk, __u64 n, bool write)
 {
@@ -248,12 +277,37 @@ static __always_inline void tls_moved(const struct tls_call *c, __u64 sk, __u64 
 	nest_leave(depth);
 }
 
+/* Hands a call to tls_process. */
+static __always_inline void tls_hand_over(struct pt_regs *ctx, const struct tls_call *c, __u64 sk, __u64 n)
+{
+	__u32 zero = 0;
+	struct tls_staged *st = bpf_map_lookup_elem(&tls_stage, &zero);
+	if (!st)
+		return;
+	st->c = *c;
+	st->sk = sk;
+	st->n = n;
+	bpf_tail_call(ctx, &tls_jump, 0);
+}
+
+SEC("uprobe")
+int tls_process(struct pt_regs *ctx)
+{
+	__u32 zero = 0;
+	struct tls_staged *st = bpf_map_lookup_elem(&tls_stage, &zero);
+	if (st) {
+		struct tls_call c = st->c;
+		tls_moved(&c, st->sk, st->n, c.write);
+	}
+	return 0;
+}
+
 /* ---- OpenSSL ---- */
 
-static __always_inline void ssl_enter(void *ssl, const void *buf, void *out)
+static __always_inline void ssl_enter(void *ssl, const void *buf, void *out, bool write)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call c = {.conn = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out, .ts = bpf_ktime_get_ns()};
+	struct tls_call c = {.conn = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out, .ts = bpf_ktime_get_ns(), .write = write, .ex = !!out};
 	bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY);
 	__u32 tid = (__u32)id, slot = tid & (THREAD_SOCKS - 1);
 	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
@@ -261,16 +315,46 @@ static __always_inline void ssl_enter(void *ssl, const void *buf, void *out)
 		ts->sk = 0;
 }
 
-static __always_inline void ssl_return(int ret, bool write, bool ex)
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf)
+{
+	ssl_enter(ssl, buf, NULL, true);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf)
+{
+	ssl_enter(ssl, buf, NULL, false);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, void *written)
+{
+	ssl_enter(ssl, buf, written, true);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, void *readbytes)
+{
+	ssl_enter(ssl, buf, readbytes, false);
+	return 0;
+}
+
+/* The return of any of the four (one program: each is a large one to verify). */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_return, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_call *cp = bpf_map_lookup_elem(&tls_calls, &id);
 	if (!cp)
-		return;
+		return 0;
 	struct tls_call c = *cp;
 	bpf_map_delete_elem(&tls_calls, &id);
 	__u64 n = 0;
-	if (ex) {
+	if (c.ex) {
 		/* 1 on success, the byte count written to *out */
 		if (ret == 1 && bpf_probe_read_user(&n, sizeof(n), (void *)c.out))
 			n = 0;
@@ -280,62 +364,7 @@ static __always_inline void ssl_return(int ret, bool write, bool ex)
 	__u32 tid = (__u32)id, slot = tid & (THREAD_SOCKS - 1);
 	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
 	__u64 sk = ts && ts->tid == tid ? ts->sk : 0;
-	tls_moved(&c, sk, n, write);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf)
-{
-	ssl_enter(ssl, buf, NULL);
-	return 0;
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(ssl_write_return, int ret)
-{
-	ssl_return(ret, true, false);
-	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf)
-{
-	ssl_enter(ssl, buf, NULL);
-	return 0;
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(ssl_read_return, int ret)
-{
-	ssl_return(ret, false, false);
-	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, void *written)
-{
-	ssl_enter(ssl, buf, written);
-	return 0;
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(ssl_write_ex_return, int ret)
-{
-	ssl_return(ret, true, true);
-	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, void *readbytes)
-{
-	ssl_enter(ssl, buf, readbytes);
-	return 0;
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(ssl_read_ex_return, int ret)
-{
-	ssl_return(ret, false, true);
+	tls_hand_over(ctx, &c, sk, n);
 	return 0;
 }
 
@@ -416,8 +445,9 @@ SEC("uprobe")
 int go_write_enter(struct pt_regs *ctx)
 {
 	struct tls_call c = go_call(ctx);
+	c.write = 1;
 	__s64 n = ctx->cx;
-	tls_moved(&c, c.sk, n > 0 ? n : 0, true);
+	tls_hand_over(ctx, &c, c.sk, n > 0 ? n : 0);
 	return 0;
 }
 
@@ -441,7 +471,7 @@ int go_read_return(struct pt_regs *ctx)
 	struct tls_call c = *cp;
 	bpf_map_delete_elem(&go_calls, &key);
 	__s64 n = ctx->ax;
-	tls_moved(&c, c.sk, n > 0 ? n : 0, false);
+	tls_hand_over(ctx, &c, c.sk, n > 0 ? n : 0);
 	return 0;
 }
 

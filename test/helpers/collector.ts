@@ -112,7 +112,8 @@ export async function startCollector(
   );
 
   // Ready once it says so; fail fast if it exits first.
-  const deadline = Date.now() + 20000;
+  // an emulated kernel (the kernel matrix) verifies programs many times slower
+  const deadline = Date.now() + 45000;
   const started = ready ?? (() => /datakit-ebpf started/.test(logText(args, err)));
   while (!(await started())) {
     if (proc.exitCode !== null || Date.now() > deadline) {
@@ -183,14 +184,14 @@ export function runToExit(cmd: string, args: string[], timeoutMs = 60000): Promi
   });
 }
 
-/** Starts a long-running process and resolves once it prints `ready`. */
-export function startDaemon(cmd: string, args: string[], ready: string): Promise<ChildProcess> {
+/** Starts a long-running process and resolves once it prints `ready` (within `timeoutMs`). */
+export function startDaemon(cmd: string, args: string[], ready: string, timeoutMs = 10000): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const p = spawnGroup(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(p);
     let out = '';
     let err = '';
-    const t = setTimeout(() => reject(new Error(`${cmd} not ready: ${out}${err}`)), 10000);
+    const t = setTimeout(() => reject(new Error(`${cmd} not ready: ${out}${err}`)), timeoutMs);
     p.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       if (out.includes(ready)) {

@@ -9,7 +9,7 @@ import { startDaemon } from './collector';
 export function makeCertificate(dir: string): void {
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test.example', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=test.example', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
     { stdio: 'ignore' },
   );
   fs.chmodSync(path.join(dir, 'key.pem'), 0o644);
@@ -44,5 +44,6 @@ export function startPythonHttps(dir: string, ns: string, address: string, port:
     'ip',
     ['netns', 'exec', ns, '/usr/bin/python3', path.join(dir, 'server.py'), address, String(port), path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')],
     'listening',
+    60000, // python's start is slow on an emulated kernel
   );
 }

@@ -68,6 +68,7 @@ http {
       'ip',
       ['netns', 'exec', hosts.server, goServerBin, '-addr', `${hosts.serverV4}:9443`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem')],
       'listening',
+      60000,
     );
   });
   after(() => {

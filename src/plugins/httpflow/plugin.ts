@@ -64,10 +64,10 @@ export interface HttpflowOptions {
 
 /** OpenSSL's calls that move plaintext, with their programs; the _ex forms are 1.1.1+. */
 const OPENSSL_CALLS = [
-  { func: 'SSL_write', enter: 'ssl_write_enter', ret: 'ssl_write_return', required: true },
-  { func: 'SSL_read', enter: 'ssl_read_enter', ret: 'ssl_read_return', required: true },
-  { func: 'SSL_write_ex', enter: 'ssl_write_ex_enter', ret: 'ssl_write_ex_return', required: false },
-  { func: 'SSL_read_ex', enter: 'ssl_read_ex_enter', ret: 'ssl_read_ex_return', required: false },
+  { func: 'SSL_write', enter: 'ssl_write_enter', required: true },
+  { func: 'SSL_read', enter: 'ssl_read_enter', required: true },
+  { func: 'SSL_write_ex', enter: 'ssl_write_ex_enter', required: false },
+  { func: 'SSL_read_ex', enter: 'ssl_read_ex_enter', required: false },
 ] as const;
 const TLS_SCAN_MS = 1000;
 /** How often execs are picked up: a new program is probed within about this long. */
@@ -310,7 +310,7 @@ export class HttpflowPlugin implements Plugin {
       if (t.library === 'openssl') {
         for (const c of OPENSSL_CALLS) {
           try {
-            probe(c.ret, { func: c.func, retprobe: true });
+            probe('ssl_return', { func: c.func, retprobe: true });
             probe(c.enter, { func: c.func });
           } catch (err) {
             if (c.required) throw err;
