@@ -17,6 +17,7 @@ import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon, Running
 import { InteractiveBash, startInteractiveBash } from '../helpers/interactive-bash';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
+import { makeCertificate, startPythonHttps } from '../helpers/tls';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 const UID = 4242; // a user only the container knows
@@ -27,23 +28,28 @@ const CONTAINER_ID = crypto.randomBytes(32).toString('hex');
 function assembleRoot(): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-ctr-'));
   fs.chmodSync(root, 0o755);
-  const bash = fs.realpathSync('/bin/bash');
-  const files = [bash];
-  for (const line of execFileSync('ldd', [bash], { encoding: 'utf8' }).split('\n')) {
-    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
-    if (m) files.push(m[1]);
-  }
-  for (const f of files) {
-    const dest = path.join(root, f === bash ? '/bin/bash' : f);
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    fs.copyFileSync(f, dest); // the file, not a link: the container's own
-    fs.chmodSync(dest, 0o755);
-  }
+  addProgram(root, fs.realpathSync('/bin/bash'), '/bin/bash');
   fs.mkdirSync(path.join(root, 'etc'));
   fs.mkdirSync(path.join(root, 'tmp'), { mode: 0o1777 });
   fs.writeFileSync(path.join(root, 'etc/passwd'), `root:x:0:0:root:/root:/bin/bash\n${USER}:x:${UID}:${UID}:container user:/tmp:/bin/bash\n`);
   fs.writeFileSync(path.join(root, 'etc/group'), `root:x:0:\n${USER}:x:${UID}:\n`);
   return root;
+}
+
+/** Copies a program and the libraries ldd names into the root (copies: files of the container's own). */
+function addProgram(root: string, program: string, as = program): void {
+  const files: [string, string][] = [[program, as]];
+  for (const line of execFileSync('ldd', [program], { encoding: 'utf8' }).split('\n')) {
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
+    if (m) files.push([m[1], m[1]]);
+  }
+  for (const [from, to] of files) {
+    const dest = path.join(root, to);
+    if (fs.existsSync(dest)) continue;
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.copyFileSync(from, dest);
+    fs.chmodSync(dest, 0o755);
+  }
 }
 
 /** Replaces the root's bash with a new file (a new inode), as a package upgrade does. */
@@ -311,6 +317,43 @@ describe('containers', { skip }, () => {
       assert.deepEqual(dnsOf('on-host.example.test'), [[String(d2.pid), undefined]]);
     } finally {
       await collector.stop('SIGKILL');
+    }
+  });
+
+  test("HTTPS from a libssl inside the container's root: probed when the client execs, tls=true with container_id", async () => {
+    const h = createHostPair(15); // 198.51.100.151-152: a subnet no other test uses
+    const certs = fs.mkdtempSync(path.join(os.tmpdir(), 'dkeb-ctr-tls-'));
+    const collector = await startCollector(['--enabled', 'ebpf-net', '--interval', '60s']);
+    try {
+      makeCertificate(certs);
+      const server = await startPythonHttps(certs, h.server, h.serverV4, 8443);
+      daemons.push(server);
+      addProgram(root, '/usr/bin/curl');
+      const base = `https://${h.serverV4}:8443`;
+      // the second request waits half a second (--rate): by then the probes are on the root's libssl,
+      // found when curl exec'd; the first may come before them
+      const curl = await run('sh', [
+        '-c',
+        `echo $$ > ${cgroupDir}/cgroup.procs && exec ip netns exec ${h.client} unshare --mount --pid --fork --root=${root} ` +
+          `/usr/bin/curl -sk --http1.1 --rate 2/s -w '%{http_code}\\n' -o /tmp/first ${base}/status/200 -o /tmp/second ${base}/status/201`,
+      ]);
+      assert.equal(curl.stdout, '200\n201\n');
+      await waitForLog(collector, (l) => new RegExp(`no longer reading TLS in .*${root}/.*libssl\\.so\\.3`).test(l), 'the probe on the container\'s libssl removed after curl');
+      assert.match(collector.stderr(), new RegExp(`reading TLS plaintext in .*${root}/.*libssl\\.so\\.3 \\(mapped by process \\d+\\)`));
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const http = collector.points('httpflow').filter((x) => x.tags.dst_ip === h.serverV4 || x.tags.src_ip === h.serverV4);
+      const second = http.filter((x) => x.fields.path === '/status/201').map((x) => [x.tags.direction, x.tags.tls, x.tags.container_id ?? null, x.fields.count]);
+      assert.deepEqual(second.sort(), [
+        ['incoming', 'true', null, 1],
+        ['outgoing', 'true', CONTAINER_ID, 1],
+      ]);
+      // the host's python answered both
+      const served = http.filter((x) => x.tags.pid === String(server.pid)).map((x) => `${x.fields.path} ${x.fields.count}`);
+      assert.deepEqual(served.sort(), ['/status/200 1', '/status/201 1']);
+    } finally {
+      await collector.stop('SIGKILL');
+      h.destroy();
+      fs.rmSync(certs, { recursive: true, force: true });
     }
   });
 });
