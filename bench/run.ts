@@ -23,6 +23,7 @@ import { killGroup, nodeComm, RunningCollector, spawnGroup, startCollector, star
 import { ParsedPoint, parseLine } from '../test/helpers/lineprotocol-parse';
 import { BYTE_HOOKS } from '../src/plugins/netflow/hooks';
 import { createHostPair, HostPair } from '../test/helpers/netns';
+import { makeCertificate } from '../test/helpers/tls';
 import { bashDiscovery } from './bash-discovery';
 import { soak } from './soak';
 import { startup } from './startup';
@@ -164,8 +165,8 @@ function stat(stderr: string, plugin: string, key: string): number {
 function workloads(hosts: HostPair, dir: string): Workload[] {
   const inClient = (cmd: string[]) => ['netns', 'exec', hosts.client, ...cmd];
   const url = `http://${hosts.serverV4}/`;
-  const wrk = async (extra: string[]): Promise<RunResult> => {
-    const { pid, out } = await spawnOut('ip', inClient(['wrk', '-t1', '-c50', `-d${SECONDS}s`, ...extra, url]));
+  const wrk = async (extra: string[], to = url): Promise<RunResult> => {
+    const { pid, out } = await spawnOut('ip', inClient(['wrk', '-t1', '-c50', `-d${SECONDS}s`, ...extra, to]));
     const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
     return { rate: requests / SECONDS, made: requests, pid };
   };
@@ -192,6 +193,15 @@ function workloads(hosts: HostPair, dir: string): Workload[] {
       run: () => wrk([]),
       reported: exchanges,
       losses: ['httpflow:ringbuf_full', 'httpflow:overflow', 'httpflow:series_lost', 'netflow:conn_map_full'],
+    },
+    {
+      // wrk and nginx both through the host's libssl: OpenSSL's calls probed on both sides
+      name: 'HTTPS keep-alive (wrk -> nginx, TLS)',
+      unit: 'req/s',
+      measurement: 'httpflow',
+      run: () => wrk([], `https://${hosts.serverV4}/`),
+      reported: exchanges,
+      losses: ['httpflow:ringbuf_full', 'httpflow:overflow', 'httpflow:series_lost', 'httpflow:tls_no_socket', 'netflow:conn_map_full'],
     },
     {
       name: 'HTTP keep-alive, a point per request (--l7-per-request)',
@@ -458,11 +468,13 @@ async function main(): Promise<void> {
     for (const ns of [hosts.client, hosts.server]) {
       execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1', 'net.core.somaxconn=4096', 'net.ipv4.tcp_max_syn_backlog=4096']);
     }
+    makeCertificate(dir);
     fs.writeFileSync(
       path.join(dir, 'nginx.conf'),
       `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000; server { listen ${hosts.serverV4}:80; location / { return 200 "ok\\n"; } } }
+http { access_log off; keepalive_requests 100000; server { listen ${hosts.serverV4}:80; listen ${hosts.serverV4}:443 ssl;
+  ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem; location / { return 200 "ok\\n"; } } }
 `,
     );
     daemons.push(spawnGroup('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', `${dir}/nginx.conf`], { stdio: 'ignore' }));
