@@ -71,4 +71,24 @@ int BPF_KRETPROBE(on_readline_return, const char *line)
 	return 0;
 }
 
+/* bash processes that just exec'd, for user space to probe their file at
+ * once: found by the next /proc scan instead, a bash in a container may
+ * already wait at its prompt, and that first line would be missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 10);
+} bash_execs SEC(".maps");
+
+SEC("tracepoint/sched/sched_process_exec")
+int on_exec(void *ctx)
+{
+	/* comm is the new program's name by now */
+	if (!is_bash())
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_ringbuf_output(&bash_execs, &pid, sizeof(pid), 0))
+		count(BASH_CNT_EXECS_LOST);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -9,7 +9,8 @@ enum bash_counter {
 	BASH_CNT_LINES = 0,        /* lines queued */
 	BASH_CNT_RINGBUF_FULL = 1, /* lines lost: ring buffer full */
 	BASH_CNT_READ_FAILED = 2,  /* lines that could not be read from the process */
-	BASH_CNT_MAX = 3,
+	BASH_CNT_EXECS_LOST = 3,   /* bash execs not told to user space (ring full): found by the next scan */
+	BASH_CNT_MAX = 4,
 };
 
 struct bash_event {

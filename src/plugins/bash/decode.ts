@@ -1,7 +1,7 @@
 // Decoder for struct bash_event (bpf/bash.h).
 export const BASH_EVENT = { ts: 0, pid: 8, uid: 12, len: 16, truncated: 20, line: 24, size: 24 + 4096 } as const;
 export const BASH_CONFIG = { only_bash: 0, size: 8 } as const;
-export const BASH_COUNTER_NAMES = ['lines', 'ringbuf_full', 'read_failed'] as const;
+export const BASH_COUNTER_NAMES = ['lines', 'ringbuf_full', 'read_failed', 'execs_lost'] as const;
 
 export interface BashLine {
   monotonicNs: bigint;

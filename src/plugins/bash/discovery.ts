@@ -99,7 +99,7 @@ export class BashDiscovery {
   private lastFullMs = -Infinity;
   private lastHostMs = -Infinity;
   /** Counters: scans, processes seen for the first time, looked at, bash processes found. */
-  readonly counts = { scans: 0, new_processes: 0, examined: 0, bash_found: 0 };
+  readonly counts = { scans: 0, new_processes: 0, examined: 0, bash_found: 0, execs: 0 };
 
   constructor(
     private readonly sink: ProbeSink,
@@ -183,6 +183,19 @@ export class BashDiscovery {
       this.release(e);
       if (e.bash) this.opts.onGone?.(pid);
     }
+  }
+
+  /** A bash just exec'd (the kernel says so): looked at now, and again while young. */
+  noteExec(pid: number, nowMs = performance.now()): void {
+    this.counts.execs++;
+    let e = this.processes.get(pid);
+    if (!e) {
+      e = { exe: '', firstSeenMs: nowMs, serial: this.serial, bash: false, probes: [] };
+      this.processes.set(pid, e);
+      this.counts.new_processes++;
+    }
+    e.firstSeenMs = nowMs;
+    this.examine(pid, e);
   }
 
   /** Whether `pid` runs bash (looked at now if not known): for lines from a shared libreadline. */

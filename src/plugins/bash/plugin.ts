@@ -40,6 +40,7 @@ export class BashPlugin implements Plugin {
   readonly category = 'logging' as const;
   private obj?: BpfObject;
   private ring?: RingBuffer;
+  private execs?: RingBuffer;
   private counters?: BpfMap;
   private timer?: NodeJS.Timeout;
   private scanTimer?: NodeJS.Timeout;
@@ -83,6 +84,13 @@ export class BashPlugin implements Plugin {
         { onBash: (pid) => this.users.remember(pid), onGone: (pid) => this.users.forget(pid) },
       );
       this.discovery.scan();
+      // told of each bash exec: probed before it reads its first line
+      this.execs = new RingBuffer(
+        obj.map('bash_execs'),
+        (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && this.discovery?.noteExec(buf.readUInt32LE(off))),
+        16 * 1024,
+      );
+      obj.attachTracepoint('on_exec', 'sched', 'sched_process_exec');
       if (!this.attached.length) {
         throw new Error(host.length ? 'could not attach to readline in any bash' : 'no bash binary with readline found');
       }
@@ -165,6 +173,8 @@ export class BashPlugin implements Plugin {
     this.links.clear();
     this.ring?.close();
     this.ring = undefined;
+    this.execs?.close();
+    this.execs = undefined;
     this.obj?.close();
     this.obj = undefined;
   }
