@@ -57,7 +57,7 @@ export async function bashDiscovery(): Promise<string> {
 
 interface Scanner {
   scan(nowMs: number): void;
-  counts: { new_processes: number };
+  counts: Record<string, number>;
 }
 
 /** One row: a discovery's costs over `n` processes (cells after the first). */

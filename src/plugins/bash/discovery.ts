@@ -19,107 +19,58 @@
 // A file is classified once (its name, and whether it defines readline).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FileTarget, fileKey, ProbedFiles, ProcessEntry, ProcessScan, ScanOptions, TargetSink } from '../process-scan';
 import { findBashBinaries, findReadlineLibraries } from './binaries';
 import { elfDefines } from './elf';
 
-export interface ProbeTarget {
-  /** device:inode of the file */
-  key: string;
-  /** A path that opens it now. */
-  path: string;
-  /** What it is, for the log: the path a process knows it by. */
-  label: string;
+export interface ProbeTarget extends FileTarget {
   /** A shared library: other programs use it too. */
   shared: boolean;
 }
 
-export interface ProbeSink {
-  /** Places the probe; false when it cannot be (said once by the sink). */
-  attach(t: ProbeTarget): boolean;
-  detach(t: ProbeTarget): void;
-}
+export type ProbeSink = TargetSink<ProbeTarget>;
 
-export interface DiscoveryOptions {
-  procRoot?: string;
-  /** Processes first seen this recently are looked at again at each scan. */
-  youngMs?: number;
-  /** Every process is looked at again this often. */
-  fullScanMs?: number;
-  /** How often the host's own bash files are checked for a new inode. */
-  hostCheckMs?: number;
+export interface DiscoveryOptions extends ScanOptions {
   /** Told of each process found running bash, and of each such process gone. */
   onBash?: (pid: number) => void;
   onGone?: (pid: number) => void;
 }
 
-interface ProcessEntry {
+interface BashEntry extends ProcessEntry {
   /** device:inode of its executable ('' unknown: looked at again). */
   exe: string;
-  firstSeenMs: number;
-  serial: number;
   bash: boolean;
-  /** Probes it holds a reference on. */
+  /** Probes it holds. */
   probes: string[];
-}
-
-interface Probe {
-  target: ProbeTarget;
-  users: number;
-  /** One of the host's own files. */
-  pinned: boolean;
 }
 
 const BASH_NAME = /^r?bash$/;
 const READLINE_LIB = /\/libreadline\.so[.\d]*$/;
 
-/** device:inode of what `p` leads to, or undefined. */
-export function fileKey(p: string): string | undefined {
-  try {
-    const st = fs.statSync(p, { bigint: true, throwIfNoEntry: false });
-    return st ? `${st.dev}:${st.ino}` : undefined;
-  } catch {
-    return undefined; // not ours to see (EACCES: a process the kernel keeps from us)
-  }
-}
-
-export class BashDiscovery {
-  private readonly procRoot: string;
-  private readonly youngMs: number;
-  private readonly fullScanMs: number;
-  private readonly hostCheckMs: number;
-  private readonly processes = new Map<number, ProcessEntry>();
+export class BashDiscovery extends ProcessScan<BashEntry> {
   /** Executables by device:inode: bash or not. */
   private readonly exes = new Map<string, boolean>();
   /** Files by device:inode: whether they define readline. */
   private readonly definesReadline = new Map<string, boolean>();
-  private readonly probes = new Map<string, Probe>();
-  /** Files whose probe could not be placed: not tried again. */
-  private readonly failed = new Set<string>();
-  private serial = 0;
-  private lastFullMs = -Infinity;
-  private lastHostMs = -Infinity;
-  /** Counters: scans, processes seen for the first time, looked at, bash processes found. */
-  readonly counts = { scans: 0, new_processes: 0, examined: 0, bash_found: 0, execs: 0 };
+  private readonly files: ProbedFiles<ProbeTarget>;
 
   constructor(
-    private readonly sink: ProbeSink,
+    sink: ProbeSink,
     private readonly opts: DiscoveryOptions = {},
   ) {
-    this.procRoot = opts.procRoot ?? '/proc';
-    this.youngMs = opts.youngMs ?? 3000;
-    this.fullScanMs = opts.fullScanMs ?? 30_000;
-    this.hostCheckMs = opts.hostCheckMs ?? 5000;
+    super(opts);
+    this.files = new ProbedFiles(sink);
+    this.counts.bash_found = 0;
   }
 
   /** The files probed now. */
   targets(): ProbeTarget[] {
-    return [...this.probes.values()].map((p) => p.target);
+    return this.files.targets();
   }
 
   /** Is any probed file a shared library? */
   anyShared(): boolean {
-    for (const p of this.probes.values()) if (p.target.shared) return true;
-    return false;
+    return this.files.targets().some((t) => t.shared);
   }
 
   /** The host's own files that hold readline, as at start-up (for a first look before loading). */
@@ -146,58 +97,6 @@ export class BashDiscovery {
     return out;
   }
 
-  /** One pass: the host's files when due, then the processes. */
-  scan(nowMs = performance.now()): void {
-    this.counts.scans++;
-    if (nowMs - this.lastHostMs >= this.hostCheckMs) {
-      this.lastHostMs = nowMs;
-      this.checkHost();
-    }
-    const full = nowMs - this.lastFullMs >= this.fullScanMs;
-    if (full) this.lastFullMs = nowMs;
-    const serial = ++this.serial;
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.procRoot);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const c = name.charCodeAt(0);
-      if (c < 48 || c > 57) continue; // not a process
-      const pid = Number(name);
-      let e = this.processes.get(pid);
-      if (!e) {
-        e = { exe: '', firstSeenMs: nowMs, serial, bash: false, probes: [] };
-        this.processes.set(pid, e);
-        this.counts.new_processes++;
-        this.examine(pid, e);
-      } else {
-        e.serial = serial;
-        if (full || nowMs - e.firstSeenMs < this.youngMs) this.examine(pid, e);
-      }
-    }
-    for (const [pid, e] of this.processes) {
-      if (e.serial === serial) continue;
-      this.processes.delete(pid);
-      this.release(e);
-      if (e.bash) this.opts.onGone?.(pid);
-    }
-  }
-
-  /** A bash just exec'd (the kernel says so): looked at now, and again while young. */
-  noteExec(pid: number, nowMs = performance.now()): void {
-    this.counts.execs++;
-    let e = this.processes.get(pid);
-    if (!e) {
-      e = { exe: '', firstSeenMs: nowMs, serial: this.serial, bash: false, probes: [] };
-      this.processes.set(pid, e);
-      this.counts.new_processes++;
-    }
-    e.firstSeenMs = nowMs;
-    this.examine(pid, e);
-  }
-
   /** Whether `pid` runs bash (looked at now if not known): for lines from a shared libreadline. */
   isBash(pid: number): boolean {
     const e = this.processes.get(pid);
@@ -209,24 +108,21 @@ export class BashDiscovery {
 
   /** Removes every probe. */
   clear(): void {
-    for (const p of this.probes.values()) this.sink.detach(p.target);
-    this.probes.clear();
+    this.files.clear();
     this.processes.clear();
   }
 
-  private checkHost(): void {
-    const now = new Map(BashDiscovery.hostTargets(this.definesReadline).map((t) => [t.key, t]));
-    for (const [key, p] of this.probes) {
-      if (p.pinned && !now.has(key)) {
-        p.pinned = false;
-        this.drop(key, p);
-      }
-    }
-    for (const t of now.values()) {
-      const p = this.probes.get(t.key);
-      if (p) p.pinned = true;
-      else this.place(t, true);
-    }
+  protected entry(nowMs: number, serial: number): BashEntry {
+    return { exe: '', firstSeenMs: nowMs, serial, bash: false, probes: [] };
+  }
+
+  protected gone(pid: number, e: BashEntry): void {
+    e.probes = this.files.hold(e.probes, []);
+    if (e.bash) this.opts.onGone?.(pid);
+  }
+
+  protected checkHost(): void {
+    this.files.pin(BashDiscovery.hostTargets(this.definesReadline));
   }
 
   private classify(pid: number, exe: string): boolean {
@@ -241,11 +137,10 @@ export class BashDiscovery {
     return bash;
   }
 
-  private examine(pid: number, e: ProcessEntry): void {
-    this.counts.examined++;
+  protected examine(pid: number, e: BashEntry): void {
     const exe = fileKey(`${this.procRoot}/${pid}/exe`) ?? '-'; // a kernel thread has none
     if (exe === e.exe) return;
-    this.release(e);
+    e.probes = this.files.hold(e.probes, []);
     const wasBash = e.bash;
     e.exe = '';
     e.bash = false;
@@ -261,12 +156,7 @@ export class BashDiscovery {
     e.bash = true;
     this.counts.bash_found++;
     this.opts.onBash?.(pid);
-    for (const t of targets) {
-      const p = this.probes.get(t.key) ?? this.place(t, false);
-      if (!p) continue;
-      p.users++;
-      e.probes.push(t.key);
-    }
+    e.probes = this.files.hold([], targets);
   }
 
   /** The files of a bash process that define readline: the bash itself, else its libreadline. */
@@ -312,33 +202,5 @@ export class BashDiscovery {
     let defines = this.definesReadline.get(key);
     if (defines === undefined) this.definesReadline.set(key, (defines = elfDefines(p, 'readline')));
     return defines ? { key, path: p, label: `${file} (mapped by process ${pid})`, shared } : undefined;
-  }
-
-  private place(t: ProbeTarget, pinned: boolean): Probe | undefined {
-    if (this.failed.has(t.key)) return undefined;
-    if (!this.sink.attach(t)) {
-      this.failed.add(t.key);
-      return undefined;
-    }
-    const p: Probe = { target: t, users: 0, pinned };
-    this.probes.set(t.key, p);
-    return p;
-  }
-
-  private release(e: ProcessEntry): void {
-    for (const key of e.probes) {
-      const p = this.probes.get(key);
-      if (!p) continue;
-      p.users--;
-      this.drop(key, p);
-    }
-    e.probes = [];
-  }
-
-  /** Removes a probe nothing needs any more. */
-  private drop(key: string, p: Probe): void {
-    if (p.users > 0 || p.pinned) return;
-    this.probes.delete(key);
-    this.sink.detach(p.target);
   }
 }

@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostPath } from '../../../paths';
-import { fileKey } from '../../bash/discovery';
+import { FileTarget, fileKey, ProbedFiles, ProcessEntry, ProcessScan, ScanOptions, TargetSink } from '../../process-scan';
 import { GoOffsets } from './go';
 
 export type TlsLibrary = 'openssl' | 'go';
@@ -35,28 +35,14 @@ export interface GoProbePoints {
 
 export type GoInspector = (file: string) => GoProbePoints | { unsupported: string } | null;
 
-export interface TlsTarget {
-  /** device:inode of the file */
-  key: string;
-  /** A path that opens it now. */
-  path: string;
-  /** What it is, for the log. */
-  label: string;
+export interface TlsTarget extends FileTarget {
   library: TlsLibrary;
   go?: GoProbePoints;
 }
 
-export interface TlsProbeSink {
-  /** Places the file's probes; false when they cannot be (said once by the sink). */
-  attach(t: TlsTarget): boolean;
-  detach(t: TlsTarget): void;
-}
+export type TlsProbeSink = TargetSink<TlsTarget>;
 
-export interface TlsDiscoveryOptions {
-  procRoot?: string;
-  youngMs?: number;
-  fullScanMs?: number;
-  hostCheckMs?: number;
+export interface TlsDiscoveryOptions extends ScanOptions {
   /** Reads an executable for Go's crypto/tls; without it Go programs are not looked for. */
   inspectGo?: GoInspector;
   /** The Conn layout the loaded programs follow: a program with another one is not probed. */
@@ -65,18 +51,9 @@ export interface TlsDiscoveryOptions {
   onUnsupported?: (file: string, why: string) => void;
 }
 
-interface ProcessEntry {
-  firstSeenMs: number;
-  serial: number;
-  /** Probes it holds a reference on. */
+interface TlsEntry extends ProcessEntry {
+  /** Probes it holds. */
   probes: string[];
-}
-
-interface Probe {
-  target: TlsTarget;
-  users: number;
-  /** One of the host's own libraries. */
-  pinned: boolean;
 }
 
 const LIBSSL = /\/libssl\.so\.(3|1\.1)$/;
@@ -95,113 +72,45 @@ export function findHostTlsLibraries(): TlsTarget[] {
   return out;
 }
 
-export class TlsDiscovery {
-  private readonly procRoot: string;
-  private readonly youngMs: number;
-  private readonly fullScanMs: number;
-  private readonly hostCheckMs: number;
-  private readonly processes = new Map<number, ProcessEntry>();
+export class TlsDiscovery extends ProcessScan<TlsEntry> {
   /** Executables by device:inode: their Go probe points, or null (not Go, or not probeable). */
   private readonly executables = new Map<string, GoProbePoints | null>();
-  private readonly probes = new Map<string, Probe>();
-  /** Files whose probes could not be placed: not tried again. */
-  private readonly failed = new Set<string>();
-  private serial = 0;
-  private lastFullMs = -Infinity;
-  private lastHostMs = -Infinity;
-  readonly counts = { scans: 0, new_processes: 0, examined: 0, executables_read: 0, execs: 0 };
+  private readonly files: ProbedFiles<TlsTarget>;
 
   constructor(
-    private readonly sink: TlsProbeSink,
+    sink: TlsProbeSink,
     private readonly opts: TlsDiscoveryOptions = {},
   ) {
-    this.procRoot = opts.procRoot ?? '/proc';
-    this.youngMs = opts.youngMs ?? 3000;
-    this.fullScanMs = opts.fullScanMs ?? 30_000;
-    this.hostCheckMs = opts.hostCheckMs ?? 5000;
+    super(opts);
+    this.files = new ProbedFiles(sink);
+    this.counts.executables_read = 0;
   }
 
   /** The files probed now. */
   targets(): TlsTarget[] {
-    return [...this.probes.values()].map((p) => p.target);
-  }
-
-  /** One pass: the host's libraries when due, then the processes. */
-  scan(nowMs = performance.now()): void {
-    this.counts.scans++;
-    if (nowMs - this.lastHostMs >= this.hostCheckMs) {
-      this.lastHostMs = nowMs;
-      this.checkHost();
-    }
-    const full = nowMs - this.lastFullMs >= this.fullScanMs;
-    if (full) this.lastFullMs = nowMs;
-    const serial = ++this.serial;
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.procRoot);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const c = name.charCodeAt(0);
-      if (c < 48 || c > 57) continue; // not a process
-      const pid = Number(name);
-      let e = this.processes.get(pid);
-      if (!e) {
-        e = { firstSeenMs: nowMs, serial, probes: [] };
-        this.processes.set(pid, e);
-        this.counts.new_processes++;
-        this.examine(pid, e);
-      } else {
-        e.serial = serial;
-        if (full || nowMs - e.firstSeenMs < this.youngMs) this.examine(pid, e);
-      }
-    }
-    for (const [pid, e] of this.processes) {
-      if (e.serial === serial) continue;
-      this.processes.delete(pid);
-      this.hold(e, []);
-    }
-  }
-
-  /** A process exec'd a new program: looked at now, and again while young (its libraries load next). */
-  noteExec(pid: number, nowMs = performance.now()): void {
-    this.counts.execs++;
-    let e = this.processes.get(pid);
-    if (!e) {
-      e = { firstSeenMs: nowMs, serial: this.serial, probes: [] };
-      this.processes.set(pid, e);
-      this.counts.new_processes++;
-    }
-    e.firstSeenMs = nowMs;
-    this.examine(pid, e);
+    return this.files.targets();
   }
 
   /** Removes every probe. */
   clear(): void {
-    for (const p of this.probes.values()) this.sink.detach(p.target);
-    this.probes.clear();
+    this.files.clear();
     this.processes.clear();
   }
 
-  private checkHost(): void {
-    const now = new Map(findHostTlsLibraries().map((t) => [t.key, t]));
-    for (const [key, p] of this.probes) {
-      if (p.pinned && !now.has(key)) {
-        p.pinned = false;
-        this.drop(key, p);
-      }
-    }
-    for (const t of now.values()) {
-      const p = this.probes.get(t.key);
-      if (p) p.pinned = true;
-      else this.place(t, true);
-    }
+  protected entry(nowMs: number, serial: number): TlsEntry {
+    return { firstSeenMs: nowMs, serial, probes: [] };
+  }
+
+  protected gone(_pid: number, e: TlsEntry): void {
+    e.probes = this.files.hold(e.probes, []);
+  }
+
+  protected checkHost(): void {
+    this.files.pin(findHostTlsLibraries());
   }
 
   /** The process's TLS files now: libssl copies it maps, and its executable if Go. */
-  private examine(pid: number, e: ProcessEntry): void {
-    this.counts.examined++;
+  protected examine(pid: number, e: TlsEntry): void {
     let maps: string;
     try {
       maps = fs.readFileSync(`${this.procRoot}/${pid}/maps`, 'utf8');
@@ -225,7 +134,7 @@ export class TlsDiscovery {
     }
     const go = this.goTarget(pid);
     if (go) wanted.push(go);
-    this.hold(e, wanted);
+    e.probes = this.files.hold(e.probes, wanted);
   }
 
   /** The process's executable as a Go target, if it has crypto/tls. */
@@ -261,47 +170,5 @@ export class TlsDiscovery {
     } catch {
       return `process ${pid}`;
     }
-  }
-
-  /** Makes the process hold exactly the probes of `wanted`. */
-  private hold(e: ProcessEntry, wanted: TlsTarget[]): void {
-    const keys = wanted.map((t) => t.key);
-    for (const key of e.probes) {
-      if (keys.includes(key)) continue;
-      const p = this.probes.get(key);
-      if (!p) continue;
-      p.users--;
-      this.drop(key, p);
-    }
-    const held: string[] = [];
-    for (const t of wanted) {
-      if (e.probes.includes(t.key)) {
-        held.push(t.key);
-        continue;
-      }
-      const p = this.probes.get(t.key) ?? this.place(t, false);
-      if (!p) continue;
-      p.users++;
-      held.push(t.key);
-    }
-    e.probes = held;
-  }
-
-  private place(t: TlsTarget, pinned: boolean): Probe | undefined {
-    if (this.failed.has(t.key)) return undefined;
-    if (!this.sink.attach(t)) {
-      this.failed.add(t.key);
-      return undefined;
-    }
-    const p: Probe = { target: t, users: 0, pinned };
-    this.probes.set(t.key, p);
-    return p;
-  }
-
-  /** Removes a probe nothing needs any more. */
-  private drop(key: string, p: Probe): void {
-    if (p.users > 0 || p.pinned) return;
-    this.probes.delete(key);
-    this.sink.detach(p.target);
   }
 }
