@@ -215,3 +215,15 @@ export function pluginStats(stderr: string, plugin: string): Record<string, numb
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** nginx with `conf` in network namespace `ns`, and its one worker's pid once it runs. */
+export async function startNginx(ns: string, conf: string): Promise<{ nginx: ChildProcess; worker: number }> {
+  const nginx = spawnGroup('ip', ['netns', 'exec', ns, 'nginx', '-c', conf], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    await sleep(100);
+    const kids = fs.readFileSync(`/proc/${nginx.pid}/task/${nginx.pid}/children`, 'utf8').trim();
+    if (kids) return { nginx, worker: Number(kids.split(' ')[0]) };
+  }
+  killGroup(nginx);
+  throw new Error('nginx worker did not start');
+}

@@ -12,18 +12,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, nodeComm, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, nodeComm, run, sleep, startCollector, startDaemon, startNginx } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
-
-function childrenOf(pid: number): number[] {
-  const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-  return kids ? kids.split(' ').map(Number) : [];
-}
 
 describe('httpflow', { skip }, () => {
   let hosts: HostPair;
@@ -53,12 +48,7 @@ http {
 }
 `,
     );
-    nginx = spawnGroup('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
-    for (let i = 0; i < 50 && !worker; i++) {
-      await sleep(100);
-      worker = childrenOf(nginx.pid!)[0];
-    }
-    assert.ok(worker, 'nginx worker started');
+    ({ nginx, worker } = await startNginx(hosts.server, path.join(dir, 'nginx.conf')));
   });
   after(() => {
     killGroup(nginx);

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, sleep, startCollector, startDaemon, startNginx } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { buildGoFixture } from '../helpers/go-build';
 import { createHostPair, HostPair } from '../helpers/netns';
@@ -17,11 +17,6 @@ import { makeCertificate, startPythonHttps } from '../helpers/tls';
 import { skip } from '../helpers/privileged';
 
 const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
-
-function childrenOf(pid: number): number[] {
-  const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-  return kids ? kids.split(' ').map(Number) : [];
-}
 
 describe('httpflow over TLS', { skip }, () => {
   let hosts: HostPair;
@@ -54,12 +49,7 @@ http {
 }
 `,
     );
-    nginx = spawnGroup('ip', ['netns', 'exec', hosts.server, 'nginx', '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
-    for (let i = 0; i < 50 && !worker; i++) {
-      await sleep(100);
-      worker = childrenOf(nginx.pid!)[0];
-    }
-    assert.ok(worker, 'nginx worker started');
+    ({ nginx, worker } = await startNginx(hosts.server, path.join(dir, 'nginx.conf')));
     python = await startPythonHttps(dir, hosts.server, hosts.serverV4, 8443);
     // Go: built with the machine's Go (static, no .symtab needed); the server runs before the collector starts
     const goServerBin = buildGoFixture('server');
