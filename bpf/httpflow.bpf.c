@@ -379,19 +379,42 @@ static __always_inline __u16 parse_status(struct __sk_buff *skb, __u32 off)
 	return status_of(b);
 }
 
-/* A path's text goes to user space the first time its hash is seen. */
-static __always_inline void send_path_once(struct http_parsed *p)
+/* TLS probes can be preempted (6.x), and another take this CPU's scratch
+ * memory meanwhile: each write of it by a TLS probe moves this on, before and
+ * after, so what was written is known to be still there while it has not
+ * moved since. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tls_writes SEC(".maps");
+
+/* Whether the scratch still holds the write that left tls_writes at `stamp` (0: not checked). */
+static __always_inline bool scratch_intact(__u64 stamp)
 {
-	if (bpf_map_lookup_elem(&http_paths, &p->path))
+	__u32 zero = 0;
+	__u64 *w = bpf_map_lookup_elem(&tls_writes, &zero);
+	return !stamp || (w && *w == stamp);
+}
+
+/* A path's text goes to user space the first time its hash is seen. With a
+ * stamp (TLS), a text that may not be this parse's any more is sent again
+ * next time: the hash is forgotten. */
+static __always_inline void send_path_once(struct http_parsed *p, __u64 path, __u64 stamp)
+{
+	if (bpf_map_lookup_elem(&http_paths, &path))
 		return;
 	__u8 one = 1;
-	bpf_map_update_elem(&http_paths, &p->path, &one, BPF_ANY);
+	bpf_map_update_elem(&http_paths, &path, &one, BPF_ANY);
 	__u64 len = capture_len(p->len, HTTP_CAPTURE);
 	if (output_prefix(&http_path_events, &p->event, offsetof(struct http_path_event, data) + len, sizeof(p->event), ~0ULL)) {
 		http_count(HTTP_CNT_RINGBUF_FULL);
-		bpf_map_delete_elem(&http_paths, &p->path); /* sent again next time */
+		bpf_map_delete_elem(&http_paths, &path); /* sent again next time */
 	} else {
 		http_count(HTTP_CNT_PATHS_SENT);
+		if (!scratch_intact(stamp))
+			bpf_map_delete_elem(&http_paths, &path);
 	}
 }
 
@@ -453,7 +476,7 @@ static __always_inline void http_early_request(struct __sk_buff *skb, __u32 fami
 	}
 	http_count(HTTP_CNT_EARLY);
 	if (!cfg.per_request)
-		send_path_once(p);
+		send_path_once(p, p->path, 0);
 }
 
 /* Aggregated mode: the first answer of a socket whose request came early takes that request. */
@@ -554,9 +577,10 @@ static __always_inline void add_exchange(struct http_series_key *k, __u64 latenc
 	http_count(HTTP_CNT_EXCHANGES);
 }
 
-/* Aggregated mode: a request (this CPU's http_parsed) that started at
- * `start` waits in its connection's queue for its response. */
-static __always_inline void queue_request(struct http_queue *q, struct http_parsed *p, bool egress, __u64 start, __u64 now)
+/* Aggregated mode: a request (parsed into `p`: its path, method and version
+ * given apart, as read) that started at `start` waits in its connection's
+ * queue for its response. */
+static __always_inline void queue_request(struct http_queue *q, struct http_parsed *p, __u64 path, __u8 method, __u8 version, __u64 stamp, bool egress, __u64 start, __u64 now)
 {
 	q->request_egress = egress;
 	q->in_request = 1;
@@ -567,11 +591,11 @@ static __always_inline void queue_request(struct http_queue *q, struct http_pars
 	}
 	struct http_waiting *w = &q->waiting[(q->head + q->count) & (HTTP_QUEUE - 1)];
 	w->ts = start;
-	w->path = p->path;
-	w->method = p->method;
-	w->version = p->version;
+	w->path = path;
+	w->method = method;
+	w->version = version;
 	q->count++;
-	send_path_once(p);
+	send_path_once(p, path, stamp);
 }
 
 /* A final response that started at `start` answers the oldest waiting
@@ -648,7 +672,7 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 			http_count(HTTP_CNT_SEEN_BEFORE);
 			return;
 		}
-		queue_request(q, p, egress, now, now);
+		queue_request(q, p, p->path, p->method, p->version, 0, egress, now, now);
 		return;
 	}
 

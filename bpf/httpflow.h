@@ -36,7 +36,8 @@ enum http_counter {
 	HTTP_CNT_EARLY = 12,        /* requests that came before their connection was accepted */
 	HTTP_CNT_TLS_NO_SOCKET = 13, /* TLS plaintext whose connection was not known: not read */
 	HTTP_CNT_TLS_EXECS_LOST = 14, /* execs not told to user space (ring full): found by the next scan */
-	HTTP_CNT_MAX = 15,
+	HTTP_CNT_TLS_PREEMPTED = 15, /* TLS messages not counted: their probe was preempted, and another took its scratch memory */
+	HTTP_CNT_MAX = 16,
 };
 
 struct http_event {

@@ -61,19 +61,22 @@ struct {
 } tls_conn_zero SEC(".maps");
 
 /* Reads the request line in a TLS call's buffer into this CPU's http_parsed,
- * after the `carried` bytes of `carry`. */
-static __always_inline int tls_parse_request(__u64 buf, __u64 avail, __u32 carry, __u32 carried)
+ * after the `carried` bytes of `carry`. Returns the write's stamp
+ * (scratch_intact), or 0 when it is not a request line. */
+static __always_inline __u64 tls_parse_request(__u64 buf, __u64 avail, __u32 carry, __u32 carried)
 {
+	__u32 zero = 0;
+	__u64 *w = bpf_map_lookup_elem(&tls_writes, &zero);
 	struct http_parsed *p = scratch(&http_parse);
-	if (!p)
+	if (!w || !p)
 		return 0;
+	__sync_fetch_and_add(w, 1);
 	p->ok = 0;
 	__u32 k = carried & 3;
 	*(__u32 *)p->event.data = carry; /* the call's bytes go over what is not carried */
 	__u64 n = capture_len(avail, HTTP_CAPTURE - 4);
-	if (!n || bpf_probe_read_user(p->event.data + k, n, (void *)buf))
-		return 0;
-	return parse_captured(n + k);
+	int ok = n && !bpf_probe_read_user(p->event.data + k, n, (void *)buf) && parse_captured(n + k);
+	return ok ? __sync_fetch_and_add(w, 1) + 1 : 0;
 }
 
 /* The first 12 bytes of a message: `carried` bytes of `carry`, then the buffer's. */
@@ -107,9 +110,12 @@ static __always_inline void process_comm(char (*comm)[16])
 static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, int kind, bool write, __u64 start, __u64 now, __u32 carry, __u32 carried)
 {
 	struct http_queue *q = &tc->q;
+	__u32 zero = 0;
+	__u64 *w = bpf_map_lookup_elem(&tls_writes, &zero);
 	struct http_event *e = scratch(&http_scratch);
-	if (!e)
+	if (!e || !w)
 		return;
+	__u64 stamp = __sync_fetch_and_add(w, 1) + 1;
 	if (kind == HTTP_REQUEST) {
 		q->request_egress = write;
 		q->in_request = 1;
@@ -140,6 +146,11 @@ static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, i
 	if (!len || bpf_probe_read_user(e->data + k, len, (void *)buf))
 		return;
 	e->len = len + k;
+	/* not if another TLS probe wrote over it meanwhile (this one preempted) */
+	if (!scratch_intact(stamp)) {
+		http_count(HTTP_CNT_TLS_PREEMPTED);
+		return;
+	}
 	http_output(e, len + k);
 }
 
@@ -183,13 +194,23 @@ static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call 
 		return;
 	}
 	if (kind == HTTP_REQUEST) {
-		if (!tls_parse_request(c->buf, n, carry, carried)) {
+		__u64 stamp = tls_parse_request(c->buf, n, carry, carried);
+		if (!stamp) {
 			http_count(HTTP_CNT_NOT_HTTP);
 			return;
 		}
+		/* what was parsed is used only if no other TLS probe wrote over it
+		 * since (this one was preempted): read, then checked */
 		struct http_parsed *p = scratch(&http_parse);
-		if (p && p->ok)
-			queue_request(q, p, write, start, now);
+		if (!p || !p->ok)
+			return;
+		__u64 path = p->path;
+		__u8 method = p->method, version = p->version;
+		if (!scratch_intact(stamp)) {
+			http_count(HTTP_CNT_TLS_PREEMPTED);
+			return;
+		}
+		queue_request(q, p, path, method, version, stamp, write, start, now);
 		return;
 	}
 	__u32 head[3] = {}; /* words: the carried bytes are stored as one */
@@ -217,12 +238,13 @@ static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call 
 /* What a probe hands to tls_process: one call and what it moved. */
 struct tls_staged {
 	struct tls_call c;
-	__u64 sk; /* the socket the call used; 0 when unknown */
-	__u64 n;  /* bytes moved (maybe 0) */
+	__u64 sk;    /* the socket the call used; 0 when unknown */
+	__u64 n;     /* bytes moved (maybe 0) */
+	__u64 stamp; /* tls_writes when written (scratch_intact) */
 };
 
-/* Per CPU: the probe and tls_process run back to back, uninterrupted by
- * another uprobe program (they do not nest). */
+/* Per CPU: the probe and tls_process run back to back (uprobe programs do
+ * not nest), but may be preempted in between: the stamp tells. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -282,8 +304,10 @@ static __always_inline void tls_hand_over(struct pt_regs *ctx, const struct tls_
 {
 	__u32 zero = 0;
 	struct tls_staged *st = bpf_map_lookup_elem(&tls_stage, &zero);
-	if (!st)
+	__u64 *w = bpf_map_lookup_elem(&tls_writes, &zero);
+	if (!st || !w)
 		return;
+	st->stamp = __sync_fetch_and_add(w, 1) + 1;
 	st->c = *c;
 	st->sk = sk;
 	st->n = n;
@@ -295,10 +319,15 @@ int tls_process(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
 	struct tls_staged *st = bpf_map_lookup_elem(&tls_stage, &zero);
-	if (st) {
-		struct tls_call c = st->c;
-		tls_moved(&c, st->sk, st->n, c.write);
+	if (!st)
+		return 0;
+	struct tls_call c = st->c;
+	__u64 sk = st->sk, n = st->n;
+	if (!scratch_intact(st->stamp)) {
+		http_count(HTTP_CNT_TLS_PREEMPTED);
+		return 0;
 	}
+	tls_moved(&c, sk, n, c.write);
 	return 0;
 }
 

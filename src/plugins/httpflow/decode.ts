@@ -44,6 +44,7 @@ export const HTTP_COUNTER_NAMES = [
   'early_requests',
   'tls_no_socket',
   'tls_execs_lost',
+  'tls_preempted',
 ] as const;
 export const HTTPFLOW_CONFIG = {
   include_loopback: 0,
