@@ -79,24 +79,34 @@ struct {
 	__type(value, struct conn_stats);
 } udp_flows SEC(".maps");
 
-/* The peer of the datagram being sent or received on this CPU, left by the
+/* The peer of the datagram a thread is sending or receiving, left by the
  * cgroup sendmsg/recvmsg hooks (which run inside udp_sendmsg/udp_recvmsg) for
  * the byte hook that follows them in the same syscall: unconnected sockets
- * have no peer in struct sock. */
+ * have no peer in struct sock. Both run in that thread's context, so the slot
+ * is the thread's, not the CPU's: a thread preempted or moved to another CPU
+ * in between still finds its peer. */
 struct udp_peer {
 	__u64 sk;
 	__u8 addr[16];
 	__u16 port;
 	__u16 family;
-	__u32 _pad;
+	__u32 tid; /* the slot is shared by threads with the same low bits */
 };
 
+#define UDP_STASH_SLOTS 4096 /* a power of two: the slot is the thread id's low bits */
+
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UDP_STASH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct udp_peer);
 } udp_stash SEC(".maps");
+
+static __always_inline struct udp_peer *stash_slot(__u32 tid)
+{
+	__u32 slot = tid & (UDP_STASH_SLOTS - 1);
+	return bpf_map_lookup_elem(&udp_stash, &slot);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* a hint: the least recently used may go */
@@ -260,21 +270,37 @@ static __always_inline bool same_addr(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
+/* The peer this thread stashed for this datagram (unconnected socket), into
+ * t; the slot is emptied. False when the slot holds another socket's or
+ * another thread's (a collision: the datagram counts as udp_no_peer). */
+static __always_inline bool take_peer(__u64 skp, struct conn_tuple *t)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct udp_peer *p = stash_slot(tid);
+	if (!p || p->sk != skp || p->tid != tid)
+		return false;
+	__u8 addr[16];
+	__builtin_memcpy(addr, p->addr, 16);
+	__u16 port = p->port, family = p->family;
+	asm volatile("" ::: "memory");
+	/* a colliding thread that rewrote the slot meanwhile wrote its tid first */
+	if (*(volatile __u32 *)&p->tid != tid)
+		return false;
+	p->sk = 0;
+	__builtin_memcpy(t->daddr, addr, 16);
+	t->dport = port;
+	if (family == AF_INET6 && t->family == AF_INET)
+		t->family = AF_INET6;
+	return true;
+}
+
 static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent)
 {
 	struct udp_key k = {.sk = skp};
 	struct conn_tuple t = {};
-	__u32 zero = 0;
-	struct udp_peer *p = bpf_map_lookup_elem(&udp_stash, &zero);
 
 	read_tuple(sk, &t);
-	if (p && p->sk == skp) {
-		/* unconnected socket: the peer came with this datagram */
-		__builtin_memcpy(t.daddr, p->addr, 16);
-		t.dport = p->port;
-		if (p->family == AF_INET6 && t.family == AF_INET)
-			t.family = AF_INET6;
-		p->sk = 0;
+	if (take_peer(skp, &t)) {
 		if (sent) {
 			struct udp_last_peer *lp = bpf_map_lookup_elem(&udp_last_peers, &skp);
 			if (!lp || lp->port != t.dport || lp->local_port != t.sport || !same_addr(lp->addr, t.daddr)) {
@@ -374,10 +400,12 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
  * ask for one, in the syscall, just before the byte tracepoint. */
 static __always_inline void stash_peer(struct bpf_sock_addr *ctx, bool v6)
 {
-	__u32 zero = 0;
-	struct udp_peer *p = bpf_map_lookup_elem(&udp_stash, &zero);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct udp_peer *p = stash_slot(tid);
 	if (!p)
 		return;
+	p->tid = tid;
+	asm volatile("" ::: "memory"); /* the tid before the rest: see take_peer */
 	p->sk = (__u64)ctx->sk;
 	p->port = bpf_ntohs((__u16)ctx->user_port);
 	__u32 *a = (__u32 *)p->addr;
