@@ -2,6 +2,7 @@
 // "attached", and holds them until SIGTERM: the benchmark's floor row.
 import { BpfObject } from '../src/bpf/native';
 import { Cgroup2 } from '../src/runtime';
+import { findHostTlsLibraries } from '../src/plugins/httpflow/tls/discovery';
 
 const obj = BpfObject.open('floor');
 obj.load();
@@ -17,6 +18,13 @@ for (const [prog, tp] of [
 }
 for (const prog of ['floor_egress_a', 'floor_egress_b', 'floor_ingress_a', 'floor_ingress_b', 'floor_sendmsg4', 'floor_recvmsg4', 'floor_sendmsg6', 'floor_recvmsg6']) {
   obj.attachCgroup(prog, root);
+}
+// httpflow's TLS probes on the host's libssl (the HTTPS row's wrk and nginx use it)
+for (const lib of findHostTlsLibraries()) {
+  for (const func of ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']) {
+    obj.attachUprobe('floor_ssl_return', { binary: lib.path, func, retprobe: true });
+    obj.attachUprobe('floor_ssl_enter', { binary: lib.path, func });
+  }
 }
 process.stdout.write('attached\n');
 process.on('SIGTERM', () => {

@@ -36,7 +36,7 @@ const DNS_QPS = process.env.DNS_QPS ? ['-Q', process.env.DNS_QPS] : [];
 const SOAK_MINUTES = Number(process.env.SOAK_MINUTES ?? 30);
 const peer = path.join(__dirname, '..', 'test', 'helpers', 'peer.js');
 /** Workloads that also get a floor row. */
-const FLOORED = ['HTTP keep-alive (wrk -> nginx)', 'short connections (wrk Connection: close)', 'DNS (dnsperf -> dnsmasq)'];
+const FLOORED = ['HTTP keep-alive (wrk -> nginx)', 'HTTPS keep-alive (wrk -> nginx, TLS)', 'short connections (wrk Connection: close)', 'DNS (dnsperf -> dnsmasq)'];
 
 interface RunResult {
   rate: number; // per second, in the workload's unit
@@ -102,6 +102,8 @@ function programTimes(pid: number): Map<string, { ns: number; runs: number }> {
 /** Which plugin's object a program belongs to, by its name (bpf/*.bpf.c). */
 function objectOf(program: string): string {
   if (program.startsWith('http_')) return 'httpflow';
+  // httpflow's TLS probes, apart: their cost follows TLS calls, not packets
+  if (/^(ssl_|go_|tls_)/.test(program)) return 'httpflow TLS';
   if (program.startsWith('dns_')) return 'dnsflow';
   if (program.startsWith('bash')) return 'bash';
   return 'netflow';

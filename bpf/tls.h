@@ -27,12 +27,22 @@ struct {
 	__type(value, struct thread_sock);
 } thread_socks SEC(".maps");
 
-/* OpenSSL calls in progress, by thread (LRU: a thread may die mid-call). */
+/* OpenSSL calls in progress, by thread: an array slot per thread id's low
+ * bits, checked against the whole id (a thread is in one call at a time; two
+ * live threads sharing a slot inside their calls lose one call, uncounted
+ * but for its next call's fresh start). An array, not a hash: every SSL call,
+ * even one that moves nothing, pays a store and a load. */
+struct ssl_call {
+	__u32 tid;
+	__u32 _pad;
+	struct tls_call c;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct tls_call);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, THREAD_SOCKS);
+	__type(key, __u32);
+	__type(value, struct ssl_call);
 } tls_calls SEC(".maps");
 
 /* Go calls in progress, by goroutine. */
@@ -335,10 +345,17 @@ int tls_process(struct pt_regs *ctx)
 
 static __always_inline void ssl_enter(void *ssl, const void *buf, void *out, bool write)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call c = {.conn = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out, .ts = bpf_ktime_get_ns(), .write = write, .ex = !!out};
-	bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY);
-	__u32 tid = (__u32)id, slot = tid & (THREAD_SOCKS - 1);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), slot = tid & (THREAD_SOCKS - 1);
+	struct ssl_call *call = bpf_map_lookup_elem(&tls_calls, &slot);
+	if (!call)
+		return;
+	call->tid = tid;
+	call->c.conn = (__u64)ssl;
+	call->c.buf = (__u64)buf;
+	call->c.out = (__u64)out;
+	call->c.ts = bpf_ktime_get_ns();
+	call->c.write = write;
+	call->c.ex = !!out;
 	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
 	if (ts && ts->tid == tid)
 		ts->sk = 0;
@@ -376,12 +393,12 @@ int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, void *readbyt
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_return, int ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *cp = bpf_map_lookup_elem(&tls_calls, &id);
-	if (!cp)
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), slot = tid & (THREAD_SOCKS - 1);
+	struct ssl_call *call = bpf_map_lookup_elem(&tls_calls, &slot);
+	if (!call || call->tid != tid)
 		return 0;
-	struct tls_call c = *cp;
-	bpf_map_delete_elem(&tls_calls, &id);
+	struct tls_call c = call->c;
+	call->tid = 0;
 	__u64 n = 0;
 	if (c.ex) {
 		/* 1 on success, the byte count written to *out */
@@ -390,9 +407,10 @@ int BPF_KRETPROBE(ssl_return, int ret)
 	} else if (ret > 0) {
 		n = ret;
 	}
-	__u32 tid = (__u32)id, slot = tid & (THREAD_SOCKS - 1);
 	struct thread_sock *ts = bpf_map_lookup_elem(&thread_socks, &slot);
 	__u64 sk = ts && ts->tid == tid ? ts->sk : 0;
+	if (!n && !sk)
+		return 0; /* nothing moved, no socket learnt (a read that would block) */
 	tls_hand_over(ctx, &c, sk, n);
 	return 0;
 }
