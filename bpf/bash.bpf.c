@@ -79,7 +79,8 @@ struct {
 	__uint(max_entries, 16 << 10);
 } bash_execs SEC(".maps");
 
-SEC("tracepoint/sched/sched_process_exec")
+/* a raw tracepoint: attached by name, with no tracefs to mount */
+SEC("raw_tp/sched_process_exec")
 int on_exec(void *ctx)
 {
 	/* comm is the new program's name by now */

@@ -434,7 +434,7 @@ struct {
 	__uint(max_entries, 64 << 10);
 } tls_execs SEC(".maps");
 
-SEC("tracepoint/sched/sched_process_exec")
+SEC("raw_tp/sched_process_exec")
 int tls_exec(void *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;

@@ -90,7 +90,7 @@ export class BashPlugin implements Plugin {
         (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && this.discovery?.noteExec(buf.readUInt32LE(off))),
         16 * 1024,
       );
-      obj.attachTracepoint('on_exec', 'sched', 'sched_process_exec');
+      obj.attachRawTracepoint('on_exec', 'sched_process_exec');
       if (!this.attached.length) {
         throw new Error(host.length ? 'could not attach to readline in any bash' : 'no bash binary with readline found');
       }

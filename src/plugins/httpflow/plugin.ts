@@ -293,7 +293,7 @@ export class HttpflowPlugin implements Plugin {
       (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && this.tls?.noteExec(buf.readUInt32LE(off))),
       64 * 1024,
     );
-    obj.attachTracepoint('tls_exec', 'sched', 'sched_process_exec');
+    obj.attachRawTracepoint('tls_exec', 'sched_process_exec');
     const scan = setInterval(() => this.tls?.scan(), TLS_SCAN_MS);
     const execs = setInterval(() => this.execs?.drain(), TLS_EXEC_MS);
     scan.unref();
