@@ -9,10 +9,14 @@
  * so a socket found there at its return is the one the call used. It is kept
  * per SSL object, for calls that used no socket (data already decrypted).
  *
- * Go (crypto/tls.(*Conn).Write and Read, register ABI): goroutine stacks move,
- * so there are no return probes; user space puts a probe on every return
- * instruction. Calls are kept by goroutine (R14), and the socket is found at
- * entry from the Conn's file descriptor. */
+ * Go (crypto/tls.(*Conn).Write and Read, register ABI): Write is read whole at
+ * its entry; goroutine stacks move, so Read has no return probe but one on
+ * each of its return instructions, and its calls are kept by goroutine (R14).
+ * The socket is found from the Conn's file descriptor.
+ *
+ * Every probe hands its call to tls_process (a tail call), the one large
+ * program. Uprobe programs are preemptible on 6.x kernels: writes of per-CPU
+ * scratch memory are stamped (tls_writes) and checked before use. */
 #ifndef DATAKIT_EBPF_TLS_H
 #define DATAKIT_EBPF_TLS_H
 
@@ -29,9 +33,9 @@ struct {
 
 /* OpenSSL calls in progress, by thread: an array slot per thread id's low
  * bits, checked against the whole id (a thread is in one call at a time; two
- * live threads sharing a slot inside their calls lose one call, uncounted
- * but for its next call's fresh start). An array, not a hash: every SSL call,
- * even one that moves nothing, pays a store and a load. */
+ * live threads whose calls overlap in one slot lose one of them). An array,
+ * not a hash: every SSL call, even one that moves nothing, pays a store and a
+ * load. */
 struct ssl_call {
 	__u32 tid;
 	__u32 _pad;
