@@ -371,6 +371,16 @@ static __always_inline void dns_payload(struct __sk_buff *skb, struct dns_event 
 
 static __always_inline int handle(struct __sk_buff *skb, bool egress)
 {
+	/* A connected socket whose peer is not port 53 carries no DNS a client
+	 * sends or receives: leave before loading any header (this runs for every
+	 * packet of every socket, HTTP's included). The socket's remote port, in
+	 * network order, is in the upper half on little-endian kernels; an
+	 * unconnected socket has none and goes on. */
+	__u32 rp = skb->remote_port;
+	__u16 peer = rp >> 16 ? rp >> 16 : rp;
+	if (peer && peer != bpf_htons(DNS_PORT))
+		return 1;
+
 	__u32 saddr[4] = {}, daddr[4] = {}; /* words: is_loopback reads them so */
 	__u16 family;
 	__u8 proto;
