@@ -84,13 +84,16 @@ static __always_inline __u64 tls_parse_request(__u64 buf, __u64 avail, __u32 car
 	struct http_parsed *p = scratch(&http_parse);
 	if (!w || !p)
 		return 0;
+	/* the adds' results unused: 5.10 has no atomic fetch; the stamp is read after */
 	__sync_fetch_and_add(w, 1);
+	__u64 stamp = *w + 1;
 	p->ok = 0;
 	__u32 k = carried & 3;
 	*(__u32 *)p->event.data = carry; /* the call's bytes go over what is not carried */
 	__u64 n = capture_len(avail, HTTP_CAPTURE - 4);
 	int ok = n && !bpf_probe_read_user(p->event.data + k, n, (void *)buf) && parse_captured(n + k);
-	return ok ? __sync_fetch_and_add(w, 1) + 1 : 0;
+	__sync_fetch_and_add(w, 1);
+	return ok ? stamp : 0;
 }
 
 /* The first 12 bytes of a message: `carried` bytes of `carry`, then the buffer's. */
@@ -129,7 +132,8 @@ static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, i
 	struct http_event *e = scratch(&http_scratch);
 	if (!e || !w)
 		return;
-	__u64 stamp = __sync_fetch_and_add(w, 1) + 1;
+	__sync_fetch_and_add(w, 1);
+	__u64 stamp = *w;
 	if (kind == HTTP_REQUEST) {
 		q->request_egress = write;
 		q->in_request = 1;
@@ -321,7 +325,8 @@ static __always_inline void tls_hand_over(struct pt_regs *ctx, const struct tls_
 	__u64 *w = bpf_map_lookup_elem(&tls_writes, &zero);
 	if (!st || !w)
 		return;
-	st->stamp = __sync_fetch_and_add(w, 1) + 1;
+	__sync_fetch_and_add(w, 1);
+	st->stamp = *w;
 	st->c = *c;
 	st->sk = sk;
 	st->n = n;
