@@ -79,6 +79,9 @@ export class SeriesReader {
 
   /** The interval's series: the kernel switches maps, the one it left is read and emptied. */
   read(): HttpSeries[] {
+    // a path's text is queued before its first exchange is summed: whatever the
+    // timer has not picked up yet (a busy event loop) is read first
+    this.drain();
     const out: HttpSeries[] = [];
     this.tables.switchAndRead((keys, k, values, v) => out.push(decodeHttpSeries(keys, k, values, v, this.pathOf)));
     return out;
