@@ -659,20 +659,25 @@ static __always_inline void report_closed(__u64 key)
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (!is_inet_tcp(sk))
-		return 0;
 	__u64 key = (__u64)sk;
 	struct conn_stats *c;
 
+	/* By the new state first: half of a connection's changes are none of
+	 * these, and only the two that start tracking read the socket to see
+	 * whether it is TCP (a socket in conns is). */
 	switch (newstate) {
 	case TCP_SYN_SENT:
 		/* connect(): process context, so the caller owns the socket */
+		if (!is_inet_tcp(sk))
+			break;
 		c = track(key, DIR_OUTGOING, 0);
 		if (c)
 			set_owner(c);
 		break;
 	case TCP_ESTABLISHED: {
 		/* softirq context: the current task is unrelated, leave pid alone */
+		if (!is_inet_tcp(sk))
+			break;
 		struct conn_tuple t = {};
 		if (!read_tuple(sk, &t)) {
 			bpf_map_delete_elem(&conns, &key);
