@@ -65,8 +65,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct http_queue);
-} http_queues SEC(".maps");
+	__type(value, struct http_conn);
+} http_conns SEC(".maps");
 
 struct http_series_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -100,6 +100,15 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } http_paths SEC(".maps");
+
+/* Moved on by user space each time it forgets a path: a connection's note of
+ * the last path it sent (http_queue.sent_path) holds only within one epoch. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} http_paths_epoch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -400,22 +409,25 @@ static __always_inline bool scratch_intact(__u64 stamp)
 
 /* A path's text goes to user space the first time its hash is seen. With a
  * stamp (TLS), a text that may not be this parse's any more is sent again
- * next time: the hash is forgotten. */
-static __always_inline void send_path_once(struct http_parsed *p, __u64 path, __u64 stamp)
+ * next time: the hash is forgotten. True when user space has the text. */
+static __always_inline bool send_path_once(struct http_parsed *p, __u64 path, __u64 stamp)
 {
 	if (bpf_map_lookup_elem(&http_paths, &path))
-		return;
+		return true;
 	__u8 one = 1;
 	bpf_map_update_elem(&http_paths, &path, &one, BPF_ANY);
 	__u64 len = capture_len(p->len, HTTP_CAPTURE);
 	if (output_prefix(&http_path_events, &p->event, offsetof(struct http_path_event, data) + len, sizeof(p->event), ~0ULL)) {
 		http_count(HTTP_CNT_RINGBUF_FULL);
 		bpf_map_delete_elem(&http_paths, &path); /* sent again next time */
-	} else {
-		http_count(HTTP_CNT_PATHS_SENT);
-		if (!scratch_intact(stamp))
-			bpf_map_delete_elem(&http_paths, &path);
+		return false;
 	}
+	http_count(HTTP_CNT_PATHS_SENT);
+	if (!scratch_intact(stamp)) {
+		bpf_map_delete_elem(&http_paths, &path);
+		return false;
+	}
+	return true;
 }
 
 /* The ends of a segment that came to a listening socket, as the connection's own socket will have them. */
@@ -480,15 +492,16 @@ static __always_inline void http_early_request(struct __sk_buff *skb, __u32 fami
 }
 
 /* Aggregated mode: the first answer of a socket whose request came early takes that request. */
-static __always_inline struct http_queue *adopt_queue(struct bpf_sock *full, __u32 family)
+static __always_inline struct http_conn *adopt_conn(struct bpf_sock *full, __u32 family)
 {
 	struct http_early_key k = {};
 	early_key_of_sock(full, family, &k);
 	struct http_early *e = bpf_map_lookup_elem(&http_early, &k);
 	if (!e)
 		return NULL;
-	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (q && !q->count) {
+	struct http_conn *hc = bpf_sk_storage_get(&http_conns, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (hc && !hc->q.count) {
+		struct http_queue *q = &hc->q;
 		struct http_waiting *w = &q->waiting[q->head & (HTTP_QUEUE - 1)];
 		w->ts = e->ts;
 		w->path = e->path;
@@ -498,11 +511,11 @@ static __always_inline struct http_queue *adopt_queue(struct bpf_sock *full, __u
 		q->request_egress = 0;
 		q->in_request = 1;
 		q->req_end_ts = e->ts;
-		q->pos.known[0] = 1;
-		q->pos.next[0] = e->seq_end;
+		hc->pos.known[0] = 1;
+		hc->pos.next[0] = e->seq_end;
 	}
 	bpf_map_delete_elem(&http_early, &k);
-	return q;
+	return hc;
 }
 
 /* Per request: the same, the request kept in socket storage as if it had come there. */
@@ -595,7 +608,19 @@ static __always_inline void queue_request(struct http_queue *q, struct http_pars
 	w->method = method;
 	w->version = version;
 	q->count++;
-	send_path_once(p, path, stamp);
+	/* the path this connection sent last is not looked up again (keep-alive
+	 * repeats one path) while user space has forgotten none since */
+	__u32 zero = 0;
+	__u32 *epoch = bpf_map_lookup_elem(&http_paths_epoch, &zero);
+	if (!epoch)
+		return;
+	__u32 now_epoch = *epoch;
+	if (q->sent_path == path && q->paths_epoch == now_epoch)
+		return;
+	if (send_path_once(p, path, stamp)) {
+		q->sent_path = path;
+		q->paths_epoch = now_epoch;
+	}
 }
 
 /* A final response that started at `start` answers the oldest waiting
@@ -643,13 +668,13 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 	__u64 now = bpf_ktime_get_ns();
 	if (!kind) {
 		/* more of a request: its end moves on */
-		struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
-		if (!q)
+		struct http_conn *hc = bpf_sk_storage_get(&http_conns, full, 0, 0);
+		if (!hc)
 			return;
-		if (!stream_advance(&q->pos, egress, seq, skb->len - off))
+		if (!stream_advance(&hc->pos, egress, seq, skb->len - off))
 			http_count(HTTP_CNT_SEEN_BEFORE);
-		else if (q->in_request && q->request_egress == egress)
-			q->req_end_ts = now;
+		else if (hc->q.in_request && hc->q.request_egress == egress)
+			hc->q.req_end_ts = now;
 		return;
 	}
 	struct conn_tuple t = {};
@@ -663,23 +688,23 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 		struct http_parsed *p = scratch(&http_parse);
 		if (!p || !p->ok)
 			return;
-		struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!q) {
+		struct http_conn *hc = bpf_sk_storage_get(&http_conns, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!hc) {
 			http_count(HTTP_CNT_STATE_FULL);
 			return;
 		}
-		if (!stream_advance(&q->pos, egress, seq, skb->len - off)) {
+		if (!stream_advance(&hc->pos, egress, seq, skb->len - off)) {
 			http_count(HTTP_CNT_SEEN_BEFORE);
 			return;
 		}
-		queue_request(q, p, p->path, p->method, p->version, 0, egress, now, now);
+		queue_request(&hc->q, p, p->path, p->method, p->version, 0, egress, now, now);
 		return;
 	}
 
-	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
-	if (!q && egress)
-		q = adopt_queue(full, family);
-	if (q && !stream_advance(&q->pos, egress, seq, skb->len - off)) {
+	struct http_conn *hc = bpf_sk_storage_get(&http_conns, full, 0, 0);
+	if (!hc && egress)
+		hc = adopt_conn(full, family);
+	if (hc && !stream_advance(&hc->pos, egress, seq, skb->len - off)) {
 		http_count(HTTP_CNT_SEEN_BEFORE);
 		return;
 	}
@@ -692,17 +717,21 @@ static __always_inline void http_aggregate(struct __sk_buff *skb, struct bpf_soc
 		return; /* an interim answer (100 Continue): the final one follows */
 	struct http_series_key k = {};
 	__u64 latency;
-	if (!queue_answer(q, now, &k, &latency))
+	if (!queue_answer(hc ? &hc->q : NULL, now, &k, &latency))
 		return;
 	/* the response leaves the side that serves */
 	key_ends(&k, &t, egress);
 	k.status = status;
-	__u64 key = (__u64)bsk;
-	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
-	if (c) {
-		k.pid = c->pid;
-		__builtin_memcpy(k.comm, c->comm, sizeof(k.comm));
+	if (!hc->pid) {
+		__u64 key = (__u64)bsk;
+		struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+		if (c) {
+			hc->pid = c->pid;
+			__builtin_memcpy(hc->comm, c->comm, sizeof(hc->comm));
+		}
 	}
+	k.pid = hc->pid;
+	__builtin_memcpy(k.comm, hc->comm, sizeof(k.comm));
 	add_exchange(&k, latency);
 }
 
@@ -850,16 +879,16 @@ static __always_inline void http_end(struct bpf_sock *bsk, bool egress, __u8 fla
 		st->outstanding = 0;
 		return;
 	}
-	struct http_queue *q = bpf_sk_storage_get(&http_queues, full, 0, 0);
-	if (!q)
+	struct http_conn *hc = bpf_sk_storage_get(&http_conns, full, 0, 0);
+	if (!hc)
 		return;
 	if (flags & TCP_FLAG_FIN)
-		q->fin |= side;
-	if (!(flags & TCP_FLAG_RST) && q->fin != 3)
+		hc->fin |= side;
+	if (!(flags & TCP_FLAG_RST) && hc->fin != 3)
 		return;
-	if (q->count)
-		counter_add(&http_counters, HTTP_CNT_UNANSWERED, q->count);
-	q->count = 0;
+	if (hc->q.count)
+		counter_add(&http_counters, HTTP_CNT_UNANSWERED, hc->q.count);
+	hc->q.count = 0;
 }
 
 /* A segment with data, a FIN or a RST. */
@@ -888,32 +917,58 @@ static __always_inline void http_segment(struct __sk_buff *skb, struct bpf_sock 
 		http_end(bsk, egress, th->flags);
 }
 
+/* The segment's family, IP header length and TCP header start: read in
+ * place when the headers are in the skb's linear part, as they almost always
+ * are (a helper's copy costs more than the rest of a bare ACK's run), else
+ * copied. False when it is not TCP over IP. */
+static __always_inline bool tcp_headers(struct __sk_buff *skb, __u32 *family, __u32 *l4, struct tcp_start *th)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 proto;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) <= end) {
+			proto = ip->protocol;
+			*l4 = ip->ihl * 4;
+		} else {
+			__u8 b[10]; /* through the protocol byte, in one load */
+			if (bpf_skb_load_bytes(skb, 0, b, sizeof(b)))
+				return false;
+			proto = b[9];
+			*l4 = (b[0] & 0xf) * 4;
+		}
+		*family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) <= end)
+			proto = ip6->nexthdr;
+		else if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return false;
+		*l4 = 40;
+		*family = AF_INET6;
+	} else {
+		return false;
+	}
+	if (proto != IPPROTO_TCP)
+		return false;
+	__u32 at = *l4 & 63;
+	struct tcp_start *t = data + at;
+	if ((void *)(t + 1) <= end) {
+		*th = *t;
+		return true;
+	}
+	return !bpf_skb_load_bytes(skb, at, th, sizeof(*th));
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 1;
 	__u32 l4, family;
-	__u8 proto;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 ip[10]; /* through the protocol byte, in one load */
-		if (bpf_skb_load_bytes(skb, 0, ip, sizeof(ip)))
-			return 1;
-		proto = ip[9];
-		l4 = (ip[0] & 0xf) * 4;
-		family = AF_INET;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return 1;
-		l4 = 40;
-		family = AF_INET6;
-	} else {
-		return 1;
-	}
-	if (proto != IPPROTO_TCP)
-		return 1;
 	struct tcp_start th;
-	if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
+	if (!tcp_headers(skb, &family, &l4, &th))
 		return 1;
 	__u32 off = l4 + (th.doff >> 4) * 4;
 	if (skb->len <= off && !(th.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))

@@ -86,17 +86,27 @@ struct http_waiting {
 	__u8 _pad[6];
 };
 
-/* Per socket with HTTP seen (aggregated mode, sk_storage). */
+/* A connection's requests waiting for their responses (aggregated mode),
+ * whether seen in packets (struct http_conn) or in a TLS library's plaintext. */
 struct http_queue {
-	struct stream_pos pos;
 	__u64 req_end_ts;    /* last request data seen */
+	__u64 sent_path;     /* the hash of this connection's last path, known to user space... */
+	__u32 paths_epoch;   /* ...while user space has forgotten no path since (http_paths_epoch) */
 	__u8 request_egress; /* direction of requests on this connection */
 	__u8 in_request;     /* request data seen since the last response start */
 	__u8 head;           /* the oldest waiting request */
 	__u8 count;          /* requests waiting */
-	__u8 fin;            /* FIN seen: bit 0 received, bit 1 sent */
-	__u8 _pad[3];
 	struct http_waiting waiting[HTTP_QUEUE];
+};
+
+/* Per socket with HTTP seen in its packets (aggregated mode, sk_storage). */
+struct http_conn {
+	struct stream_pos pos;
+	struct http_queue q;
+	__u32 pid;      /* the owner as netflow last saw it, kept at the first answer: */
+	char comm[16];  /* one lookup of netflow's table per connection, not per exchange */
+	__u8 fin;       /* FIN seen: bit 0 received, bit 1 sent */
+	__u8 _pad[3];
 };
 
 /* One series: the exchanges of one interval that share all of this. */

@@ -33,6 +33,8 @@ export class SeriesReader {
   private readonly paths = new Map<bigint, string>();
   private readonly tables: SeriesTables;
   private readonly knownPaths: BpfMap;
+  private readonly pathsEpoch: BpfMap;
+  private epoch = 0;
   private readonly ring: RingBuffer;
   /** Series read whose path text never arrived (its record was lost): reported with no path. */
   pathsMissing = 0;
@@ -42,6 +44,7 @@ export class SeriesReader {
   constructor(obj: BpfObject) {
     this.tables = new SeriesTables(obj.map('http_control'), [obj.map('http_series_0'), obj.map('http_series_1')]);
     this.knownPaths = obj.map('http_paths');
+    this.pathsEpoch = obj.map('http_paths_epoch');
     this.ring = new RingBuffer(obj.map('http_path_events'), (buf, bytes) => this.onPaths(buf, bytes), 256 * 1024);
   }
 
@@ -68,13 +71,20 @@ export class SeriesReader {
     });
   }
 
-  /** Forgets the oldest path here and in the kernel, which then sends it again when it sees it. */
+  /**
+   * Forgets the oldest path here and in the kernel, which then sends it again
+   * when it sees it: the epoch moves on, so that no connection trusts its note
+   * of the last path it sent.
+   */
   private forgetOldestPath(): void {
     const oldest = this.paths.keys().next().value as bigint;
     this.paths.delete(oldest);
     const key = Buffer.alloc(8);
     key.writeBigUInt64LE(oldest);
     this.knownPaths.delete(key);
+    const epoch = Buffer.alloc(4);
+    epoch.writeUInt32LE((this.epoch = (this.epoch + 1) >>> 0));
+    this.pathsEpoch.update(Buffer.alloc(4), epoch);
   }
 
   /** The interval's series: the kernel switches maps, the one it left is read and emptied. */
