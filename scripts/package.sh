@@ -44,7 +44,8 @@ cp build/bpf/{netflow,dnsflow,httpflow,bash}.bpf.o "$root/build/bpf/"
 rel=$root/native/build/Release
 cp native/build/Release/datakit_ebpf.node "$rel/"
 for lib in libbpf.so.1 libelf.so.1; do
-  src=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+  # awk reads to the end: leaving early would kill ldconfig with SIGPIPE, which pipefail makes fatal
+  src=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found { print $NF; found = 1 }')
   [ -n "$src" ] || { say "$lib not found"; exit 1; }
   cp -L "$src" "$rel/$lib"
 done
