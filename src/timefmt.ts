@@ -60,6 +60,7 @@ export class EventClock {
   private wallSec = 0;
   private wallSub = 0;
   private generation = -1;
+  private readonly parts: [number, number] = [0, 0];
 
   constructor(private readonly wall: WallClock = wallClock) {
     this.reset();
@@ -93,11 +94,18 @@ export class EventClock {
 
   /** Wall-clock ns since the epoch of a relative time. */
   wallNs(rel: number): bigint {
-    return BigInt(this.wallText(rel));
+    const [sec, sub] = this.wallParts(rel);
+    return BigInt(sec) * 1_000_000_000n + BigInt(sub);
   }
 
   /** Wall-clock ns since the epoch of a relative time, as decimal text. */
   wallText(rel: number): string {
+    const [sec, sub] = this.wallParts(rel);
+    return `${sec}${String(sub).padStart(9, '0')}`;
+  }
+
+  /** Seconds and nanoseconds of the wall-clock time of a relative time. */
+  private wallParts(rel: number): [number, number] {
     if (this.generation !== this.wall.generation) this.rebaseWall();
     const relSec = Math.floor(rel / 1e9);
     let sub = rel - relSec * 1e9 + this.wallSub;
@@ -106,7 +114,9 @@ export class EventClock {
       sub -= 1e9;
       sec++;
     }
-    return `${sec}${String(sub).padStart(9, '0')}`;
+    this.parts[0] = sec;
+    this.parts[1] = sub;
+    return this.parts;
   }
 }
 

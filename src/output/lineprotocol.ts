@@ -60,31 +60,6 @@ export function escapeStringField(s: string): string {
   return `"${s.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\\\n').replace(/\r/g, '\\\\r')}"`;
 }
 
-function encodeField(key: string, v: FieldValue): string {
-  if (key === '') throw new TypeError('a field has an empty key');
-  let text: string;
-  switch (typeof v) {
-    case 'number':
-      if (!Number.isSafeInteger(v)) throw new TypeError(`field ${quote(key)}: integer field is not a safe integer: ${v}`);
-      text = `${v}i`;
-      break;
-    case 'bigint':
-      if (v < INT64_MIN || v > INT64_MAX) throw new TypeError(`field ${quote(key)}: integer field is out of the int64 range: ${v}`);
-      text = `${v}i`;
-      break;
-    case 'string':
-      text = escapeStringField(v);
-      break;
-    case 'boolean':
-      text = v ? 'true' : 'false';
-      break;
-    default:
-      if (!Number.isFinite(v.float)) throw new TypeError(`field ${quote(key)}: float field is not finite: ${v.float}`);
-      text = String(v.float); // no suffix: a float
-  }
-  return `${escapeFieldKey(key)}=${text}`;
-}
-
 /** Measurement and tags: the part of a line that hot paths cache and reuse. */
 export function encodeSeries(measurement: string, tags: Point['tags']): string {
   // InfluxDB reads a line starting with '#' as a comment
@@ -101,23 +76,156 @@ export function encodeSeries(measurement: string, tags: Point['tags']): string {
   return line;
 }
 
-export function encodeFields(measurement: string, fields: Point['fields']): string {
-  const fieldKeys = Object.keys(fields);
-  if (!fieldKeys.length) throw new TypeError(`point ${quote(measurement)} has no fields`);
-  let out = '';
-  for (let i = 0; i < fieldKeys.length; i++) {
-    if (i) out += ',';
-    out += encodeField(fieldKeys[i], fields[fieldKeys[i]]);
+/**
+ * Lines as bytes, ready for a write: the encoder writes into it directly, so
+ * that a busy output makes no string per line.
+ */
+export class LineWriter {
+  bytes: Buffer;
+  length = 0;
+  /** Complete lines in `bytes`. */
+  lines = 0;
+
+  constructor(private readonly initialSize = 64 * 1024) {
+    this.bytes = Buffer.allocUnsafe(initialSize);
   }
-  return out;
+
+  /** Room for n more bytes. */
+  ensure(n: number): void {
+    if (this.length + n <= this.bytes.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + n));
+    this.bytes.copy(grown, 0, 0, this.length);
+    this.bytes = grown;
+  }
+
+  byte(c: number): void {
+    this.ensure(1);
+    this.bytes[this.length++] = c;
+  }
+
+  /** Text known to be ASCII (numbers, literals). */
+  ascii(s: string): void {
+    this.ensure(s.length);
+    this.length += this.bytes.write(s, this.length, 'latin1');
+  }
+
+  utf8(s: string): void {
+    this.ensure(s.length * 3); // the most UTF-8 bytes a UTF-16 code unit takes
+    this.length += this.bytes.write(s, this.length, 'utf8');
+  }
+
+  copy(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.bytes.set(b, this.length);
+    this.length += b.length;
+  }
+
+  private readonly digits = new Uint8Array(20);
+
+  /** A safe integer in decimal, without making its string. */
+  int(v: number): void {
+    this.ensure(17);
+    if (v < 0) {
+      this.bytes[this.length++] = 0x2d; // '-'
+      v = -v;
+    }
+    const d = this.digits;
+    let n = 0;
+    // lowest digit first; in 32-bit integer arithmetic while the value fits
+    while (v > 0x7fffffff) {
+      const q = Math.floor(v / 10);
+      d[n++] = 0x30 + (v - q * 10);
+      v = q;
+    }
+    do {
+      const q = (v / 10) | 0;
+      d[n++] = 0x30 + (v - q * 10);
+      v = q;
+    } while (v > 0);
+    while (n > 0) this.bytes[this.length++] = d[--n];
+  }
+
+  /** What is written so far, and a fresh buffer for what follows. */
+  take(): { bytes: Buffer; lines: number } {
+    const out = { bytes: this.bytes.subarray(0, this.length), lines: this.lines };
+    this.bytes = Buffer.allocUnsafe(this.initialSize);
+    this.length = 0;
+    this.lines = 0;
+    return out;
+  }
 }
 
-export function encodePoint(p: Point): string {
-  return `${encodeSeries(p.measurement, p.tags)} ${encodeFields(p.measurement, p.fields)} ${p.time}`;
+const SPACE = 0x20;
+const COMMA = 0x2c;
+const QUOTE = 0x22;
+const NEWLINE = 0x0a;
+
+/** A field key's bytes, "key=", made once per key: plugins use a handful. */
+const fieldKeys = new Map<string, Buffer>();
+
+function fieldKey(key: string): Buffer {
+  let b = fieldKeys.get(key);
+  if (b === undefined) {
+    b = Buffer.from(`${escapeFieldKey(key)}=`);
+    // keys are the collector's own names; a bound keeps a misuse from growing it without end
+    if (fieldKeys.size < 1024) fieldKeys.set(key, b);
+  }
+  return b;
 }
 
-export function encodePoints(points: Point[]): string {
-  return points.map(encodePoint).join('\n');
+/** One field, key and value, into `w`; throws (the line then dropped) on what line protocol cannot carry. */
+function writeField(w: LineWriter, key: string, v: FieldValue): void {
+  if (key === '') throw new TypeError('a field has an empty key');
+  // the value is checked before the key is written, so that its error is the one reported
+  switch (typeof v) {
+    case 'number':
+      if (!Number.isSafeInteger(v)) throw new TypeError(`field ${quote(key)}: integer field is not a safe integer: ${v}`);
+      w.copy(fieldKey(key));
+      w.int(v);
+      w.byte(0x69); // 'i'
+      return;
+    case 'bigint':
+      if (v < INT64_MIN || v > INT64_MAX) throw new TypeError(`field ${quote(key)}: integer field is out of the int64 range: ${v}`);
+      w.copy(fieldKey(key));
+      w.ascii(v.toString());
+      w.byte(0x69);
+      return;
+    case 'string':
+      w.copy(fieldKey(key));
+      if (STRING_SPECIAL.test(v)) {
+        w.utf8(escapeStringField(v));
+      } else {
+        // most strings (paths, commands) need no escaping: written as they are
+        w.byte(QUOTE);
+        w.utf8(v);
+        w.byte(QUOTE);
+      }
+      return;
+    case 'boolean':
+      w.copy(fieldKey(key));
+      w.ascii(v ? 'true' : 'false');
+      return;
+    default:
+      if (!Number.isFinite(v.float)) throw new TypeError(`field ${quote(key)}: float field is not finite: ${v.float}`);
+      w.copy(fieldKey(key));
+      w.ascii(String(v.float)); // no suffix: a float
+  }
+}
+
+function writeFields(w: LineWriter, measurement: string, fields: Point['fields']): void {
+  let first = true;
+  for (const key in fields) {
+    if (!first) w.byte(COMMA);
+    first = false;
+    writeField(w, key, fields[key]);
+  }
+  if (first) throw new TypeError(`point ${quote(measurement)} has no fields`);
+}
+
+/** A series' bytes (measurement and tags), cached for the tags object a plugin reuses. */
+interface CachedSeries {
+  measurement: string;
+  bytes: Buffer;
 }
 
 /**
@@ -128,13 +236,18 @@ export function encodePoints(points: Point[]): string {
  * over.
  */
 export class LineEncoder {
-  private readonly series = new WeakMap<object, string>();
+  private readonly series = new WeakMap<object, CachedSeries>();
+  private readonly scratch = new LineWriter(4096);
 
   /** Points refused (a name or value line protocol cannot carry), each skipped alone. */
   refused = 0;
   lastRefusal = '';
 
-  constructor(private readonly common: Readonly<Record<string, string>>) {}
+  constructor(
+    private readonly common: Readonly<Record<string, string>>,
+    /** false: every point's tags encoded afresh (for callers that change a tags object after use) */
+    private readonly cacheSeries = true,
+  ) {}
 
   /** The point's line, or undefined (counted) when line protocol cannot carry it. */
   tryEncode(p: Point): string | undefined {
@@ -147,12 +260,51 @@ export class LineEncoder {
     }
   }
 
+  /** The point's line, without its newline; throws when line protocol cannot carry it. */
   encode(p: Point): string {
-    let series = this.series.get(p.tags);
-    if (series === undefined) {
-      series = encodeSeries(p.measurement, { ...p.tags, ...this.common });
-      this.series.set(p.tags, series);
-    }
-    return `${series} ${encodeFields(p.measurement, p.fields)} ${p.time}`;
+    const w = this.scratch;
+    w.length = 0;
+    this.write(p, w);
+    return w.bytes.toString('utf8', 0, w.length - 1);
   }
+
+  /** The point's line, newline included, appended to `w`; false (counted, nothing written) when line protocol cannot carry it. */
+  encodeInto(p: Point, w: LineWriter): boolean {
+    const start = w.length;
+    try {
+      this.write(p, w);
+      w.lines++;
+      return true;
+    } catch (err) {
+      w.length = start;
+      this.refused++;
+      this.lastRefusal = (err as Error).message;
+      return false;
+    }
+  }
+
+  private write(p: Point, w: LineWriter): void {
+    let series = this.cacheSeries ? this.series.get(p.tags) : undefined;
+    if (series === undefined || series.measurement !== p.measurement) {
+      series = { measurement: p.measurement, bytes: Buffer.from(encodeSeries(p.measurement, { ...p.tags, ...this.common })) };
+      if (this.cacheSeries) this.series.set(p.tags, series);
+    }
+    w.copy(series.bytes);
+    w.byte(SPACE);
+    writeFields(w, p.measurement, p.fields);
+    w.byte(SPACE);
+    w.ascii(p.time.toString());
+    w.byte(NEWLINE);
+  }
+}
+
+const plain = new LineEncoder({}, false);
+
+/** One point's line (no common tags), as the outputs write it. */
+export function encodePoint(p: Point): string {
+  return plain.encode(p);
+}
+
+export function encodePoints(points: Point[]): string {
+  return points.map(encodePoint).join('\n');
 }

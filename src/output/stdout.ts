@@ -1,14 +1,20 @@
 // Line protocol on stdout (SPEC §3: the default output).
 import type { Writable } from 'node:stream';
 import { log } from '../log';
-import { LineEncoder } from './lineprotocol';
+import { LineEncoder, LineWriter } from './lineprotocol';
 import type { Category, Output, OutputStats, Point } from './point';
 
-/** Lines queued before a write is forced, between the collector's regular flushes. */
-const FLUSH_LINES = 4096;
+/**
+ * Bytes queued before a write is forced, between the collector's regular
+ * flushes. Small: under load a write every few hundred lines costs little,
+ * and lines that wait long survive the young generation's collections, which
+ * then copy them.
+ */
+const FLUSH_BYTES = 64 * 1024;
 
 export class StdoutOutput implements Output {
-  private queued: string[] = [];
+  /** Lines encoded straight into bytes: no string per line. */
+  private queued = new LineWriter(FLUSH_BYTES + 4096);
   private broken = false;
   written = 0;
   dropped = 0;
@@ -26,28 +32,23 @@ export class StdoutOutput implements Output {
 
   write(_category: Category, points: Point[]): void {
     for (const p of points) {
-      const line = this.encoder.tryEncode(p);
-      if (line !== undefined) this.queued.push(line);
+      this.encoder.encodeInto(p, this.queued);
+      // under heavy load, write in moderate chunks rather than a large one a second
+      if (this.queued.length >= FLUSH_BYTES) void this.flush();
     }
-    this.flushIfLarge();
-  }
-
-  /** Under heavy load, write in moderate chunks rather than one huge string a second. */
-  private flushIfLarge(): void {
-    if (this.queued.length >= FLUSH_LINES) void this.flush();
   }
 
   flush(): Promise<void> {
-    const lines = this.queued;
-    this.queued = [];
-    if (!lines.length) return Promise.resolve();
+    if (!this.queued.lines) return Promise.resolve();
+    // the stream keeps the chunk until written: the writer goes on in a fresh one
+    const { bytes, lines } = this.queued.take();
     if (this.broken) {
-      this.dropped += lines.length;
+      this.dropped += lines;
       return Promise.resolve();
     }
-    this.written += lines.length;
+    this.written += lines;
     // one write per flush; resolve once the data is handed to the OS
-    return new Promise((resolve) => this.stream.write(`${lines.join('\n')}\n`, () => resolve()));
+    return new Promise((resolve) => this.stream.write(bytes, () => resolve()));
   }
 
   close(): Promise<void> {
@@ -55,6 +56,6 @@ export class StdoutOutput implements Output {
   }
 
   stats(): OutputStats {
-    return { sent: this.written, failed: 0, dropped: this.dropped, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: this.encoder.refused, buffered: this.queued.length };
+    return { sent: this.written, failed: 0, dropped: this.dropped, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: this.encoder.refused, buffered: this.queued.lines };
   }
 }

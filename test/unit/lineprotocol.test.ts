@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Writable } from 'node:stream';
-import { encodePoint, encodePoints, LineEncoder } from '../../src/output/lineprotocol';
+import { encodePoint, encodePoints, LineEncoder, LineWriter } from '../../src/output/lineprotocol';
 import { StdoutOutput } from '../../src/output/stdout';
 import type { Point } from '../../src/output/point';
 
@@ -74,4 +74,33 @@ test('an output skips a point line protocol cannot carry, counts it, and writes 
   assert.equal(written.join(''), 'm,host=h n=1i 1\nm,host=h n=2i 1\n');
   assert.equal(out.stats().unencodable, 1);
   assert.match(encoder.lastRefusal, /empty key/);
+});
+
+test('integers of every size are written digit for digit, as their decimal text', () => {
+  const values = [0, -0, 7, 9, 10, 99, 100, 12345, 2 ** 31 - 1, 2 ** 31, 2 ** 32 + 5, 1e15 + 3, Number.MAX_SAFE_INTEGER, -1, -(2 ** 31), -Number.MAX_SAFE_INTEGER];
+  for (const v of values) assert.equal(encodePoint(p({ fields: { v } })), `m v=${v}i 5`, String(v));
+});
+
+test('lines go into one growing byte buffer; a refused point leaves nothing of itself in it', () => {
+  const enc = new LineEncoder({ host: 'h' });
+  const w = new LineWriter(16); // smaller than one line: it grows
+  const long = 'é/'.repeat(3000); // two-byte characters
+  assert.equal(enc.encodeInto(p({ fields: { s: long } }), w), true);
+  assert.equal(enc.encodeInto(p({ fields: { ok: 1, bad: NaN } }), w), false);
+  assert.equal(enc.encodeInto(p({ time: 6n }), w), true);
+  assert.equal(w.lines, 2);
+  assert.equal(w.bytes.toString('utf8', 0, w.length), `m,host=h s="${long}" 5\nm,host=h v=1i 6\n`);
+  assert.equal(enc.refused, 1);
+  const { bytes, lines } = w.take();
+  assert.equal(lines, 2);
+  assert.equal(bytes.length, Buffer.byteLength(`m,host=h s="${long}" 5\nm,host=h v=1i 6\n`));
+  assert.equal(w.length, 0);
+  assert.equal(w.lines, 0);
+});
+
+test('a tags object reused for another measurement is not taken for the first one\'s series', () => {
+  const enc = new LineEncoder({});
+  const tags = { a: '1' };
+  assert.equal(enc.encode(p({ measurement: 'one', tags })), 'one,a=1 v=1i 5');
+  assert.equal(enc.encode(p({ measurement: 'two', tags })), 'two,a=1 v=1i 5');
 });
