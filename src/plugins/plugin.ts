@@ -37,3 +37,10 @@ export interface PluginOptions {
   /** container_id of a flow's process (absent for host processes). */
   containers?: ContainerLookup;
 }
+
+/**
+ * Points an event plugin hands to the output at a time while it reads a
+ * drained chunk: points held until the end of a large chunk would outlive the
+ * young generation's collections, which then copy them.
+ */
+export const EMIT_GROUP = 256;

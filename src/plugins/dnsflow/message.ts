@@ -82,7 +82,9 @@ export function parseDnsMessage(
 /** Reads the first question into `base` (which it returns); one that cannot be read marks it partial. */
 function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
   if (msg.readUInt16BE(4) < 1) return base;
-  let name = '';
+  // the labels' bytes with dots between them, made into text once
+  const text = nameScratch;
+  let length = 0;
   let off = HEADER;
   while (off < msg.length) {
     const n = msg[off];
@@ -90,18 +92,21 @@ function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
       off++;
       if (off + 2 > msg.length) break;
       const qtype = msg.readUInt16BE(off);
-      base.name = name;
+      base.name = text.toString('latin1', 0, length);
       base.qtype = qtypeName(qtype);
       return base;
     }
-    if (n > 63 || off + 1 + n > msg.length) break; // compression never appears in a first question
-    const label = msg.toString('latin1', off + 1, off + 1 + n);
-    name = name ? `${name}.${label}` : label;
+    if (n > 63 || off + 1 + n > msg.length || length + 1 + n > text.length) break; // compression never appears in a first question
+    if (length) text[length++] = 0x2e; // '.'
+    length += msg.copy(text, length, off + 1, off + 1 + n);
     off += 1 + n;
   }
   base.partial = true;
   return base;
 }
+
+/** A question name's text as it is put together: at most 255 bytes on the wire, fewer as text. */
+const nameScratch = Buffer.alloc(256);
 
 /** A query type's mnemonic, or its number. */
 export function qtypeName(qtype: number): string {
@@ -118,6 +123,7 @@ const QTYPES: Record<number, string> = {
  * answer section, with the smallest TTL along the way.
  */
 export function resolvedAddresses(qname: string, answers: DnsAnswer[]): { ip: string; ttl: number }[] {
+  if (!answers.length) return [];
   const lower = (s: string) => s.toLowerCase().replace(/\.$/, '');
   const ttlOf = new Map<string, number>([[lower(qname), Infinity]]);
   // CNAMEs usually come in order, but follow them until nothing changes

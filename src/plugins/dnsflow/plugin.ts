@@ -9,7 +9,7 @@ import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
 import { wallClock } from '../../timefmt';
-import type { Sink, Plugin, PluginOptions } from '../plugin';
+import { EMIT_GROUP, type Sink, type Plugin, type PluginOptions } from '../plugin';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
 import type { NetflowPlugin } from '../netflow/plugin';
@@ -73,20 +73,47 @@ export function dnsSeriesPoint(s: DnsSeries, time: bigint, containers?: Containe
 }
 
 /** One query (--l7-per-request), as DataKit 1.4.0 reported it: stamped when it was seen. */
-export function dnsQueryPoint(r: DnsQueryResult, wallOffsetNs: bigint): Point {
+/** A query's tags: its series (DataKit 1.4.0 keeps the client's port). */
+function queryTags(r: DnsQueryResult): Point['tags'] {
+  return {
+    source: 'dnsflow',
+    transport: r.transport,
+    family: r.family,
+    src_ip: r.clientIp,
+    src_port: String(r.clientPort),
+    dst_ip: r.serverIp,
+    dst_port: String(r.serverPort),
+    domain: r.domain?.endsWith('.') ? r.domain.slice(0, -1) : r.domain,
+    qtype: r.qtype,
+  };
+}
+
+/** Series kept: more than a busy resolver's clients and names in one go. */
+const QUERY_SERIES = 4096;
+
+/**
+ * One tags object per query series, handed over again for each of its
+ * queries: the encoder then writes the series' text once, not per point.
+ */
+export class QueryTagsCache {
+  private readonly byKey = new Map<string, Point['tags']>();
+
+  get(r: DnsQueryResult): Point['tags'] {
+    const key = `${r.transport}|${r.clientIp}|${r.clientPort}|${r.serverIp}|${r.serverPort}|${r.qtype}|${r.domain}`;
+    let tags = this.byKey.get(key);
+    if (tags === undefined) {
+      if (this.byKey.size >= QUERY_SERIES) this.byKey.clear();
+      tags = queryTags(r);
+      this.byKey.set(key, tags);
+    }
+    return tags;
+  }
+}
+
+export function dnsQueryPoint(r: DnsQueryResult, wallOffsetNs: bigint, tags: Point['tags'] = queryTags(r)): Point {
   return {
     measurement: 'dnsflow',
-    tags: {
-      source: 'dnsflow',
-      transport: r.transport,
-      family: r.family,
-      src_ip: r.clientIp,
-      src_port: String(r.clientPort),
-      dst_ip: r.serverIp,
-      dst_port: String(r.serverPort),
-      domain: r.domain?.endsWith('.') ? r.domain.slice(0, -1) : r.domain,
-      qtype: r.qtype,
-    },
+    tags,
     fields: r.rcode === undefined ? { timeout: true } : { rcode: r.rcode, resp_time: r.respTimeNs ?? 0n, timeout: false },
     time: r.queryNs + wallOffsetNs,
   };
@@ -106,6 +133,7 @@ export class DnsflowPlugin implements Plugin {
   private seriesRead = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly matcher = new DnsMatcher();
+  private readonly queryTags = new QueryTagsCache();
   private emit: (points: Point[]) => void = () => {};
   /** When each name and type last had its answers decoded (ms). */
   private learnt = new Map<string, number>();
@@ -168,11 +196,17 @@ export class DnsflowPlugin implements Plugin {
 
   /** Per query: one drained chunk of ring records; points for the queries they complete go to `emit`. */
   processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
-    const points: Point[] = [];
+    let points: Point[] = [];
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const r = this.handle(decodeDnsEvent(buf, off, len));
-      if (r) points.push(dnsQueryPoint(r, wallClock.offsetNs));
+      if (!r) return;
+      points.push(dnsQueryPoint(r, wallClock.offsetNs, this.queryTags.get(r)));
+      // handed over in groups as they come (EMIT_GROUP)
+      if (points.length >= EMIT_GROUP) {
+        emit(points);
+        points = [];
+      }
     });
     if (points.length) emit(points);
   }
@@ -232,7 +266,7 @@ export class DnsflowPlugin implements Plugin {
 
   private expire(): void {
     const timedOut = this.matcher.expire(process.hrtime.bigint());
-    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, wallClock.offsetNs)));
+    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, wallClock.offsetNs, this.queryTags.get(r))));
   }
 
   /** Per query: what is queued still; aggregated: the interval's series. */

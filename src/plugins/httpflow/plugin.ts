@@ -13,7 +13,7 @@ import { log } from '../../log';
 import { EventClock } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
 import { LossWarnings } from '../loss';
-import type { Plugin, Sink } from '../plugin';
+import { EMIT_GROUP, type Plugin, type Sink } from '../plugin';
 import {
   decodeHttpConnection,
   encodeHttpflowConfig,
@@ -342,7 +342,7 @@ export class HttpflowPlugin implements Plugin {
 
   /** One drained chunk of ring records: points for every exchange they complete go to `emit`. */
   processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
-    const points: Point[] = [];
+    let points: Point[] = [];
     // k8s answers change with the cluster: its generation is part of what a series was made for
     const generation = this.opts.k8s?.generation() ?? 0;
     forEachRecord(buf, bytes, (off, len) => {
@@ -400,6 +400,11 @@ export class HttpflowPlugin implements Plugin {
         this.seriesFor(cached!.conn, serverSide, tls, done, generation),
       );
       points.push(exchangePoint(tags, x, this.clock));
+      // handed over in groups as they come (EMIT_GROUP)
+      if (points.length >= EMIT_GROUP) {
+        emit(points);
+        points = [];
+      }
     });
     if (points.length) emit(points);
   }
