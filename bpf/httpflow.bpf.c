@@ -27,6 +27,7 @@
 #include "httpflow.h"
 #include "nest.h"
 #include "ringbuf.h"
+#include "task.h"
 
 const volatile struct httpflow_config cfg = {
 	.include_loopback = 0,

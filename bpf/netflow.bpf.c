@@ -23,6 +23,7 @@
 #include <bpf/bpf_core_read.h>
 #include "addr.h"
 #include "counters.h"
+#include "task.h"
 #include "netflow.h"
 #include "ringbuf.h"
 
@@ -202,9 +203,7 @@ static __always_inline void set_owner(struct conn_stats *c)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (c->pid != tgid) {
 		c->pid = tgid;
-		/* the process's name, not the thread's (e.g. dig's "isc-net-0000") */
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		BPF_CORE_READ_STR_INTO(&c->comm, task, group_leader, comm);
+		process_comm(&c->comm);
 		c->cgroup_id = bpf_get_current_cgroup_id();
 	}
 }

@@ -116,13 +116,6 @@ static __always_inline bool capital(__u32 c)
 	return c - 'A' <= 'Z' - 'A';
 }
 
-/* The process's name, not the thread's, as netflow reports it. */
-static __always_inline void process_comm(char (*comm)[16])
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	BPF_CORE_READ_STR_INTO(comm, task, group_leader, comm);
-}
-
 /* Per request: the message start goes to user space, which pairs it by socket. */
 static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, int kind, bool write, __u64 start, __u64 now, __u32 carry, __u32 carried)
 {
@@ -172,11 +165,10 @@ static __always_inline void tls_event(struct tls_conn *tc, __u64 buf, __u64 n, i
 	http_output(e, len + k);
 }
 
-/* n bytes of plaintext moved by a call on connection tc. */
+/* n bytes of plaintext moved by a call on connection tc (one netflow reports:
+ * loopback only when asked, so no filter here). */
 static __always_inline void tls_data(struct tls_conn *tc, const struct tls_call *c, __u64 n, bool write)
 {
-	if (!cfg.include_loopback && (is_loopback((__u32 *)tc->t.saddr, tc->t.family) || is_loopback((__u32 *)tc->t.daddr, tc->t.family)))
-		return;
 	__u64 now = bpf_ktime_get_ns();
 	/* a write's data leaves from the call's start; a read's is there at its return */
 	__u64 start = write ? c->ts : now;
