@@ -5,6 +5,7 @@
 // the processes that use them, removed with their last user unless pinned (the
 // host's own files).
 import * as fs from 'node:fs';
+import { BpfObject, forEachRecord, RingBuffer } from '../bpf/native';
 
 /** A file a probe goes on. */
 export interface FileTarget {
@@ -217,4 +218,21 @@ export abstract class ProcessScan<E extends ProcessEntry> {
     this.counts.examined++;
     this.examine(pid, e);
   }
+}
+
+/**
+ * Follows execs: `program`, a raw tracepoint on sched_process_exec, writes
+ * each new program's pid to the ring buffer `map`; each is handed to the scan
+ * `scanOf` returns (undefined once stopped). The ring is the caller's to drain
+ * (or woken by the kernel) and to close.
+ */
+export function followExecs(obj: BpfObject, program: string, map: string, ringBytes: number, scanOf: () => { noteExec(pid: number): void } | undefined): RingBuffer {
+  const ring = new RingBuffer(obj.map(map), (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && scanOf()?.noteExec(buf.readUInt32LE(off))), ringBytes);
+  try {
+    obj.attachRawTracepoint(program, 'sched_process_exec');
+  } catch (err) {
+    ring.close();
+    throw err;
+  }
+  return ring;
 }

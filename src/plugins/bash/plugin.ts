@@ -6,6 +6,7 @@ import { log } from '../../log';
 import type { Point } from '../../output/point';
 import { rfc3339, wallClock } from '../../timefmt';
 import { LossWarnings } from '../loss';
+import { followExecs } from '../process-scan';
 import type { Sink, Plugin } from '../plugin';
 import { BashDiscovery, ProbeTarget } from './discovery';
 import { BASH_CONFIG, BASH_COUNTER_NAMES, BASH_EVENT, decodeBashEvent, BashLine } from './decode';
@@ -85,12 +86,7 @@ export class BashPlugin implements Plugin {
       );
       this.discovery.scan();
       // told of each bash exec: probed before it reads its first line
-      this.execs = new RingBuffer(
-        obj.map('bash_execs'),
-        (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && this.discovery?.noteExec(buf.readUInt32LE(off))),
-        16 * 1024,
-      );
-      obj.attachRawTracepoint('on_exec', 'sched_process_exec');
+      this.execs = followExecs(obj, 'on_exec', 'bash_execs', 16 * 1024, () => this.discovery);
       if (!this.attached.length) {
         throw new Error(host.length ? 'could not attach to readline in any bash' : 'no bash binary with readline found');
       }

@@ -13,6 +13,7 @@ import { log } from '../../log';
 import { EventClock } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
 import { LossWarnings } from '../loss';
+import { followExecs } from '../process-scan';
 import { EMIT_GROUP, type Plugin, type Sink } from '../plugin';
 import {
   decodeHttpConnection,
@@ -288,12 +289,7 @@ export class HttpflowPlugin implements Plugin {
       },
     );
     this.tls.scan();
-    this.execs = new RingBuffer(
-      obj.map('tls_execs'),
-      (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && this.tls?.noteExec(buf.readUInt32LE(off))),
-      64 * 1024,
-    );
-    obj.attachRawTracepoint('tls_exec', 'sched_process_exec');
+    this.execs = followExecs(obj, 'tls_exec', 'tls_execs', 64 * 1024, () => this.tls);
     const scan = setInterval(() => this.tls?.scan(), TLS_SCAN_MS);
     const execs = setInterval(() => this.execs?.drain(), TLS_EXEC_MS);
     scan.unref();
