@@ -1,5 +1,5 @@
 // Decoder for struct dns_event (bpf/dnsflow.h).
-import { formatV6 } from '../netflow/decode';
+import { formatV4, formatV6 } from '../netflow/decode';
 
 export const DNS_EVENT = {
   ts: 0,
@@ -81,7 +81,7 @@ export function ip(buf: Buffer, off: number, v4: boolean): string {
   let text = v4Text.get(bits);
   if (text === undefined) {
     if (v4Text.size >= V4_TEXTS) v4Text.clear();
-    text = `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
+    text = formatV4(buf, off);
     v4Text.set(bits, text);
   }
   return text;

@@ -87,7 +87,7 @@ export interface ConnSample {
   cgroupId: number;
 }
 
-function formatV4(buf: Buffer, off: number): string {
+export function formatV4(buf: Buffer, off: number): string {
   return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
 }
 
