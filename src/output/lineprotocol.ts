@@ -254,8 +254,7 @@ export class LineEncoder {
     try {
       return this.encode(p);
     } catch (err) {
-      this.refused++;
-      this.lastRefusal = (err as Error).message;
+      this.refuse(err);
       return undefined;
     }
   }
@@ -277,10 +276,14 @@ export class LineEncoder {
       return true;
     } catch (err) {
       w.length = start;
-      this.refused++;
-      this.lastRefusal = (err as Error).message;
+      this.refuse(err);
       return false;
     }
+  }
+
+  private refuse(err: unknown): void {
+    this.refused++;
+    this.lastRefusal = (err as Error).message;
   }
 
   private write(p: Point, w: LineWriter): void {

@@ -44,3 +44,21 @@ export interface PluginOptions {
  * young generation's collections, which then copy them.
  */
 export const EMIT_GROUP = 256;
+
+/** Points handed to `emit` EMIT_GROUP at a time as they are made; the rest at end(). */
+export class PointGroups {
+  private points: Point[] = [];
+
+  constructor(private readonly emit: (points: Point[]) => void) {}
+
+  push(p: Point): void {
+    this.points.push(p);
+    if (this.points.length >= EMIT_GROUP) this.end();
+  }
+
+  end(): void {
+    if (!this.points.length) return;
+    this.emit(this.points);
+    this.points = [];
+  }
+}

@@ -9,7 +9,7 @@ import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
 import { wallClock } from '../../timefmt';
-import { EMIT_GROUP, type Sink, type Plugin, type PluginOptions } from '../plugin';
+import { PointGroups, type Sink, type Plugin, type PluginOptions } from '../plugin';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
 import type { NetflowPlugin } from '../netflow/plugin';
@@ -72,7 +72,6 @@ export function dnsSeriesPoint(s: DnsSeries, time: bigint, containers?: Containe
   };
 }
 
-/** One query (--l7-per-request), as DataKit 1.4.0 reported it: stamped when it was seen. */
 /** A query's tags: its series (DataKit 1.4.0 keeps the client's port). */
 function queryTags(r: DnsQueryResult): Point['tags'] {
   return {
@@ -110,6 +109,7 @@ export class QueryTagsCache {
   }
 }
 
+/** One query (--l7-per-request), as DataKit 1.4.0 reported it: stamped when it was seen. */
 export function dnsQueryPoint(r: DnsQueryResult, wallOffsetNs: bigint, tags: Point['tags'] = queryTags(r)): Point {
   return {
     measurement: 'dnsflow',
@@ -196,19 +196,13 @@ export class DnsflowPlugin implements Plugin {
 
   /** Per query: one drained chunk of ring records; points for the queries they complete go to `emit`. */
   processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
-    let points: Point[] = [];
+    const points = new PointGroups(emit);
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
       const r = this.handle(decodeDnsEvent(buf, off, len));
-      if (!r) return;
-      points.push(dnsQueryPoint(r, wallClock.offsetNs, this.queryTags.get(r)));
-      // handed over in groups as they come (EMIT_GROUP)
-      if (points.length >= EMIT_GROUP) {
-        emit(points);
-        points = [];
-      }
+      if (r) points.push(dnsQueryPoint(r, wallClock.offsetNs, this.queryTags.get(r)));
     });
-    if (points.length) emit(points);
+    points.end();
   }
 
   /** Aggregated mode: names sent once per hash, and answers to learn addresses from. */

@@ -14,7 +14,7 @@ import { EventClock } from '../../timefmt';
 import type { NetflowPlugin } from '../netflow/plugin';
 import { LossWarnings } from '../loss';
 import { followExecs } from '../process-scan';
-import { EMIT_GROUP, type Plugin, type Sink } from '../plugin';
+import { PointGroups, type Plugin, type Sink } from '../plugin';
 import {
   decodeHttpConnection,
   encodeHttpflowConfig,
@@ -338,7 +338,7 @@ export class HttpflowPlugin implements Plugin {
 
   /** One drained chunk of ring records: points for every exchange they complete go to `emit`. */
   processEvents(buf: Buffer, bytes: number, emit: (points: Point[]) => void): void {
-    let points: Point[] = [];
+    const points = new PointGroups(emit);
     // k8s answers change with the cluster: its generation is part of what a series was made for
     const generation = this.opts.k8s?.generation() ?? 0;
     forEachRecord(buf, bytes, (off, len) => {
@@ -396,13 +396,8 @@ export class HttpflowPlugin implements Plugin {
         this.seriesFor(cached!.conn, serverSide, tls, done, generation),
       );
       points.push(exchangePoint(tags, x, this.clock));
-      // handed over in groups as they come (EMIT_GROUP)
-      if (points.length >= EMIT_GROUP) {
-        emit(points);
-        points = [];
-      }
     });
-    if (points.length) emit(points);
+    points.end();
   }
 
   /** A request and its response from one kernel record; undefined when either is not HTTP. */
