@@ -1,25 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The benchmark's floor: programs that do nothing, on the hooks the collector
- * uses on this kernel (the tracepoint byte hooks). Run beside a workload, they
- * show what the hooks cost before any work is done in them. Not part of the
- * product: bench/floor.ts loads it. */
+ * uses on this kernel (the tracepoint byte hooks; tp_btf, as the collector's).
+ * Run beside a workload, they show what the hooks cost before any work is done
+ * in them. Not part of the product: bench/floor.ts loads it. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
-SEC("raw_tp/inet_sock_set_state")
-int floor_state(void *ctx) { return 0; }
+SEC("tp_btf/inet_sock_set_state")
+int floor_state(unsigned long long *ctx) { return 0; }
 
-SEC("raw_tp/tcp_destroy_sock")
-int floor_destroy(void *ctx) { return 0; }
+SEC("tp_btf/tcp_destroy_sock")
+int floor_destroy(unsigned long long *ctx) { return 0; }
 
-SEC("raw_tp/tcp_retransmit_skb")
-int floor_retransmit(void *ctx) { return 0; }
+SEC("tp_btf/tcp_retransmit_skb")
+int floor_retransmit(unsigned long long *ctx) { return 0; }
 
-SEC("raw_tp/sock_send_length")
-int floor_send(void *ctx) { return 0; }
+SEC("tp_btf/sock_send_length")
+int floor_send(unsigned long long *ctx) { return 0; }
 
-SEC("raw_tp/sock_recv_length")
-int floor_recv(void *ctx) { return 0; }
+SEC("tp_btf/sock_recv_length")
+int floor_recv(unsigned long long *ctx) { return 0; }
 
 /* httpflow's and dnsflow's: two of each direction */
 SEC("cgroup_skb/egress")

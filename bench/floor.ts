@@ -7,15 +7,8 @@ import { findHostTlsLibraries } from '../src/plugins/httpflow/tls/discovery';
 const obj = BpfObject.open('floor');
 obj.load();
 const root = new Cgroup2().path();
-for (const [prog, tp] of [
-  ['floor_state', 'inet_sock_set_state'],
-  ['floor_destroy', 'tcp_destroy_sock'],
-  ['floor_retransmit', 'tcp_retransmit_skb'],
-  ['floor_send', 'sock_send_length'],
-  ['floor_recv', 'sock_recv_length'],
-]) {
-  obj.attachRawTracepoint(prog, tp);
-}
+// tp_btf programs: their tracepoint is named in the object
+for (const prog of ['floor_state', 'floor_destroy', 'floor_retransmit', 'floor_send', 'floor_recv']) obj.attachTrace(prog);
 for (const prog of ['floor_egress_a', 'floor_egress_b', 'floor_ingress_a', 'floor_ingress_b', 'floor_sendmsg4', 'floor_recvmsg4', 'floor_sendmsg6', 'floor_recvmsg6']) {
   obj.attachCgroup(prog, root);
 }

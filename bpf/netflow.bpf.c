@@ -12,11 +12,15 @@
  * The tracepoints fire in sock_sendmsg/sock_recvmsg with the return value of
  * those same four functions (for AF_INET and AF_INET6 sockets), so every set
  * counts the same bytes.
+ * Tracepoint and fentry programs are given typed (BTF) pointers and read the
+ * socket in place; kprobe programs are given plain numbers and copy each field
+ * with a probed read, a helper call each (see enum sk_access).
  * User space reads the `conns` map once per interval. When a socket is
  * destroyed (not merely closed: the application may still read what arrived
  * before the FIN) its final counters are queued on the `closed` ring buffer
  * and its entry removed, so short connections are never lost between reads.
- * State changes, retransmits and destruction use raw tracepoints: no tracefs. */
+ * State changes, retransmits and destruction use BTF-typed raw tracepoints
+ * (tp_btf), in every set: no tracefs, and the socket read in place. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -158,10 +162,35 @@ static __always_inline void count(__u32 slot)
 	counter_inc(&counters, slot);
 }
 
-static __always_inline __u16 sk_proto(const struct sock *sk)
+/* How a program reads the socket it is given. A typed pointer (tp_btf and
+ * fentry programs) is read in place with plain loads; a plain number (kprobe
+ * programs) only through probed reads, which cost a helper call each: on the
+ * UDP path, most of the program's time. Readers take the mode as a constant,
+ * so each program keeps one kind of read. */
+enum sk_access {
+	SK_PROBED,
+	SK_DIRECT,
+};
+
+#define SK_READ(mode, sk, field) ((mode) == SK_DIRECT ? (sk)->field : BPF_CORE_READ(sk, field))
+
+static __always_inline __u16 sk_proto(const struct sock *sk, enum sk_access mode)
 {
-	/* a bitfield before 5.6, a plain field since: the probed read handles both */
-	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+	/* a bitfield before 5.6, a plain field since: both macros handle both */
+	return mode == SK_DIRECT ? BPF_CORE_READ_BITFIELD(sk, sk_protocol) : BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+}
+
+static __always_inline void read_v6(const struct in6_addr *a, __u8 *to, enum sk_access mode)
+{
+	__u32 *w = (__u32 *)to;
+	if (mode == SK_PROBED) {
+		bpf_probe_read_kernel(to, 16, a);
+		return;
+	}
+	w[0] = a->in6_u.u6_addr32[0];
+	w[1] = a->in6_u.u6_addr32[1];
+	w[2] = a->in6_u.u6_addr32[2];
+	w[3] = a->in6_u.u6_addr32[3];
 }
 
 static __always_inline bool tuple_allowed(const struct conn_tuple *t)
@@ -172,25 +201,28 @@ static __always_inline bool tuple_allowed(const struct conn_tuple *t)
 }
 
 /* Fill addresses and ports; returns false when the flow must not be tracked. */
-static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple *t)
+static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple *t, enum sk_access mode)
 {
-	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	t->proto = sk_proto(sk);
-	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	t->family = SK_READ(mode, sk, __sk_common.skc_family);
+	t->proto = sk_proto(sk, mode);
+	t->sport = SK_READ(mode, sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(SK_READ(mode, sk, __sk_common.skc_dport));
+	t->netns = mode == SK_DIRECT ? sk->__sk_common.skc_net.net->ns.inum : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	if (t->family == AF_INET) {
-		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 s = SK_READ(mode, sk, __sk_common.skc_rcv_saddr);
+		__u32 d = SK_READ(mode, sk, __sk_common.skc_daddr);
 		__builtin_memcpy(t->saddr, &s, 4);
 		__builtin_memcpy(t->daddr, &d, 4);
 	} else {
-		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		read_v6(__builtin_preserve_access_index(&sk->__sk_common.skc_v6_rcv_saddr), t->saddr, mode);
+		read_v6(__builtin_preserve_access_index(&sk->__sk_common.skc_v6_daddr), t->daddr, mode);
 	}
 	return tuple_allowed(t);
 }
 
+/* Probed in every mode: the verifier types the pointer as struct sock, and
+ * these fields lie beyond it. Read on a connection's first and last state
+ * changes and every SAMPLE_EVERY byte events. */
 static __always_inline void read_rtt(const struct sock *sk, struct conn_stats *c)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
@@ -242,8 +274,8 @@ static __always_inline struct conn_stats *track(__u64 key, __u8 direction, __u8 
 
 static __always_inline bool is_inet_tcp(const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	return (family == AF_INET || family == AF_INET6) && sk_proto(sk) == IPPROTO_TCP;
+	__u16 family = sk->__sk_common.skc_family;
+	return (family == AF_INET || family == AF_INET6) && sk_proto(sk, SK_DIRECT) == IPPROTO_TCP;
 }
 
 /* Owner and RTT are sampled, not read on every event: the probed reads cost
@@ -293,12 +325,12 @@ static __always_inline bool take_peer(__u64 skp, struct conn_tuple *t)
 	return true;
 }
 
-static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent)
+static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent, enum sk_access mode)
 {
 	struct udp_key k = {.sk = skp};
 	struct conn_tuple t = {};
 
-	read_tuple(sk, &t);
+	read_tuple(sk, &t, mode);
 	if (take_peer(skp, &t)) {
 		if (sent) {
 			struct udp_last_peer *lp = bpf_map_lookup_elem(&udp_last_peers, &skp);
@@ -358,7 +390,7 @@ static __always_inline void note_thread_sock(struct sock *sk)
 	}
 }
 
-static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
+static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum sk_access mode)
 {
 	__u32 zero = 0;
 	note_thread_sock(sk);
@@ -366,29 +398,34 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent)
 	if (!ctl || !ctl->counting)
 		return;
 	__u64 key = (__u64)sk;
-	struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
-	if (c) {
-		account(c, sk, bytes, sent);
-		return;
+	/* UDP sockets are never in conns. Read in place, the protocol costs less
+	 * than the lookup it spares a datagram; probed, more than it saves. */
+	bool udp_first = mode == SK_DIRECT && sk_proto(sk, mode) == IPPROTO_UDP;
+	if (!udp_first) {
+		struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
+		if (c) {
+			account(c, sk, bytes, sent);
+			return;
+		}
 	}
 	/* not tracked: UDP, another family, filtered, or open before we started */
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = SK_READ(mode, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return;
-	__u16 proto = sk_proto(sk);
+	__u16 proto = sk_proto(sk, mode);
 	if (proto == IPPROTO_UDP) {
-		on_udp_bytes(sk, key, bytes, sent);
+		on_udp_bytes(sk, key, bytes, sent, mode);
 		return;
 	}
 	if (proto != IPPROTO_TCP)
 		return;
-	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	int state = SK_READ(mode, sk, __sk_common.skc_state);
 	if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT)
 		return;
 	struct conn_tuple t = {};
-	if (!read_tuple(sk, &t))
+	if (!read_tuple(sk, &t, mode))
 		return;
-	c = track(key, DIR_UNKNOWN, CONN_F_PREEXISTING);
+	struct conn_stats *c = track(key, DIR_UNKNOWN, CONN_F_PREEXISTING);
 	if (!c)
 		return;
 	c->t = t;
@@ -451,42 +488,42 @@ int udp_recvmsg6(struct bpf_sock_addr *ctx)
 
 /* ---- bytes, tracepoint set (Linux 6.3+) ---- */
 
-SEC("raw_tp/sock_send_length")
+SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
 	if (ret > 0)
-		on_bytes(sk, ret, true);
+		on_bytes(sk, ret, true, SK_DIRECT);
 	return 0;
 }
 
-SEC("raw_tp/sock_recv_length")
+SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 {
 	/* peeked bytes are read again later: count them once */
 	if (ret > 0 && !(flags & MSG_PEEK))
-		on_bytes(sk, ret, false);
+		on_bytes(sk, ret, false, SK_DIRECT);
 	return 0;
 }
 
 /* ---- bytes, fentry set: the functions whose results those tracepoints report ---- */
 
-static __always_inline void on_socket_bytes(struct socket *sock, int ret, bool sent)
+static __always_inline void on_socket_bytes(struct socket *sock, int ret, bool sent, enum sk_access mode)
 {
 	if (ret > 0)
-		on_bytes(BPF_CORE_READ(sock, sk), ret, sent);
+		on_bytes(SK_READ(mode, sock, sk), ret, sent, mode);
 }
 
 SEC("fexit/inet_sendmsg")
 int BPF_PROG(fexit_inet_sendmsg, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
-	on_socket_bytes(sock, ret, true);
+	on_socket_bytes(sock, ret, true, SK_DIRECT);
 	return 0;
 }
 
 SEC("fexit/inet6_sendmsg")
 int BPF_PROG(fexit_inet6_sendmsg, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
-	on_socket_bytes(sock, ret, true);
+	on_socket_bytes(sock, ret, true, SK_DIRECT);
 	return 0;
 }
 
@@ -494,7 +531,7 @@ SEC("fexit/inet_recvmsg")
 int BPF_PROG(fexit_inet_recvmsg, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
 {
 	if (!(flags & MSG_PEEK))
-		on_socket_bytes(sock, ret, false);
+		on_socket_bytes(sock, ret, false, SK_DIRECT);
 	return 0;
 }
 
@@ -502,7 +539,7 @@ SEC("fexit/inet6_recvmsg")
 int BPF_PROG(fexit_inet6_recvmsg, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
 {
 	if (!(flags & MSG_PEEK))
-		on_socket_bytes(sock, ret, false);
+		on_socket_bytes(sock, ret, false, SK_DIRECT);
 	return 0;
 }
 
@@ -543,7 +580,7 @@ static __always_inline void call_return(int ret, bool sent)
 	bool peek = a->flags & MSG_PEEK;
 	bpf_map_delete_elem(&call_args, &tid);
 	if (sent || !peek)
-		on_socket_bytes(sock, ret, sent);
+		on_socket_bytes(sock, ret, sent, SK_PROBED);
 }
 
 SEC("kprobe")
@@ -655,7 +692,7 @@ static __always_inline void report_closed(__u64 key)
 	bpf_ringbuf_submit(e, wakeup_flags(&closed, cfg.wakeup_bytes));
 }
 
-SEC("raw_tp/inet_sock_set_state")
+SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
@@ -678,7 +715,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 		if (!is_inet_tcp(sk))
 			break;
 		struct conn_tuple t = {};
-		if (!read_tuple(sk, &t)) {
+		if (!read_tuple(sk, &t, SK_DIRECT)) {
 			bpf_map_delete_elem(&conns, &key);
 			break;
 		}
@@ -715,14 +752,14 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
-SEC("raw_tp/tcp_destroy_sock")
+SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(on_destroy, struct sock *sk)
 {
 	report_closed((__u64)sk);
 	return 0;
 }
 
-SEC("raw_tp/tcp_retransmit_skb")
+SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	__u64 key = (__u64)sk;

@@ -83,11 +83,9 @@ export function startCounting(obj: BpfObject): void {
 export function attachByteHooks(obj: BpfObject, hooks: ByteHooks): void {
   switch (hooks) {
     case 'tracepoint':
-      obj.attachRawTracepoint('on_send', 'sock_send_length');
-      obj.attachRawTracepoint('on_recv', 'sock_recv_length');
-      return;
     case 'fentry':
-      for (const prog of PROGRAMS.fentry) obj.attachTrace(prog);
+      // tp_btf and fexit programs name their hook in the object
+      for (const prog of PROGRAMS[hooks]) obj.attachTrace(prog);
       return;
     case 'kprobe':
       for (const f of SOCKET_FUNCTIONS) {

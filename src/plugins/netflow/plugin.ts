@@ -204,9 +204,7 @@ export class NetflowPlugin implements Plugin {
       this.closedSums = [obj.map('closed_0'), obj.map('closed_1')];
       this.ring = new RingBuffer(obj.map('closed'), (buf, bytes) => this.onCloseEvents(buf, bytes));
       // State changes first, so byte hooks find connections already tracked.
-      obj.attachRawTracepoint('on_state', 'inet_sock_set_state');
-      obj.attachRawTracepoint('on_destroy', 'tcp_destroy_sock');
-      obj.attachRawTracepoint('on_retransmit', 'tcp_retransmit_skb');
+      for (const prog of ['on_state', 'on_destroy', 'on_retransmit']) obj.attachTrace(prog);
       attachByteHooks(obj, hooks);
     } catch (err) {
       this.stop();
