@@ -9,6 +9,7 @@
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
 //   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
 //   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
+//   FLOOR=0 ONLY=DNS npm run bench            (no floor rows: for A/B runs of the collector alone)
 //   ONLY=soak SOAK_MINUTES=30 npm run bench   (only the soak: a mixed load for that long; memory and losses; bench/SOAK.md)
 //   ONLY=startup npm run bench                (only the start-up time of the package of `npm run package`)
 //   ONLY=bash-discovery npm run bench         (only the CPU cost of finding bash processes, with DISCOVERY_PROCESSES=2000 more processes)
@@ -34,6 +35,7 @@ const IDLE = Number(process.env.IDLE_CONNECTIONS ?? 100_000);
 const ONLY = process.env.ONLY ?? '';
 const DNS_QPS = process.env.DNS_QPS ? ['-Q', process.env.DNS_QPS] : [];
 const SOAK_MINUTES = Number(process.env.SOAK_MINUTES ?? 30);
+const FLOOR = process.env.FLOOR !== '0';
 const peer = path.join(__dirname, '..', 'test', 'helpers', 'peer.js');
 /** Workloads that also get a floor row. */
 const FLOORED = ['HTTP keep-alive (wrk -> nginx)', 'HTTPS keep-alive (wrk -> nginx, TLS)', 'short connections (wrk Connection: close)', 'DNS (dnsperf -> dnsmasq)'];
@@ -505,7 +507,7 @@ http { access_log off; keepalive_requests 100000; server { listen ${hosts.server
       console.error(`done: ${w.name}`);
     }
     // the floor of the rows the collector's hooks see most often
-    for (const w of workloads(hosts, dir).filter((w) => FLOORED.includes(w.name) && `${w.name} floor`.includes(ONLY))) {
+    for (const w of workloads(hosts, dir).filter((w) => FLOOR && FLOORED.includes(w.name) && `${w.name} floor`.includes(ONLY))) {
       rows.push(await measureFloor(w));
       console.error(`done: ${w.name} floor`);
     }
