@@ -380,15 +380,26 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 	__u16 peer = rp >> 16 ? rp >> 16 : rp;
 	if (peer && peer != bpf_htons(DNS_PORT))
 		return 1;
+	/* A socket bound to port 53 serves: queries come in to it and answers
+	 * leave it, neither a client's (a client that sends its own queries from
+	 * port 53 is not seen either). A server's packets leave here too. */
+	if (skb->local_port == DNS_PORT)
+		return 1;
 
 	__u32 saddr[4] = {}, daddr[4] = {}; /* words: is_loopback reads them so */
 	__u16 family;
 	__u8 proto;
 	__u32 l4;
+	/* headers are read in place when in the skb's linear part, as they
+	 * almost always are, else copied (a helper call each) */
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+		struct iphdr ip, *in_place = data;
+		if ((void *)(in_place + 1) <= data_end)
+			ip = *in_place;
+		else if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
 			return 1;
 		proto = ip.protocol;
 		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
@@ -402,8 +413,10 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 		__builtin_memcpy(saddr, &ip.saddr, 4);
 		__builtin_memcpy(daddr, &ip.daddr, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+		struct ipv6hdr ip6, *in_place = data;
+		if ((void *)(in_place + 1) <= data_end)
+			ip6 = *in_place;
+		else if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
 			return 1;
 		proto = ip6.nexthdr; /* extension headers: not DNS as sent by resolvers */
 		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
@@ -417,8 +430,14 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 	}
 
 	__u16 ports[2];
-	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
+	__u32 at = l4 & 63;
+	__u16 *ports_in_place = data + at;
+	if ((void *)(ports_in_place + 2) <= data_end) {
+		ports[0] = ports_in_place[0];
+		ports[1] = ports_in_place[1];
+	} else if (bpf_skb_load_bytes(skb, at, ports, sizeof(ports))) {
 		return 1;
+	}
 	__u16 sport = bpf_ntohs(ports[0]), dport = bpf_ntohs(ports[1]);
 	if (egress ? dport != DNS_PORT : sport != DNS_PORT)
 		return 1;
