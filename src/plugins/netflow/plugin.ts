@@ -144,7 +144,7 @@ export class NetflowPlugin implements Plugin {
   hooks(): Record<string, string> {
     return {
       bytes: this.byteHooks ?? 'none',
-      tcp_state: 'raw_tracepoint',
+      tcp_state: 'tp_btf',
       udp_peer: this.udpPeerHooks ? 'cgroup_sock_addr' : 'none',
     };
   }
