@@ -16,7 +16,10 @@
  * user space once, the first time its hash is seen; an answer to learn
  * addresses from (for netflow's dst_domain), at most once a second per name.
  * With cfg.per_query (--l7-per-request), every query and response goes to
- * user space instead. */
+ * user space instead.
+ * When httpflow runs too, its programs call this object's for the packets
+ * that may be DNS, and this object's own programs are detached (see
+ * dns_handed_over). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "addr.h"
@@ -464,16 +467,48 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 	return 1;
 }
 
+/* Which programs take the packets: dnsflow's own, attached to the cgroup
+ * (0), or the *_called ones, which httpflow's programs call for the packets
+ * that may be DNS (1). User space turns it to 1 once httpflow calls them, then
+ * detaches its own: no packet is missed, and only one in flight at the switch
+ * can be seen twice (a query twice is a duplicate, an answer twice unmatched:
+ * counted, not summed twice). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dns_handed_over SEC(".maps");
+
+static __always_inline bool handed_over(void)
+{
+	__u32 zero = 0;
+	__u32 *h = bpf_map_lookup_elem(&dns_handed_over, &zero);
+	return h && *h;
+}
+
 SEC("cgroup_skb/egress")
 int dns_egress(struct __sk_buff *skb)
 {
-	return handle(skb, true);
+	return handed_over() ? 1 : handle(skb, true);
 }
 
 SEC("cgroup_skb/ingress")
 int dns_ingress(struct __sk_buff *skb)
 {
-	return handle(skb, false);
+	return handed_over() ? 1 : handle(skb, false);
+}
+
+SEC("cgroup_skb/egress")
+int dns_egress_called(struct __sk_buff *skb)
+{
+	return handed_over() ? handle(skb, true) : 1;
+}
+
+SEC("cgroup_skb/ingress")
+int dns_ingress_called(struct __sk_buff *skb)
+{
+	return handed_over() ? handle(skb, false) : 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

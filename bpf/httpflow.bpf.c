@@ -24,6 +24,7 @@
 #include "addr.h"
 #include "capture.h"
 #include "counters.h"
+#include "dnsflow.h" /* DNS_PORT, for the packets dnsflow takes */
 #include "httpflow.h"
 #include "nest.h"
 #include "ringbuf.h"
@@ -962,11 +963,38 @@ static __always_inline bool tcp_headers(struct __sk_buff *skb, __u32 *family, __
 	return !bpf_skb_load_bytes(skb, at, th, sizeof(*th));
 }
 
+/* dnsflow's packet programs, one per side, put here by user space when dnsflow
+ * runs too: the packets that may be DNS go on to them, so that every packet
+ * runs one program on each side instead of two. Empty, the call falls through. */
+struct dns_programs {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dns_egress_programs SEC(".maps"), dns_ingress_programs SEC(".maps");
+
+/* What dnsflow's own programs do not leave at their first test: a socket whose
+ * peer is on port 53, or an unconnected one (UDP; a TCP listener's peer is
+ * unknown too, but a client's DNS never comes to one). Never returns when
+ * dnsflow takes the packet. */
+static __always_inline void pass_dns(struct __sk_buff *skb, struct bpf_sock *bsk, bool egress)
+{
+	__u32 rp = skb->remote_port;
+	__u16 peer = rp >> 16 ? rp >> 16 : rp;
+	if (peer == bpf_htons(DNS_PORT) || (!peer && bsk->state == BPF_TCP_CLOSE)) {
+		if (egress)
+			bpf_tail_call(skb, &dns_egress_programs, 0);
+		else
+			bpf_tail_call(skb, &dns_ingress_programs, 0);
+	}
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 1;
+	pass_dns(skb, bsk, egress);
 	__u32 l4, family;
 	struct tcp_start th;
 	if (!tcp_headers(skb, &family, &l4, &th))

@@ -30,8 +30,9 @@ function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugi
     // the cluster is followed first and let go of last; httpflow reads
     // netflow's connection table, so it must start after netflow
     if (k8s) plugins.push(k8s);
-    const http = new HttpflowPlugin(netflow, { ...common, perRequest: config.l7PerRequest, maxSeries: config.l7MaxSeries });
     const dns = new DnsflowPlugin({ ...common, cache: domains, netflow, perQuery: config.l7PerRequest, maxSeries: config.l7MaxSeries });
+    // dnsflow starts first: httpflow's packet programs then call its programs
+    const http = new HttpflowPlugin(netflow, { ...common, perRequest: config.l7PerRequest, maxSeries: config.l7MaxSeries, dnsPackets: dns });
     plugins.push(netflow, dns, http);
   }
   if (config.enabled.includes('ebpf-bash')) plugins.push(new BashPlugin());

@@ -335,6 +335,13 @@ export class BpfObject {
     return native().programs(this.handle).map((p) => p.name);
   }
 
+  /** A loaded program's file descriptor: a value for another object's program array. */
+  programFd(name: string): number {
+    const p = native().programs(this.handle).find((x) => x.name === name);
+    if (!p || p.fd < 0) throw new Error(`${this.name}: no loaded program named ${name}`);
+    return p.fd;
+  }
+
   private track(handle: number, description: string): Link {
     const link = new Link(handle, description);
     this.links.push(link);

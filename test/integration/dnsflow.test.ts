@@ -12,6 +12,11 @@ import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
+import type { Point } from '../../src/output/point';
+import { DnsflowPlugin } from '../../src/plugins/dnsflow/plugin';
+import { HttpflowPlugin } from '../../src/plugins/httpflow/plugin';
+import { NetflowPlugin } from '../../src/plugins/netflow/plugin';
+import { Cgroup2 } from '../../src/runtime';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
 const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
@@ -204,6 +209,49 @@ describe('dnsflow', { skip }, () => {
       assert.match(collector.stderr(), /WARN dnsflow: overflow \+3 /);
     } finally {
       await collector.stop('SIGKILL');
+    }
+  });
+
+  test('one packet program per side: dnsflow alone keeps its own; beside httpflow, httpflow\'s call its programs and each query is reported once', async () => {
+    const cgroup2 = new Cgroup2();
+    const root = cgroup2.path();
+    const points: Point[] = [];
+    const sink = { points: (p: Point[]) => void points.push(...p) };
+    const dns = new DnsflowPlugin({ includeLoopback: false, cgroup2: () => root, perQuery: true });
+    const http = new HttpflowPlugin(new NetflowPlugin({ includeLoopback: false }), { includeLoopback: false, cgroup2: () => root, tls: false, dnsPackets: dns });
+    /** Names of the packet programs attached to a cgroup (by their links: bpftool's cgroup queries fail on 5.10). */
+    const attached = () => {
+      const json = (...args: string[]) => JSON.parse(execFileSync('bpftool', [...args, '-j'], { encoding: 'utf8' }));
+      const names = new Map((json('prog', 'show') as { id: number; name: string }[]).map((p) => [p.id, p.name]));
+      return (json('link', 'show') as { type: string; prog_id: number }[])
+        .filter((l) => l.type === 'cgroup')
+        .map((l) => names.get(l.prog_id) ?? '')
+        .filter((n) => /^(dns|http)_/.test(n))
+        .sort();
+    };
+    /** Points for `name` after one dig of it (per query: reported at its answer). */
+    const reported = async (name: string) => {
+      const from = points.length;
+      assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, name), 'NOERROR');
+      await sleep(600); // past dnsflow's drain (100 ms)
+      return points.slice(from).filter((p) => p.measurement === 'dnsflow' && p.tags.domain === name);
+    };
+    try {
+      dns.start(sink);
+      assert.deepEqual(attached(), ['dns_egress', 'dns_ingress']);
+      const alone = await reported('www.example.test');
+      assert.deepEqual(alone.map((p) => [p.tags.qtype, p.fields.rcode]), [['A', 0]], show(alone));
+
+      http.start(sink);
+      assert.deepEqual(attached(), ['http_egress', 'http_ingress']);
+      for (const name of ['www.example.test', 'alias.example.test']) {
+        const called = await reported(name);
+        assert.deepEqual(called.map((p) => [p.tags.qtype, p.fields.rcode]), [['A', 0]], show(called));
+      }
+    } finally {
+      http.stop();
+      dns.stop();
+      cgroup2.release();
     }
   });
 

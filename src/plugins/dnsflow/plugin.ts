@@ -3,7 +3,7 @@
 // answers with queries and sums them per interval (aggregate.ts); with
 // --l7-per-request every query and response comes to user space, is matched
 // here and becomes a point of its own, as DataKit 1.4.0 reported them.
-import { BpfMap, BpfObject, RingBuffer, forEachRecord } from '../../bpf/native';
+import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
@@ -127,6 +127,7 @@ export class DnsflowPlugin implements Plugin {
   readonly name = 'dnsflow';
   readonly category = 'network' as const;
   private obj?: BpfObject;
+  private ownPrograms: Link[] = [];
   private ring?: RingBuffer;
   private reader?: DnsSeriesReader;
   private counters?: BpfMap;
@@ -179,8 +180,7 @@ export class DnsflowPlugin implements Plugin {
         this.reader ? this.processLearning(buf, bytes) : this.processEvents(buf, bytes, this.emit),
       );
       const root = this.opts.cgroup2();
-      obj.attachCgroup('dns_egress', root);
-      obj.attachCgroup('dns_ingress', root);
+      this.ownPrograms = [obj.attachCgroup('dns_egress', root), obj.attachCgroup('dns_ingress', root)];
     } catch (err) {
       this.stop();
       throw err;
@@ -192,6 +192,32 @@ export class DnsflowPlugin implements Plugin {
     drain.unref();
     expire.unref();
     this.timers = [drain, expire];
+  }
+
+  /**
+   * The programs another plugin's packet programs may call for the packets
+   * that may be DNS (httpflow's, by tail call), by side; undefined when not
+   * running.
+   */
+  packetPrograms(): { egress: number; ingress: number } | undefined {
+    if (!this.obj || !this.ownPrograms.length) return undefined;
+    return { egress: this.obj.programFd('dns_egress_called'), ingress: this.obj.programFd('dns_ingress_called') };
+  }
+
+  /**
+   * Once those calls are in place: the called programs take the packets, at
+   * one switch (none missed; see dns_handed_over in bpf/dnsflow.bpf.c), and
+   * dnsflow's own are detached. Every packet then runs one program on each
+   * side instead of two.
+   */
+  handOverPackets(): void {
+    if (!this.obj) return;
+    const on = Buffer.alloc(4);
+    on.writeUInt32LE(1);
+    this.obj.map('dns_handed_over').update(Buffer.alloc(4), on);
+    for (const l of this.ownPrograms) this.obj.detach(l);
+    this.ownPrograms = [];
+    log.info('dnsflow: packets handed to httpflow\'s programs, which call dnsflow\'s');
   }
 
   /** Per query: one drained chunk of ring records; points for the queries they complete go to `emit`. */
@@ -302,5 +328,6 @@ export class DnsflowPlugin implements Plugin {
     this.reader = undefined;
     this.obj?.close();
     this.obj = undefined;
+    this.ownPrograms = [];
   }
 }

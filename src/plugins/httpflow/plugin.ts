@@ -61,6 +61,14 @@ export interface HttpflowOptions {
   tls?: boolean;
   /** Reads a Go executable's crypto/tls probe points. */
   inspectGo?: GoInspector;
+  /** A plugin whose packet programs httpflow's call for the packets that may be DNS (dnsflow). */
+  dnsPackets?: PacketPrograms;
+}
+
+/** Packet programs another cgroup_skb program calls, and the switch that hands packets to them. */
+export interface PacketPrograms {
+  packetPrograms(): { egress: number; ingress: number } | undefined;
+  handOverPackets(): void;
 }
 
 /** OpenSSL's calls that move plaintext, with their programs; the _ex forms are 1.1.1+. */
@@ -251,9 +259,13 @@ export class HttpflowPlugin implements Plugin {
       if (perRequest) this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
       else this.reader = new SeriesReader(obj);
       const root = this.opts.cgroup2();
+      const callsDns = this.callDnsPrograms(obj);
       obj.attachCgroup('http_egress', root);
       obj.attachCgroup('http_ingress', root);
       if (this.opts.tls !== false && conns && threadSocks) this.startTls(obj);
+      // last, once nothing can fail: dnsflow then depends on these programs
+      // (stopped before it, as the collector stops plugins in reverse order)
+      if (callsDns) this.opts.dnsPackets!.handOverPackets();
     } catch (err) {
       this.stop();
       throw err;
@@ -270,6 +282,30 @@ export class HttpflowPlugin implements Plugin {
       }, EXPIRE_MS);
       expire.unref();
       this.timers.push(expire);
+    }
+  }
+
+  /**
+   * Puts dnsflow's packet programs where httpflow's call them. False, and
+   * dnsflow keeps its own, when it has none or the kernel refuses: a slot
+   * filled without the other is harmless, as the called programs take no
+   * packet before the hand-over.
+   */
+  private callDnsPrograms(obj: BpfObject): boolean {
+    const dns = this.opts.dnsPackets?.packetPrograms();
+    if (!dns) return false;
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n);
+      return b;
+    };
+    try {
+      obj.map('dns_egress_programs').update(u32(0), u32(dns.egress));
+      obj.map('dns_ingress_programs').update(u32(0), u32(dns.ingress));
+      return true;
+    } catch (err) {
+      log.warn(`httpflow: cannot call dnsflow's packet programs (${(err as Error).message.split('\n')[0]}): each keeps its own`);
+      return false;
     }
   }
 
