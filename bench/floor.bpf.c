@@ -21,18 +21,12 @@ int floor_send(unsigned long long *ctx) { return 0; }
 SEC("tp_btf/sock_recv_length")
 int floor_recv(unsigned long long *ctx) { return 0; }
 
-/* httpflow's and dnsflow's: two of each direction */
+/* httpflow's, which call dnsflow's: one of each direction */
 SEC("cgroup_skb/egress")
-int floor_egress_a(struct __sk_buff *skb) { return 1; }
-
-SEC("cgroup_skb/egress")
-int floor_egress_b(struct __sk_buff *skb) { return 1; }
+int floor_egress(struct __sk_buff *skb) { return 1; }
 
 SEC("cgroup_skb/ingress")
-int floor_ingress_a(struct __sk_buff *skb) { return 1; }
-
-SEC("cgroup_skb/ingress")
-int floor_ingress_b(struct __sk_buff *skb) { return 1; }
+int floor_ingress(struct __sk_buff *skb) { return 1; }
 
 SEC("cgroup/sendmsg4")
 int floor_sendmsg4(struct bpf_sock_addr *ctx) { return 1; }

@@ -9,7 +9,7 @@ obj.load();
 const root = new Cgroup2().path();
 // tp_btf programs: their tracepoint is named in the object
 for (const prog of ['floor_state', 'floor_destroy', 'floor_retransmit', 'floor_send', 'floor_recv']) obj.attachTrace(prog);
-for (const prog of ['floor_egress_a', 'floor_egress_b', 'floor_ingress_a', 'floor_ingress_b', 'floor_sendmsg4', 'floor_recvmsg4', 'floor_sendmsg6', 'floor_recvmsg6']) {
+for (const prog of ['floor_egress', 'floor_ingress', 'floor_sendmsg4', 'floor_recvmsg4', 'floor_sendmsg6', 'floor_recvmsg6']) {
   obj.attachCgroup(prog, root);
 }
 // httpflow's TLS probes on the host's libssl (the HTTPS row's wrk and nginx use it)
