@@ -103,7 +103,8 @@ function programTimes(pid: number): Map<string, { ns: number; runs: number }> {
 
 /** Which plugin's object a program belongs to, by its name (bpf/*.bpf.c). */
 function objectOf(program: string): string {
-  if (program.startsWith('http_')) return 'httpflow';
+  // httpflow's packet programs call dnsflow's, whose time the kernel counts as theirs
+  if (program.startsWith('http_')) return 'httpflow+dnsflow';
   // httpflow's TLS probes, apart: their cost follows TLS calls, not packets
   if (/^(ssl_|go_|tls_)/.test(program)) return 'httpflow TLS';
   if (program.startsWith('dns_')) return 'dnsflow';
