@@ -89,6 +89,13 @@ export function libbpfVersion(): string {
   return native().libbpfVersion();
 }
 
+/** A 32-bit map key or value (an array index, a flag, a program's file descriptor). */
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
 export function possibleCpus(): number {
   return call(() => native().numPossibleCpus());
 }

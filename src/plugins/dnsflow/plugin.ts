@@ -3,7 +3,7 @@
 // answers with queries and sums them per interval (aggregate.ts); with
 // --l7-per-request every query and response comes to user space, is matched
 // here and becomes a point of its own, as DataKit 1.4.0 reported them.
-import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord } from '../../bpf/native';
+import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord, u32 } from '../../bpf/native';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
@@ -212,9 +212,7 @@ export class DnsflowPlugin implements Plugin {
    */
   handOverPackets(): void {
     if (!this.obj) return;
-    const on = Buffer.alloc(4);
-    on.writeUInt32LE(1);
-    this.obj.map('dns_handed_over').update(Buffer.alloc(4), on);
+    this.obj.map('dns_handed_over').update(u32(0), u32(1));
     for (const l of this.ownPrograms) this.obj.detach(l);
     this.ownPrograms = [];
     log.info('dnsflow: packets handed to httpflow\'s programs, which call dnsflow\'s');

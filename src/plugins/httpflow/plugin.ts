@@ -3,7 +3,7 @@
 // default the kernel sums exchanges into series per interval (aggregate.ts);
 // with --l7-per-request every exchange comes to user space, is paired here
 // and becomes a point of its own, as DataKit 1.4.0 reported them.
-import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord } from '../../bpf/native';
+import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord, u32 } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { FlowTagger } from '../../enrich/k8s';
@@ -294,11 +294,6 @@ export class HttpflowPlugin implements Plugin {
   private callDnsPrograms(obj: BpfObject): boolean {
     const dns = this.opts.dnsPackets?.packetPrograms();
     if (!dns) return false;
-    const u32 = (n: number) => {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(n);
-      return b;
-    };
     try {
       obj.map('dns_egress_programs').update(u32(0), u32(dns.egress));
       obj.map('dns_ingress_programs').update(u32(0), u32(dns.ingress));
