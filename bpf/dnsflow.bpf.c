@@ -136,6 +136,14 @@ struct {
 	__type(value, struct conn_stats);
 } udp_flows SEC(".maps");
 
+/* netflow's control: the UDP generation its flows are keyed by */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netflow_control);
+} netflow_control SEC(".maps");
+
 #define LEARN_EVERY_NS 1000000000ULL
 #define TYPE_A 1
 #define TYPE_AAAA 28
@@ -210,9 +218,17 @@ static __always_inline void client_process(struct __sk_buff *skb, struct dns_ser
 		__u64 key = (__u64)bsk;
 		c = bpf_map_lookup_elem(&conns, &key);
 	} else {
-		struct udp_key key = {.sk = (__u64)bsk, .peer_port = k->server_port, .local_port = k->client_port};
+		__u32 zero = 0;
+		struct netflow_control *nf = bpf_map_lookup_elem(&netflow_control, &zero);
+		__u16 gen = nf ? nf->udp_gen : 0;
+		struct udp_key key = {.sk = (__u64)bsk, .peer_port = k->server_port, .local_port = k->client_port, .gen = gen};
 		__builtin_memcpy(key.peer, k->server, 16);
 		c = bpf_map_lookup_elem(&udp_flows, &key);
+		/* the query went out before user space moved the generation on */
+		if (!c) {
+			key.gen = gen - 1;
+			c = bpf_map_lookup_elem(&udp_flows, &key);
+		}
 	}
 	if (c) {
 		k->pid = c->pid;

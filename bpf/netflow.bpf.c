@@ -77,6 +77,11 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/* UDP flows have no close: user space removes them. It never removes one a
+ * program may still add to: it moves control.udp_gen on, so datagrams count
+ * in new entries (same tuple, next generation), and removes the older
+ * generation only at its next sweep, when no program that read the old
+ * number can still be running. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536); /* resized by user space before load */
@@ -325,9 +330,9 @@ static __always_inline bool take_peer(__u64 skp, struct conn_tuple *t)
 	return true;
 }
 
-static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent, enum sk_access mode)
+static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, bool sent, __u16 gen, enum sk_access mode)
 {
-	struct udp_key k = {.sk = skp};
+	struct udp_key k = {.sk = skp, .gen = gen};
 	struct conn_tuple t = {};
 
 	read_tuple(sk, &t, mode);
@@ -362,8 +367,12 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		struct conn_stats fresh = {};
 		fresh.t = t;
 		fresh.id = new_id();
-		/* the side that received first is the server */
-		fresh.direction = sent ? DIR_OUTGOING : DIR_INCOMING;
+		/* the side that received first is the server; a flow going on in a
+		 * new generation keeps the direction its first datagram gave it */
+		k.gen = gen - 1;
+		struct conn_stats *before = bpf_map_lookup_elem(&udp_flows, &k);
+		k.gen = gen;
+		fresh.direction = before ? before->direction : sent ? DIR_OUTGOING : DIR_INCOMING;
 		long err = bpf_map_update_elem(&udp_flows, &k, &fresh, BPF_NOEXIST);
 		if (err && err != -17 /* EEXIST */) {
 			count(CNT_UDP_MAP_FULL);
@@ -414,7 +423,7 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum
 		return;
 	__u16 proto = sk_proto(sk, mode);
 	if (proto == IPPROTO_UDP) {
-		on_udp_bytes(sk, key, bytes, sent, mode);
+		on_udp_bytes(sk, key, bytes, sent, ctl->udp_gen, mode);
 		return;
 	}
 	if (proto != IPPROTO_TCP)

@@ -68,7 +68,8 @@ struct udp_key {
 	__u8 peer[16];
 	__u16 peer_port;
 	__u16 local_port; /* socket memory is reused: a later socket at the same address is another flow */
-	__u16 _pad[2];
+	__u16 gen;        /* netflow_control.udp_gen when made: user space retires whole generations */
+	__u16 _pad;
 };
 
 /* The peer an unconnected UDP socket last sent to, checked by its local port
@@ -92,7 +93,7 @@ struct netflow_control {
 	__u32 counting; /* byte hooks count: set once all are attached */
 	__u32 epoch;    /* moved on just before each read of `conns` */
 	__u32 active;   /* which closed-series map the programs add to: 0 or 1 */
-	__u32 _pad;
+	__u32 udp_gen;  /* the UDP generation new datagrams count in (low 16 bits) */
 };
 
 /* Connections made and closed between two reads of `conns` (user space never

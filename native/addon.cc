@@ -114,7 +114,6 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("mapLookup", &Addon::MapLookup),
         InstanceMethod("mapUpdate", &Addon::MapUpdate),
         InstanceMethod("mapDelete", &Addon::MapDelete),
-        InstanceMethod("mapLookupAndDelete", &Addon::MapLookupAndDelete),
         InstanceMethod("mapBatch", &Addon::MapBatch),
         InstanceMethod("numPossibleCpus", &Addon::NumPossibleCpus),
         InstanceMethod("kernelBtfFind", &Addon::KernelBtfFind),
@@ -449,21 +448,6 @@ class Addon : public Napi::Addon<Addon> {
     if (bpf_map_delete_elem(static_cast<int>(U32(info, 0)), key.Data()) == 0) return Napi::Boolean::New(env, true);
     if (errno == ENOENT) return Napi::Boolean::New(env, false);
     ThrowOp(env, "map delete", errno);
-  }
-
-#ifndef ENOTSUPP
-#define ENOTSUPP 524 /* the kernel's own "not supported", seen by user space as is */
-#endif
-  // mapLookupAndDelete(fd, key, value) -> 1: taken (value filled), 0: no such
-  // entry, -1: the kernel cannot do both at once for this map (hash maps: 5.14+)
-  Napi::Value MapLookupAndDelete(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto key = Buf(info, 1);
-    auto value = Buf(info, 2);
-    if (bpf_map_lookup_and_delete_elem(static_cast<int>(U32(info, 0)), key.Data(), value.Data()) == 0) return Napi::Number::New(env, 1);
-    if (errno == ENOENT) return Napi::Number::New(env, 0);
-    if (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP) return Napi::Number::New(env, -1);
-    ThrowOp(env, "map lookup_and_delete", errno);
   }
 
   // mapBatch(fd, keys, keySize, values, valueSize, deleteToo) -> count

@@ -28,7 +28,6 @@ interface Addon {
   mapLookup(fd: number, key: Buffer, value: Buffer): boolean;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
   mapDelete(fd: number, key: Buffer): boolean;
-  mapLookupAndDelete(fd: number, key: Buffer, value: Buffer): number;
   mapBatch(fd: number, keys: Buffer, keySize: number, values: Buffer, valueSize: number, del: boolean, cursor?: Buffer): number;
   numPossibleCpus(): number;
   kernelBtfFind(name: string, kind: number): number;
@@ -148,16 +147,6 @@ export class BpfMap {
 
   delete(key: Buffer): boolean {
     return call(() => native().mapDelete(this.fd, key));
-  }
-
-  /**
-   * Removes an entry and returns its last value, in one step: nothing written
-   * between a read and a delete is lost. Undefined: no such entry; null: the
-   * kernel cannot do both at once for this map (hash maps before 5.14).
-   */
-  take(key: Buffer, value: Buffer = Buffer.alloc(this.valueSize)): Buffer | undefined | null {
-    const r = call(() => native().mapLookupAndDelete(this.fd, key, value));
-    return r === 1 ? value : r === 0 ? undefined : null;
   }
 
   /**

@@ -5,7 +5,8 @@
 //   stream HOST PORT CHUNK_BYTES CHUNKS GAP_MS
 //                                          TCP: one connection, a chunk every GAP_MS, then as client;
 //                                          CHUNKS 0: until SIGUSR2 (however slow the machine)
-//   udp-server HOST PORT RESPONSE_BYTES    UDP, unconnected socket: answers every datagram
+//   udp-server HOST PORT RESPONSE_BYTES [DELAY_MS]
+//                                          UDP, unconnected socket: answers every datagram (after DELAY_MS)
 //   udp-client HOST PORT DATAGRAMS REQUEST_BYTES
 //                                          UDP, connected socket: one request and answer at a time
 //   udp-churn HOST PORT SOCKETS REQUEST_BYTES PARALLEL [LOCAL_ADDR...]
@@ -94,10 +95,11 @@ async function client(conns: number, requestBytes: number, parallel = 1): Promis
   done(conns * requestBytes, received);
 }
 
-function udpServer(responseBytes: number): void {
+function udpServer(responseBytes: number, delayMs = 0): void {
   const payload = Buffer.alloc(responseBytes, 0x61);
   const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  sock.on('message', (_msg, rinfo) => sock.send(payload, rinfo.port, rinfo.address));
+  const answer = (rinfo: dgram.RemoteInfo) => sock.send(payload, rinfo.port, rinfo.address);
+  sock.on('message', (_msg, rinfo) => (delayMs ? setTimeout(() => answer(rinfo), delayMs) : answer(rinfo)));
   sock.bind(port, host, () => process.stdout.write('listening\n'));
 }
 
@@ -391,7 +393,7 @@ const modes: Record<string, () => unknown> = {
     const { sent, received } = await connection(nums[0], nums[1], nums[2]);
     done(sent, received);
   },
-  'udp-server': () => udpServer(nums[0]),
+  'udp-server': () => udpServer(nums[0], nums[1]),
   'udp-client': () => udpClient(nums[0], nums[1]),
 };
 if (!modes[mode]) {

@@ -100,6 +100,31 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     }
   });
 
+  test('UDP: a flow that goes on over several sweeps keeps its direction and every byte', async () => {
+    // answers come 100 ms after each request, so the client's first datagram after a sweep
+    // is most often an answer, and the server's a send: the first datagram of the new
+    // generation's entry is the opposite of the flow's first
+    const server = await serve(['udp-server', hosts.serverV4, '9057', '20', '100']);
+    const collector = await startCollector(['--interval', '1s']);
+    try {
+      const client = await run('ip', inClient(['udp-client', hosts.serverV4, '9057', '30', '10']));
+      await sleep(300);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const stats = pluginStats(collector.stderr(), 'netflow');
+      const out = matching(collector.points('netflow'), { pid: String(client.pid) });
+      const inc = matching(collector.points('netflow'), { pid: String(server.pid), dst_port: '*' });
+      assert.ok(out.length >= 3, `reported over several intervals: ${show(out)}`);
+      // each side's entry was made again at each of the sweeps the flow outlived
+      assert.ok(stats.udp_flows_made >= 6, show(stats));
+      assert.deepEqual([...new Set(out.map((p) => p.tags.direction))], ['outgoing'], show(out));
+      assert.deepEqual([...new Set(inc.map((p) => p.tags.direction))], ['incoming'], show(inc));
+      assert.deepEqual([sum(out, 'bytes_written'), sum(out, 'bytes_read')], [300, 600], show(out));
+      assert.deepEqual([sum(inc, 'bytes_read'), sum(inc, 'bytes_written')], [300, 600], show(inc));
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
   test('UDP: an unconnected client that receives without asking for the address', async () => {
     const server = await serve(['udp-server', hosts.serverV4, '9055', '300']);
     const collector = await startCollector(['--interval', '60s']);

@@ -9,7 +9,7 @@ import { DNS_EVENT, DNS_QUERY, DNS_QUERY_KEY, DNS_SERIES_KEY, DNSFLOW_CONFIG } f
 import { HIST_BUCKETS } from '../../src/aggregate/histogram';
 import { LATENCY_SERIES, SERIES_CONTROL } from '../../src/aggregate/series';
 import { HTTP_CAPTURE, HTTP_EVENT, HTTP_PATH_EVENT, HTTP_SERIES_KEY, HTTPFLOW_CONFIG } from '../../src/plugins/httpflow/decode';
-import { CLOSED_KEY, CLOSED_SUM, CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY_SIZE } from '../../src/plugins/netflow/decode';
+import { CLOSED_KEY, CLOSED_SUM, CONN_STATS, NETFLOW_CONFIG, NETFLOW_CONTROL, TUPLE, UDP_KEY } from '../../src/plugins/netflow/decode';
 
 interface BtfStruct {
   size: number;
@@ -53,8 +53,8 @@ test('netflow structs match the decoder', () => {
   assertLayout(structs.get('closed_sum'), CLOSED_SUM, 'closed_sum');
 });
 
-test('netflow UDP key size matches', () => {
-  assert.equal(btfStructs(bpfObjectPath('netflow')).get('udp_key')?.size, UDP_KEY_SIZE);
+test('netflow UDP key matches', () => {
+  assertLayout(btfStructs(bpfObjectPath('netflow')).get('udp_key'), UDP_KEY, 'udp_key');
 });
 
 test('bash structs match the decoder', () => {

@@ -167,9 +167,11 @@ export class DnsflowPlugin implements Plugin {
       for (const m of ['dns_series_0', 'dns_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
       const conns = this.opts.netflow?.connections;
       const udpFlows = this.opts.netflow?.udpFlowTable;
-      if (conns && udpFlows) {
+      const netflowControl = this.opts.netflow?.controlTable;
+      if (conns && udpFlows && netflowControl) {
         obj.reuseMap('conns', conns);
         obj.reuseMap('udp_flows', udpFlows);
+        obj.reuseMap('netflow_control', netflowControl);
       } else if (!perQuery) {
         log.warn('dnsflow: netflow is not running: queries will carry no pid or process_name');
       }

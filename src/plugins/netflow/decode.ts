@@ -20,7 +20,7 @@ export const CONN_STATS = {
 } as const;
 export const CLOSE_EVENT = { sk: 0, c: 8, size: 128 } as const;
 export const NETFLOW_CONFIG = { include_loopback: 0, wakeup_bytes: 4, size: 8 } as const;
-export const NETFLOW_CONTROL = { counting: 0, epoch: 4, active: 8, size: 16 } as const;
+export const NETFLOW_CONTROL = { counting: 0, epoch: 4, active: 8, udp_gen: 12, size: 16 } as const;
 /** struct closed_key and closed_sum: connections summed in the kernel. */
 export const CLOSED_KEY = { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, proto: 38, direction: 39, pid: 40, comm: 44, cgroup_id: 64, size: 72 } as const;
 export const CLOSED_SUM = { bytes_sent: 0, bytes_recv: 8, retrans: 16, conns: 24, srtt_us: 32, mdev_us: 40, size: 48 } as const;
@@ -63,7 +63,8 @@ export const LOSS_COUNTERS: Record<string, string> = {
   conns_vanished: 'connections gone from the table without a close: bytes since the last read not counted',
 };
 
-export const UDP_KEY_SIZE = 32;
+/** struct udp_key: the fields user space reads. */
+export const UDP_KEY = { gen: 28, size: 32 } as const;
 
 export interface ConnSample {
   id: number;

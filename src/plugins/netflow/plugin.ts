@@ -18,7 +18,7 @@ import {
   encodeNetflowConfig,
   LOSS_COUNTERS,
   readU53,
-  UDP_KEY_SIZE,
+  UDP_KEY,
 } from './decode';
 import { log } from '../../log';
 import { StartupError } from '../../runtime';
@@ -116,9 +116,9 @@ export class NetflowPlugin implements Plugin {
   private sweepTimer?: NodeJS.Timeout;
   private udpFlowsMax = MAX_UDP_FLOWS;
   private udpSweeps = 0;
-  /** The kernel removes a UDP flow and returns its last value in one step (5.14+). */
-  private canTake = true;
-  private readonly udpLast = Buffer.alloc(CONN_STATS.size);
+  /** The UDP generation datagrams count in, and when it began (Date.now()). */
+  private udpGen = 0;
+  private udpGenSince = 0;
   private readonly agg = new NetflowAggregator();
   private closeEvents = 0;
   private byteHooks?: ByteHooks;
@@ -139,6 +139,11 @@ export class NetflowPlugin implements Plugin {
   /** The kernel's UDP flow table, for dnsflow to name a query's owner. */
   get udpFlowTable(): BpfMap | undefined {
     return this.udpFlows;
+  }
+
+  /** The control the UDP flow table's keys depend on (their generation), for dnsflow. */
+  get controlTable(): BpfMap | undefined {
+    return this.control;
   }
 
   hooks(): Record<string, string> {
@@ -266,26 +271,42 @@ export class NetflowPlugin implements Plugin {
     return this.agg.takeFlows().map((f) => flowToPoint(f, now, this.opts.domains, this.opts.k8s, this.opts.containers));
   }
 
-  /** Counts what UDP flows did since the last read; those that did nothing leave the map. */
+  /**
+   * Counts what UDP flows did since the last read, and removes the generation
+   * before the current one: its last datagrams came before the last sweep moved
+   * the generation on, so its totals are final. Then moves it on again: flows
+   * that go on count in new entries (the kernel keeps their direction), those
+   * that stopped leave the map at the next sweep.
+   */
   private sweepUdp(): void {
-    const last = this.udpLast;
+    const gen = this.udpGen & 0xffff;
+    // a program that read the old generation just before the move is done by now
+    settleAfterSwitch(this.udpGenSince);
     this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
       for (let i = 0; i < count; i++) {
-        if (this.addLive(values, i * CONN_STATS.size) < 1) continue;
-        const key = keys.subarray(i * UDP_KEY_SIZE, (i + 1) * UDP_KEY_SIZE);
-        // taken with its last value: bytes that came since the read still count
-        const taken = this.canTake ? this.udpFlows!.take(key, last) : null;
-        if (taken === null) {
-          this.canTake = false;
-          this.udpFlows!.delete(key);
-        } else if (taken) {
-          this.addLive(taken, 0);
+        const off = i * CONN_STATS.size;
+        const key = keys.subarray(i * UDP_KEY.size, (i + 1) * UDP_KEY.size);
+        if (key.readUInt16LE(UDP_KEY.gen) === gen) {
+          this.addLive(values, off);
+          continue;
         }
-        this.agg.forget(readU53(values, i * CONN_STATS.size + CONN_STATS.id));
+        this.addLive(values, off);
+        this.agg.forget(readU53(values, off + CONN_STATS.id));
+        this.udpFlows!.delete(key);
         this.udpEvicted++;
       }
     });
+    this.moveUdpGeneration();
     this.udpSweeps++;
+  }
+
+  private moveUdpGeneration(): void {
+    const zero = Buffer.alloc(4);
+    const ctl = this.control!.lookup(zero) ?? Buffer.alloc(NETFLOW_CONTROL.size);
+    this.udpGen = (this.udpGen + 1) >>> 0;
+    ctl.writeUInt32LE(this.udpGen, NETFLOW_CONTROL.udp_gen);
+    this.control!.update(zero, ctl);
+    this.udpGenSince = Date.now();
   }
 
   /** Between reports: a sweep when the UDP map is filling up. */
