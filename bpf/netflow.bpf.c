@@ -339,10 +339,19 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 	if (take_peer(skp, &t)) {
 		if (sent) {
 			struct udp_last_peer *lp = bpf_map_lookup_elem(&udp_last_peers, &skp);
-			if (!lp || lp->port != t.dport || lp->local_port != t.sport || !same_addr(lp->addr, t.daddr)) {
+			if (!lp) {
 				struct udp_last_peer np = {.port = t.dport, .family = t.family, .local_port = t.sport};
 				__builtin_memcpy(np.addr, t.daddr, 16);
 				bpf_map_update_elem(&udp_last_peers, &skp, &np, BPF_ANY);
+			} else if (lp->port != t.dport || lp->local_port != t.sport || !same_addr(lp->addr, t.daddr)) {
+				/* in place: a server answering many clients changes it at
+				 * almost every send, and an update makes a new element. A
+				 * receive reading it meanwhile may see half of each peer:
+				 * the hint is a guess for such a socket anyway */
+				__builtin_memcpy(lp->addr, t.daddr, 16);
+				lp->port = t.dport;
+				lp->family = t.family;
+				lp->local_port = t.sport;
 			}
 		}
 	} else if (!t.dport) {
