@@ -392,11 +392,9 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 {
 	/* A connected socket whose peer is not port 53 carries no DNS a client
 	 * sends or receives: leave before loading any header (this runs for every
-	 * packet of every socket, HTTP's included). The socket's remote port, in
-	 * network order, is in the upper half on little-endian kernels; an
-	 * unconnected socket has none and goes on. */
-	__u32 rp = skb->remote_port;
-	__u16 peer = rp >> 16 ? rp >> 16 : rp;
+	 * packet of every socket, HTTP's included). An unconnected socket has no
+	 * peer port and goes on. */
+	__u16 peer = skb_peer_port(skb);
 	if (peer && peer != bpf_htons(DNS_PORT))
 		return 1;
 	/* A socket bound to port 53 serves: queries come in to it and answers

@@ -5,6 +5,15 @@
 
 #include "series.h"
 
+/* The remote port of a packet's socket, in network order; 0 when it has none
+ * (unconnected). It is in the upper half of the field on little-endian
+ * machines, in the lower on big-endian ones. */
+static __always_inline __u16 skb_peer_port(const struct __sk_buff *skb)
+{
+	__u32 rp = skb->remote_port;
+	return rp >> 16 ? rp >> 16 : rp;
+}
+
 #define DNS_PORT 53
 #define DNS_CAPTURE 512 /* bytes of each DNS message copied to user space */
 

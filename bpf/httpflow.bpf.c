@@ -979,8 +979,7 @@ struct dns_programs {
  * dnsflow takes the packet. */
 static __always_inline void pass_dns(struct __sk_buff *skb, struct bpf_sock *bsk, bool egress)
 {
-	__u32 rp = skb->remote_port;
-	__u16 peer = rp >> 16 ? rp >> 16 : rp;
+	__u16 peer = skb_peer_port(skb);
 	if (peer == bpf_htons(DNS_PORT) || (!peer && bsk->state == BPF_TCP_CLOSE)) {
 		if (egress)
 			bpf_tail_call(skb, &dns_egress_programs, 0);
