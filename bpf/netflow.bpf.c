@@ -228,8 +228,18 @@ static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple 
 /* Probed in every mode: the verifier types the pointer as struct sock, and
  * these fields lie beyond it. Read on a connection's first and last state
  * changes and every SAMPLE_EVERY byte events. */
-static __always_inline void read_rtt(const struct sock *sk, struct conn_stats *c)
+static __always_inline void read_rtt(const struct sock *sk, struct conn_stats *c, enum sk_access mode)
 {
+	if (mode == SK_DIRECT) {
+		/* tcp_sock's fields lie beyond struct sock, the type the verifier
+		 * knows: the helper's checked cast gives a pointer to read in place */
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		if (tp) {
+			c->srtt_us = tp->srtt_us >> 3;
+			c->mdev_us = tp->mdev_us >> 2;
+		}
+		return;
+	}
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	c->mdev_us = BPF_CORE_READ(tp, mdev_us) >> 2;
@@ -286,7 +296,7 @@ static __always_inline bool is_inet_tcp(const struct sock *sk)
 /* Owner and RTT are sampled, not read on every event: the probed reads cost
  * more than the rest of the hook. Always on the first event, then every
  * SAMPLE_EVERY events, and again when the connection closes. */
-static __always_inline void account(struct conn_stats *c, const struct sock *sk, int bytes, bool sent)
+static __always_inline void account(struct conn_stats *c, const struct sock *sk, int bytes, bool sent, enum sk_access mode)
 {
 	if (sent)
 		__sync_fetch_and_add(&c->bytes_sent, bytes);
@@ -296,7 +306,7 @@ static __always_inline void account(struct conn_stats *c, const struct sock *sk,
 		c->samples = 0;
 		set_owner(c);
 		if (c->t.proto == IPPROTO_TCP && !(c->flags & CONN_F_CLOSED))
-			read_rtt(sk, c);
+			read_rtt(sk, c, mode);
 	}
 }
 
@@ -393,7 +403,7 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		if (!c)
 			return;
 	}
-	account(c, sk, bytes, sent);
+	account(c, sk, bytes, sent, mode);
 }
 
 /* Notes the socket the current thread moved bytes on (for TLS, netflow.h). */
@@ -422,7 +432,7 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum
 	if (!udp_first) {
 		struct conn_stats *c = bpf_map_lookup_elem(&conns, &key);
 		if (c) {
-			account(c, sk, bytes, sent);
+			account(c, sk, bytes, sent, mode);
 			return;
 		}
 	}
@@ -447,7 +457,7 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum
 	if (!c)
 		return;
 	c->t = t;
-	account(c, sk, bytes, sent);
+	account(c, sk, bytes, sent, mode);
 }
 
 /* cgroup sock_addr hooks: called for sends with an address and receives that
@@ -744,7 +754,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 			break;
 		c->t = t;
 		c->flags |= CONN_F_ESTABLISHED;
-		read_rtt(sk, c);
+		read_rtt(sk, c, SK_DIRECT);
 		break;
 	}
 	case TCP_FIN_WAIT1:
@@ -763,7 +773,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 			break;
 		}
 		/* last RTT while the connection was up; counted as closed on destroy */
-		read_rtt(sk, c);
+		read_rtt(sk, c, SK_DIRECT);
 		c->flags |= CONN_F_CLOSED;
 		break;
 	}
