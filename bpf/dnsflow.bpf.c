@@ -132,6 +132,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct udp_key);
 	__type(value, struct conn_stats);
 } udp_flows SEC(".maps");

@@ -85,6 +85,8 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536); /* resized by user space before load */
+	/* allocated as flows come: most hosts have few */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct udp_key);
 	__type(value, struct conn_stats);
 } udp_flows SEC(".maps");

@@ -115,6 +115,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("mapUpdate", &Addon::MapUpdate),
         InstanceMethod("mapDelete", &Addon::MapDelete),
         InstanceMethod("mapBatch", &Addon::MapBatch),
+        InstanceMethod("mapDeleteBatch", &Addon::MapDeleteBatch),
         InstanceMethod("numPossibleCpus", &Addon::NumPossibleCpus),
         InstanceMethod("kernelBtfFind", &Addon::KernelBtfFind),
         InstanceMethod("libbpfVersion", &Addon::LibbpfVersion),
@@ -504,6 +505,31 @@ class Addon : public Napi::Addon<Addon> {
       std::memcpy(cursor + 1, in.data(), in.size());
     }
     return Napi::Number::New(env, static_cast<double>(total));
+  }
+
+  // mapDeleteBatch(fd, keys, keySize, count) -> entries deleted
+  // Deletes `count` keys packed in `keys` with as few syscalls as the kernel
+  // allows; a key already gone is skipped, not an error.
+  Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = static_cast<int>(U32(info, 0));
+    auto keys = Buf(info, 1);
+    size_t key_size = U32(info, 2);
+    size_t n = U32(info, 3);
+    if (!key_size || n * key_size > keys.Length()) throw Napi::RangeError::New(env, "keys shorter than count");
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    size_t at = 0, deleted = 0;
+    while (at < n) {
+      uint32_t count = static_cast<uint32_t>(n - at);
+      int err = bpf_map_delete_batch(fd, keys.Data() + at * key_size, &count, &opts);
+      int e = err ? errno : 0;
+      at += count;
+      deleted += count;
+      if (!e) continue;
+      if (e != ENOENT) ThrowOp(env, "map delete_batch", e);
+      at++;  // the key that was gone
+    }
+    return Napi::Number::New(env, static_cast<double>(deleted));
   }
 
   Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {

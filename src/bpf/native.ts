@@ -29,6 +29,7 @@ interface Addon {
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
   mapDelete(fd: number, key: Buffer): boolean;
   mapBatch(fd: number, keys: Buffer, keySize: number, values: Buffer, valueSize: number, del: boolean, cursor?: Buffer): number;
+  mapDeleteBatch(fd: number, keys: Buffer, keySize: number, count: number): number;
   numPossibleCpus(): number;
   kernelBtfFind(name: string, kind: number): number;
   libbpfVersion(): string;
@@ -147,6 +148,11 @@ export class BpfMap {
 
   delete(key: Buffer): boolean {
     return call(() => native().mapDelete(this.fd, key));
+  }
+
+  /** Deletes the first `count` keys packed in `keys`, in as few syscalls as it can; returns how many were there. */
+  deleteBatch(keys: Buffer, count: number): number {
+    return count ? call(() => native().mapDeleteBatch(this.fd, keys, this.keySize, count)) : 0;
   }
 
   /**

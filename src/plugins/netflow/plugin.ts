@@ -40,14 +40,15 @@ export interface NetflowOptions extends PluginOptions {
 
 /** TCP connections tracked at once: a busy server holds 100,000 and more. */
 const DEFAULT_MAX_CONNECTIONS = 262_144;
-const MAX_UDP_FLOWS = 65_536;
+/** A flow that goes on across a sweep holds two entries until the next one (its generations). */
+const MAX_UDP_FLOWS = 131_072;
 
 /** Map entries read per batch: a bounded buffer however many connections there are. */
 const READ_CHUNK = 4096;
 
 /**
- * UDP has no close: a flow leaves the kernel map at the first read that finds
- * it idle (its bytes so far are counted already). Reads come once an interval,
+ * UDP has no close: a flow leaves the kernel map at the first read after a
+ * whole generation without a datagram (sweepUdp). Reads come once an interval,
  * and every 250 ms while the map is more than a quarter full, so that a churn of
  * one-off peers (a socket per DNS lookup, spoofed sources) never fills it.
  */
@@ -119,6 +120,7 @@ export class NetflowPlugin implements Plugin {
   /** The UDP generation datagrams count in, and when it began (Date.now()). */
   private udpGen = 0;
   private udpGenSince = 0;
+  private readonly retiredKeys = Buffer.alloc(READ_CHUNK * UDP_KEY.size);
   private readonly agg = new NetflowAggregator();
   private closeEvents = 0;
   private byteHooks?: ByteHooks;
@@ -283,18 +285,15 @@ export class NetflowPlugin implements Plugin {
     // a program that read the old generation just before the move is done by now
     settleAfterSwitch(this.udpGenSince);
     this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
+      let retired = 0;
       for (let i = 0; i < count; i++) {
         const off = i * CONN_STATS.size;
-        const key = keys.subarray(i * UDP_KEY.size, (i + 1) * UDP_KEY.size);
-        if (key.readUInt16LE(UDP_KEY.gen) === gen) {
-          this.addLive(values, off);
-          continue;
-        }
         this.addLive(values, off);
+        if (keys.readUInt16LE(i * UDP_KEY.size + UDP_KEY.gen) === gen) continue;
         this.agg.forget(readU53(values, off + CONN_STATS.id));
-        this.udpFlows!.delete(key);
-        this.udpEvicted++;
+        keys.copy(this.retiredKeys, retired++ * UDP_KEY.size, i * UDP_KEY.size, (i + 1) * UDP_KEY.size);
       }
+      this.udpEvicted += this.udpFlows!.deleteBatch(this.retiredKeys, retired);
     });
     this.moveUdpGeneration();
     this.udpSweeps++;
