@@ -227,9 +227,8 @@ static __always_inline bool read_tuple(const struct sock *sk, struct conn_tuple 
 	return tuple_allowed(t);
 }
 
-/* Probed in every mode: the verifier types the pointer as struct sock, and
- * these fields lie beyond it. Read on a connection's first and last state
- * changes and every SAMPLE_EVERY byte events. */
+/* Read on a connection's first and last state changes and every SAMPLE_EVERY
+ * byte events. */
 static __always_inline void read_rtt(const struct sock *sk, struct conn_stats *c, enum sk_access mode)
 {
 	if (mode == SK_DIRECT) {
