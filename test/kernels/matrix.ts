@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ByteHooks } from '../../src/plugins/netflow/hooks';
-import { FileResult, parseGuestOutput } from './guest';
+import { FileFailure, FileResult, parseGuestOutput } from './guest';
 import { KERNEL_SERIES, Kernel, prepareKernel, runInVm, Suite, SUITES } from './vm';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
@@ -74,13 +74,14 @@ export interface RunOutcome {
   run: Run;
   release?: string;
   results: FileResult[];
+  failures: FileFailure[];
   problems: string[];
   ms: number;
 }
 
 /** Everything wrong with a run, from what came back of the VM. */
 export function judge(run: Run, status: number | undefined, output: string): Omit<RunOutcome, 'run' | 'ms'> {
-  const { release, results } = parseGuestOutput(output);
+  const { release, results, failures } = parseGuestOutput(output);
   const problems: string[] = [];
   if (status === undefined) problems.push('the VM ended without the command status');
   if (!release?.startsWith(`${KERNEL_SERIES[run.suite]}.`)) problems.push(`ran on Linux ${release ?? '?'}, not ${KERNEL_SERIES[run.suite]}`);
@@ -91,7 +92,7 @@ export function judge(run: Run, status: number | undefined, output: string): Omi
     else if (!r.tests || r.skipped || r.todo) problems.push(`${f}: ${r.tests} tests, ${r.skipped} skipped, ${r.todo} todo`);
   }
   if (status !== undefined && status !== 0 && !problems.length) problems.push(`the runner exited ${status}`);
-  return { release, results, problems };
+  return { release, results, failures, problems };
 }
 
 /** Markdown: kernel × plugin, each cell the byte-hook sets its tests passed with. */
@@ -185,6 +186,10 @@ async function main(args: string[]): Promise<void> {
     `${table(outcomes)}\n\nEach cell: the byte-hook sets (SPEC §2 --hooks) with which that plugin's tests passed.\n\n${timings(outcomes)}\n`;
   fs.writeFileSync(path.join(repoRoot, 'test', 'kernels', 'RESULTS.md'), `# Kernel matrix\n\n${report}`);
   process.stdout.write(`\n${report}`);
+  // last, so that a log cut to its tail still says what failed
+  for (const o of outcomes) {
+    for (const f of o.failures) process.stdout.write(`\nFailed on ${o.release ?? o.run.suite} with ${o.run.hooks} hooks: ${f.file}\n${f.text}\n`);
+  }
   if (outcomes.some((o) => o.problems.length)) process.exitCode = 1;
 }
 

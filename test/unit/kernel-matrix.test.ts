@@ -2,7 +2,7 @@
 // the kernel, what the VM runs, how results are read and judged.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseGuestOutput, summaryCounts } from '../kernels/guest';
+import { failingTests, parseGuestOutput, summaryCounts } from '../kernels/guest';
 import { judge, MATRIX, PER_HOOKS_FILES, plan, table } from '../kernels/matrix';
 import { bootScript, compareVersions, pickKernelPackage } from '../kernels/vm';
 
@@ -44,6 +44,30 @@ test('the guest report and the test runner summary are read back', () => {
   const r = parseGuestOutput(guestOutput('6.1.0-57-amd64', [fileResult('a.test.js')]));
   assert.equal(r.release, '6.1.0-57-amd64');
   assert.deepEqual(r.results, [fileResult('a.test.js')]);
+  assert.deepEqual(r.failures, []);
+});
+
+test("a failing file's names and messages come back, without stack frames", () => {
+  const spec = [
+    '✔ fine (1ms)',
+    '✖ bad one (2ms)',
+    'ℹ fail 1',
+    '',
+    '✖ failing tests:',
+    '',
+    'test at a.test.js:2:48',
+    '✖ bad one (2ms)',
+    '  AssertionError [ERR_ASSERTION]: one is not two',
+    '      at TestContext.<anonymous> (/tmp/a.test.js:2:75)',
+    '      at Test.run (node:internal/test_runner/test:1402:25)',
+    '    expected: 2',
+  ].join('\n');
+  const text = failingTests(spec);
+  assert.equal(text, ['✖ failing tests:', '', 'test at a.test.js:2:48', '✖ bad one (2ms)', '  AssertionError [ERR_ASSERTION]: one is not two', '    expected: 2'].join('\n'));
+  assert.equal(failingTests(`✖ failing tests:\n${'x'.repeat(100)}`, 20), '✖ failing tests:\nxxx\n…');
+  assert.equal(failingTests(`${'y'.repeat(100)}z`, 10), 'yyyyyyyyyz', 'no list: the tail');
+  const out = `${guestOutput('6.1.0-57-amd64', [fileResult('a.test.js', { fail: 1, status: 1 })])}@@dkeb-matrix failure ${JSON.stringify({ file: 'a.test.js', text })}\n`;
+  assert.deepEqual(parseGuestOutput(out).failures, [{ file: 'a.test.js', text }]);
 });
 
 test('the plan: every file with auto, the byte-dependent files again with every other set', () => {
@@ -83,9 +107,9 @@ test('the table names, per kernel and plugin, the sets its tests passed with', (
   const kprobe = { suite: 'trixie' as const, hooks: 'kprobe' as const, auto: false, files: [] };
   const fentry = { suite: 'trixie' as const, hooks: 'fentry' as const, auto: false, files: [] };
   const md = table([
-    { run: auto, release: '6.12.118+deb13-amd64', problems: [], ms: 1, results: ['hooks.test.js', 'netflow.test.js', 'dnsflow.test.js', 'bash.test.js'].map((f) => fileResult(f)) },
-    { run: fentry, problems: [], ms: 1, results: [fileResult('netflow.test.js')] },
-    { run: kprobe, problems: ['x'], ms: 1, results: [fileResult('netflow.test.js', { fail: 1, status: 1 })] },
+    { run: auto, release: '6.12.118+deb13-amd64', failures: [], problems: [], ms: 1, results: ['hooks.test.js', 'netflow.test.js', 'dnsflow.test.js', 'bash.test.js'].map((f) => fileResult(f)) },
+    { run: fentry, failures: [], problems: [], ms: 1, results: [fileResult('netflow.test.js')] },
+    { run: kprobe, failures: [], problems: ['x'], ms: 1, results: [fileResult('netflow.test.js', { fail: 1, status: 1 })] },
   ]);
   const row = md.split('\n').find((l) => l.startsWith('| 6.12'))!;
   // https: no file of its own ran here
