@@ -109,7 +109,8 @@ export class NetflowPlugin implements Plugin {
   private control?: BpfMap;
   private closedSums: BpfMap[] = [];
   private summed = 0;
-  private udpEvicted = 0;
+  /** UDP entries removed: their flow went idle, or went on in a newer generation. */
+  private udpRemoved = 0;
   readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
   readonly gauges = new Set(['conns_remembered', 'udp_flows']);
   private ring?: RingBuffer;
@@ -293,7 +294,7 @@ export class NetflowPlugin implements Plugin {
         this.agg.forget(readU53(values, off + CONN_STATS.id));
         keys.copy(this.retiredKeys, retired++ * UDP_KEY.size, i * UDP_KEY.size, (i + 1) * UDP_KEY.size);
       }
-      this.udpEvicted += this.udpFlows!.deleteBatch(this.retiredKeys, retired);
+      this.udpRemoved += this.udpFlows!.deleteBatch(this.retiredKeys, retired);
     });
     this.moveUdpGeneration();
     this.udpSweeps++;
@@ -312,7 +313,7 @@ export class NetflowPlugin implements Plugin {
   private sweepUdpIfFilling(): void {
     if (!this.udpFlows || !this.counters) return;
     // in the map: made there, less those removed here
-    const inMap = (this.counters.namedCounters(COUNTER_NAMES).udp_flows_made ?? 0) - this.udpEvicted;
+    const inMap = (this.counters.namedCounters(COUNTER_NAMES).udp_flows_made ?? 0) - this.udpRemoved;
     if (inMap >= this.udpFlowsMax * UDP_SWEEP_FILL) this.sweepUdp();
   }
 
@@ -347,8 +348,8 @@ export class NetflowPlugin implements Plugin {
   /** Kernel counters summed over CPUs, plus user-space ones. */
   stats(): Record<string, number> {
     const out = this.counters?.namedCounters(COUNTER_NAMES) ?? {};
-    out.udp_flows_evicted = this.udpEvicted;
-    out.udp_flows = (out.udp_flows_made ?? 0) - this.udpEvicted;
+    out.udp_flows_removed = this.udpRemoved;
+    out.udp_flows = (out.udp_flows_made ?? 0) - this.udpRemoved;
     out.udp_sweeps = this.udpSweeps;
     out.close_events_read = this.closeEvents;
     out.closed_summed_read = this.summed;
