@@ -83,11 +83,16 @@ describe('ebpf-bash', { skip }, () => {
       const sh = await startInteractiveBash(65534);
       await sh.type('id -u');
       await sh.exit();
-      await sleep(1500); // event points are flushed within a second, not at the interval
-      const posts = dk.requests.filter((r) => r.url.startsWith('/v1/write/'));
+      // event points are flushed within a second, not at the interval (60 s): waited for up to
+      // 15 s, which an emulated machine may need, and still far from the interval's end
+      const posted = () => {
+        const posts = dk.requests.filter((r) => r.url.startsWith('/v1/write/'));
+        return { posts, points: posts.flatMap((r) => r.body.split('\n').map(parseLine)).filter((p) => p.fields.pid === String(sh.bashPid)) };
+      };
+      for (let waited = 0; posted().points.length < 2 && waited < 15_000; waited += 100) await sleep(100);
+      const { posts, points } = posted();
       assert.ok(posts.length >= 1, 'posted before the interval ended');
       assert.ok(posts.every((r) => r.method === 'POST' && r.url === '/v1/write/logging?input=ebpf-bash'));
-      const points = posts.flatMap((r) => r.body.split('\n').map(parseLine)).filter((p) => p.fields.pid === String(sh.bashPid));
       assert.deepEqual(points.map((p) => p.fields.cmd), ['id -u', 'exit']);
       assert.equal(points[0].fields.user, 'nobody');
       assert.equal(points[0].tags.host, 'bash-host');
