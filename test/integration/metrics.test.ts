@@ -24,7 +24,10 @@ describe('self-metrics', { skip }, () => {
     try {
       const url = `http://127.0.0.1:${port}/metrics`;
       await run(process.execPath, [peer, 'client', '127.0.0.1', '18181', '3', '100']);
-      await sleep(1500); // one report
+      // one report (a second's interval; a slow machine's may come late: waited for up to 10 s)
+      const sent = (t: string) => sample(t, 'datakit_ebpf_output_points_total{result="sent"}');
+      const sentSoFar = (t: string) => Number(/^datakit_ebpf_output_points_total\{result="sent"\} (\d+)$/m.exec(t)?.[1] ?? 0);
+      for (let waited = 0; sentSoFar(await (await fetch(url)).text()) < 2 && waited < 10_000; waited += 200) await sleep(200);
       const res = await fetch(url);
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
@@ -40,15 +43,15 @@ describe('self-metrics', { skip }, () => {
         sample(t, 'datakit_ebpf_plugin_events_total{plugin="netflow",event="closed_summed"}');
       assert.ok(closed(text) >= 6, 'three connections, both ends');
       assert.equal(sample(text, 'datakit_ebpf_plugin_events_total{plugin="netflow",event="conn_map_full"}'), 0);
-      assert.ok(sample(text, 'datakit_ebpf_output_points_total{result="sent"}') >= 2);
+      assert.ok(sent(text) >= 2);
       assert.equal(sample(text, 'datakit_ebpf_output_points_total{result="dropped"}'), 0);
       assert.ok(sample(text, 'datakit_ebpf_process_resident_memory_bytes') > 10e6);
       assert.ok(text.includes('datakit_ebpf_plugin_entries{plugin="dnsflow",table="pending"}'));
 
       // counters only grow
       await run(process.execPath, [peer, 'client', '127.0.0.1', '18181', '2', '100']);
-      await sleep(300);
-      const again = await (await fetch(url)).text();
+      let again = '';
+      for (let waited = 0; closed((again = await (await fetch(url)).text())) < closed(text) + 4 && waited < 10_000; waited += 200) await sleep(200);
       assert.ok(closed(again) >= closed(text) + 4);
       assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 

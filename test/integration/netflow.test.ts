@@ -138,9 +138,12 @@ describe('netflow over TCP between test hosts', { skip }, () => {
       const client = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'client', hosts.serverV4, String(PORT), '3', String(REQUEST)]);
       const line = await collector.waitForLine((l) => l.startsWith('netflow,') && l.includes(`pid=${client.pid},`), 3000);
       assert.match(line, / \d{19}$/, 'nanosecond timestamp');
-      // the process may have been reported over two intervals: sum them once it is all in
-      await sleep(1500);
-      const out = total(collector.points('netflow'), { pid: String(client.pid), direction: 'outgoing' });
+      // the process may have been reported over two intervals: sum them once it is all in (the
+      // next interval's report, which a slow machine may print late: waited for up to 10 s)
+      const outgoing = () => total(collector.points('netflow'), { pid: String(client.pid), direction: 'outgoing' });
+      for (let waited = 0; outgoing().closed < 3 && waited < 10_000; waited += 100) await sleep(100);
+      await sleep(1100); // one more interval: nothing more may come
+      const out = outgoing();
       assert.equal(out.bytesWritten, 3 * REQUEST);
       assert.equal(out.bytesRead, 3 * RESPONSE);
       assert.equal(out.established, 3);
