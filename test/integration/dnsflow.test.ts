@@ -233,8 +233,12 @@ describe('dnsflow', { skip }, () => {
     const reported = async (name: string) => {
       const from = points.length;
       assert.equal(await dig(hosts.client, `@${hosts.serverV4}`, name), 'NOERROR');
-      await sleep(600); // past dnsflow's drain (100 ms)
-      return points.slice(from).filter((p) => p.measurement === 'dnsflow' && p.tags.domain === name);
+      const of = () => points.slice(from).filter((p) => p.measurement === 'dnsflow' && p.tags.domain === name);
+      // past dnsflow's drain (100 ms), which an emulated kernel may take longer to reach: the
+      // first point waited for up to 5 s, then one more drain's time for any that should not come
+      for (let waited = 0; !of().length && waited < 5000; waited += 100) await sleep(100);
+      await sleep(300);
+      return of();
     };
     try {
       dns.start(sink);
