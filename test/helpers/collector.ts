@@ -216,6 +216,25 @@ export function pluginStats(stderr: string, plugin: string): Record<string, numb
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Polls `pred` until it holds or `timeoutMs` has passed, and says whether it
+ * held: for waits whose length a slow (emulated) machine sets. The caller's
+ * assertions then say what is missing.
+ */
+export async function until(pred: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) return false;
+    await sleep(stepMs);
+  }
+  return true;
+}
+
+/** Like until(), but a timeout fails, naming what was waited for. */
+export async function waitFor(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
+  if (!(await until(pred, timeoutMs))) throw new Error(`timed out waiting for ${what}`);
+}
+
 /** nginx with `conf` in network namespace `ns`, and its one worker's pid once it runs. */
 export async function startNginx(ns: string, conf: string): Promise<{ nginx: ChildProcess; worker: number }> {
   const nginx = spawnGroup('ip', ['netns', 'exec', ns, 'nginx', '-c', conf], { stdio: 'ignore' });

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, sleep, startCollector } from '../helpers/collector';
+import { killGroup, sleep, startCollector, until } from '../helpers/collector';
 import { FakeDataKit, startFakeDataKit } from '../helpers/fake-datakit';
 import { startInteractiveBash } from '../helpers/interactive-bash';
 import { parseLine, ParsedPoint } from '../helpers/lineprotocol-parse';
@@ -89,7 +89,7 @@ describe('ebpf-bash', { skip }, () => {
         const posts = dk.requests.filter((r) => r.url.startsWith('/v1/write/'));
         return { posts, points: posts.flatMap((r) => r.body.split('\n').map(parseLine)).filter((p) => p.fields.pid === String(sh.bashPid)) };
       };
-      for (let waited = 0; posted().points.length < 2 && waited < 15_000; waited += 100) await sleep(100);
+      await until(() => posted().points.length >= 2, 15_000);
       const { posts, points } = posted();
       assert.ok(posts.length >= 1, 'posted before the interval ended');
       assert.ok(posts.every((r) => r.method === 'POST' && r.url === '/v1/write/logging?input=ebpf-bash'));

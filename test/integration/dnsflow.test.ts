@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -236,7 +236,7 @@ describe('dnsflow', { skip }, () => {
       const of = () => points.slice(from).filter((p) => p.measurement === 'dnsflow' && p.tags.domain === name);
       // past dnsflow's drain (100 ms), which an emulated kernel may take longer to reach: the
       // first point waited for up to 5 s, then one more drain's time for any that should not come
-      for (let waited = 0; !of().length && waited < 5000; waited += 100) await sleep(100);
+      await until(() => of().length > 0, 5000);
       await sleep(300);
       return of();
     };

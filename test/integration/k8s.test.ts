@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, RunningCollector, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, run, RunningCollector, sleep, startCollector, startDaemon, waitFor } from '../helpers/collector';
 import {
   DEPLOYMENTS,
   deployment,
@@ -111,7 +111,7 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
   }
 
   async function settled(): Promise<void> {
-    await waitFor('five watches', () => api.openWatches() === 5);
+    await waitFor('five watches', () => api.openWatches() === 5, 10000);
     await sleep(1300); // lookup tables are rebuilt at most once a second
   }
 
@@ -238,14 +238,6 @@ describe('Kubernetes enrichment of real flows', { skip }, () => {
     assert.match(stats, /relists_gone=5/, stats);
   });
 });
-
-async function waitFor(what: string, pred: () => boolean, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A cgroup can go only once its last process is gone, which takes a moment after a kill. */
 async function removeCgroup(dir: string): Promise<void> {

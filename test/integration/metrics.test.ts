@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { binPath, killGroup, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { binPath, killGroup, run, startCollector, startDaemon, until } from '../helpers/collector';
 import { skip } from '../helpers/privileged';
 import { freePort, sample } from '../helpers/scrape';
 
@@ -25,9 +25,10 @@ describe('self-metrics', { skip }, () => {
       const url = `http://127.0.0.1:${port}/metrics`;
       await run(process.execPath, [peer, 'client', '127.0.0.1', '18181', '3', '100']);
       // one report (a second's interval; a slow machine's may come late: waited for up to 10 s)
-      const sent = (t: string) => sample(t, 'datakit_ebpf_output_points_total{result="sent"}');
-      const sentSoFar = (t: string) => Number(/^datakit_ebpf_output_points_total\{result="sent"\} (\d+)$/m.exec(t)?.[1] ?? 0);
-      for (let waited = 0; sentSoFar(await (await fetch(url)).text()) < 2 && waited < 10_000; waited += 200) await sleep(200);
+      const scrape = async () => (await fetch(url)).text();
+      // not sample(): the series is exposed only once something was sent
+      const sent = (t: string) => Number(/^datakit_ebpf_output_points_total\{result="sent"\} (\d+)$/m.exec(t)?.[1] ?? 0);
+      await until(async () => sent(await scrape()) >= 2, 10_000, 200);
       const res = await fetch(url);
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
@@ -51,7 +52,7 @@ describe('self-metrics', { skip }, () => {
       // counters only grow
       await run(process.execPath, [peer, 'client', '127.0.0.1', '18181', '2', '100']);
       let again = '';
-      for (let waited = 0; closed((again = await (await fetch(url)).text())) < closed(text) + 4 && waited < 10_000; waited += 200) await sleep(200);
+      await until(async () => closed((again = await scrape())) >= closed(text) + 4, 10_000, 200);
       assert.ok(closed(again) >= closed(text) + 4);
       assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
 import { createHostPair, HostPair } from '../helpers/netns';
-import { killGroup, nodeComm, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, nodeComm, run, sleep, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { skip } from '../helpers/privileged';
 
@@ -141,7 +141,7 @@ describe('netflow over TCP between test hosts', { skip }, () => {
       // the process may have been reported over two intervals: sum them once it is all in (the
       // next interval's report, which a slow machine may print late: waited for up to 10 s)
       const outgoing = () => total(collector.points('netflow'), { pid: String(client.pid), direction: 'outgoing' });
-      for (let waited = 0; outgoing().closed < 3 && waited < 10_000; waited += 100) await sleep(100);
+      await until(() => outgoing().closed >= 3, 10_000);
       await sleep(1100); // one more interval: nothing more may come
       const out = outgoing();
       assert.equal(out.bytesWritten, 3 * REQUEST);

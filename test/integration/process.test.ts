@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { sleep, startCollector } from '../helpers/collector';
+import { sleep, startCollector, waitFor } from '../helpers/collector';
 import { startInteractiveBash } from '../helpers/interactive-bash';
 import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
 import { freePort, sample } from '../helpers/scrape';
@@ -18,13 +18,6 @@ const REPORT = /INFO memory: rss=/;
 
 const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 
 describe('collector process', { skip }, () => {
@@ -35,7 +28,7 @@ describe('collector process', { skip }, () => {
     try {
       fs.renameSync(log, `${log}.1`);
       collector.proc.kill('SIGHUP');
-      await waitFor('a report in the new file', () => REPORT.test(read(log)));
+      await waitFor('a report in the new file', () => REPORT.test(read(log)), 5000);
       assert.equal(collector.proc.exitCode, null, 'alive');
       assert.match(read(log).split('\n')[0], /INFO SIGHUP: log file reopened$/);
       assert.match(read(`${log}.1`), /INFO datakit-ebpf started/);
@@ -58,7 +51,7 @@ describe('collector process', { skip }, () => {
     try {
       collector.proc.kill('SIGHUP');
       const after = () => collector.stderr().split('INFO SIGHUP: no --log file to reopen: ignored\n')[1] ?? '';
-      await waitFor('a report after the SIGHUP', () => REPORT.test(after()));
+      await waitFor('a report after the SIGHUP', () => REPORT.test(after()), 5000);
       assert.equal(collector.proc.exitCode, null, 'alive');
       assert.equal((await collector.stop('SIGTERM')).code, 0);
     } finally {
@@ -85,7 +78,7 @@ describe('collector process', { skip }, () => {
       await waitFor('the post of the bash point', () => {
         const all = received.join('');
         return all.startsWith('POST /v1/write/logging?input=ebpf-bash ') && all.includes('posted-but-never-answered');
-      });
+      }, 5000);
 
       collector.proc.kill('SIGTERM');
       await sleep(1000);
@@ -148,7 +141,7 @@ describe('collector process', { skip }, () => {
       // room again: the next line written says how many were lost
       fs.unlinkSync(filler);
       const NOTICE = /^\S+ WARN log: (\d+) lines could not be written \(ENOSPC\)$/m;
-      await waitFor('the count of lost lines in the log', () => NOTICE.test(read(log)));
+      await waitFor('the count of lost lines in the log', () => NOTICE.test(read(log)), 5000);
       const lost = Number(NOTICE.exec(read(log))![1]);
       const recovered = await metrics();
       assert.equal(sample(recovered, 'datakit_ebpf_log_lines_total{result="failed"}'), lost);
