@@ -21,10 +21,10 @@ const sum = (ps: ParsedPoint[], f: string) => ps.reduce((a, p) => a + (p.fields[
 describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
   let hosts: HostPair;
   const daemons: ChildProcess[] = [];
-  const inServer = (args: string[]) => ['netns', 'exec', hosts.server, process.execPath, peer, ...args];
-  const inClient = (args: string[]) => ['netns', 'exec', hosts.client, process.execPath, peer, ...args];
-  const serve = async (args: string[]) => {
-    const d = await startDaemon('ip', inServer(args), 'listening');
+  const inHost = (ns: string, args: string[]) => ['netns', 'exec', ns, process.execPath, peer, ...args];
+  const inClient = (args: string[]) => inHost(hosts.client, args);
+  const serve = async (args: string[], ns = hosts.server) => {
+    const d = await startDaemon('ip', inHost(ns, args), 'listening');
     daemons.push(d);
     return d;
   };
@@ -240,44 +240,48 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     // bound: the kernel's count for its own namespaces, which a slow machine's tail loss probes
     // raise too. Retransmits put on the wrong flow would break the clean pair's bound.
     const cleanHosts = createHostPair(16);
-    const retransSegs = (ns: string) => Number(/TcpRetransSegs\s+(\d+)/.exec(execFileSync('ip', ['netns', 'exec', ns, 'nstat', '-asz', 'TcpRetransSegs'], { encoding: 'utf8' }))![1]);
-    const lossy = await serve(['server', hosts.serverV4, '8083', '100000']);
-    const clean = await startDaemon('ip', ['netns', 'exec', cleanHosts.server, process.execPath, peer, 'server', cleanHosts.serverV4, '8084', '100000'], 'listening');
-    daemons.push(clean);
-    // The client drops a fifth of what the lossy server sends. (Dropping on the
-    // server's own output would not do: TCP sees that failure at once and sends
-    // again as a first transmission, not a retransmission.)
-    execFileSync('ip', ['netns', 'exec', hosts.client, 'nft', '-f', '-'], {
-      input: 'table inet loss {\n chain in {\n  type filter hook input priority 0;\n  tcp sport 8083 numgen random mod 10 < 2 drop\n }\n}\n',
-    });
-    const collector = await startCollector(['--interval', '60s']);
+    let clean: ChildProcess | undefined;
     try {
-      const a = await run('ip', inClient(['client', hosts.serverV4, '8083', '3', '1000']));
-      const b = await run('ip', ['netns', 'exec', cleanHosts.client, process.execPath, peer, 'client', cleanHosts.serverV4, '8084', '3', '1000']);
-      assert.equal(JSON.parse(a.stdout).received, 300000);
-      assert.equal(JSON.parse(b.stdout).received, 300000);
-      await sleep(500);
-      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
-      const points = collector.points('netflow');
-      // each namespace's count also has SYN-ACK retransmits, which belong to no connection yet
-      const one = (pid: number | undefined, ns: string) => {
-        const ps = matching(points, { pid: String(pid) });
-        assert.equal(ps.length, 1, show(ps));
-        const kernel = retransSegs(ns);
-        assert.ok((ps[0].fields.retransmits as number) <= kernel, `retransmits of ${ps[0].tags.direction} ${ps[0].fields.retransmits}, its host's TcpRetransSegs ${kernel}`);
-        return ps[0];
-      };
-      const lossyServer = one(lossy.pid, hosts.server);
-      assert.ok((lossyServer.fields.retransmits as number) > 0, show(lossyServer));
-      assert.equal(lossyServer.fields.bytes_written, 300000);
-      assert.equal(lossyServer.fields.bytes_read, 3000);
-      assert.equal(one(a.pid, hosts.client).fields.bytes_read, 300000);
-      for (const [pid, ns] of [[clean.pid, cleanHosts.server], [b.pid, cleanHosts.client]] as const) {
-        const p = one(pid, ns);
-        assert.equal(p.fields.bytes_written as number + (p.fields.bytes_read as number), 303000, show(p));
+      const retransSegs = (ns: string) => Number(/TcpRetransSegs\s+(\d+)/.exec(execFileSync('ip', ['netns', 'exec', ns, 'nstat', '-asz', 'TcpRetransSegs'], { encoding: 'utf8' }))![1]);
+      const lossy = await serve(['server', hosts.serverV4, '8083', '100000']);
+      clean = await serve(['server', cleanHosts.serverV4, '8084', '100000'], cleanHosts.server);
+      // The client drops a fifth of what the lossy server sends. (Dropping on the
+      // server's own output would not do: TCP sees that failure at once and sends
+      // again as a first transmission, not a retransmission.)
+      execFileSync('ip', ['netns', 'exec', hosts.client, 'nft', '-f', '-'], {
+        input: 'table inet loss {\n chain in {\n  type filter hook input priority 0;\n  tcp sport 8083 numgen random mod 10 < 2 drop\n }\n}\n',
+      });
+      const collector = await startCollector(['--interval', '60s']);
+      try {
+        const a = await run('ip', inClient(['client', hosts.serverV4, '8083', '3', '1000']));
+        const b = await run('ip', inHost(cleanHosts.client, ['client', cleanHosts.serverV4, '8084', '3', '1000']));
+        assert.equal(JSON.parse(a.stdout).received, 300000);
+        assert.equal(JSON.parse(b.stdout).received, 300000);
+        await sleep(500);
+        assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+        const points = collector.points('netflow');
+        // each namespace's count also has SYN-ACK retransmits, which belong to no connection yet
+        const one = (pid: number | undefined, ns: string) => {
+          const ps = matching(points, { pid: String(pid) });
+          assert.equal(ps.length, 1, show(ps));
+          const kernel = retransSegs(ns);
+          assert.ok((ps[0].fields.retransmits as number) <= kernel, `retransmits of ${ps[0].tags.direction} ${ps[0].fields.retransmits}, its host's TcpRetransSegs ${kernel}`);
+          return ps[0];
+        };
+        const lossyServer = one(lossy.pid, hosts.server);
+        assert.ok((lossyServer.fields.retransmits as number) > 0, show(lossyServer));
+        assert.equal(lossyServer.fields.bytes_written, 300000);
+        assert.equal(lossyServer.fields.bytes_read, 3000);
+        assert.equal(one(a.pid, hosts.client).fields.bytes_read, 300000);
+        for (const [pid, ns] of [[clean.pid, cleanHosts.server], [b.pid, cleanHosts.client]] as const) {
+          const p = one(pid, ns);
+          assert.equal(p.fields.bytes_written as number + (p.fields.bytes_read as number), 303000, show(p));
+        }
+      } finally {
+        await collector.stop('SIGKILL');
       }
     } finally {
-      await collector.stop('SIGKILL');
+      // the clean pair is this test's own: gone even when setting it up failed
       killGroup(clean);
       cleanHosts.destroy();
     }
