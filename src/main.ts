@@ -26,7 +26,7 @@ function buildPlugins(config: Config, cgroup2: Cgroup2, k8s?: Kubernetes): Plugi
     // container_id: from the cgroup id recorded with a connection, else the process's cgroup
     const containers = new Containers(cgroup2.hostMount());
     const common = { includeLoopback: config.includeLoopback, cgroup2: () => cgroup2.path(), k8s, containers };
-    const netflow = new NetflowPlugin({ ...common, domains, hooks: config.hooks });
+    const netflow = new NetflowPlugin({ ...common, domains, hooks: config.hooks, maxConnections: config.maxConnections });
     // the cluster is followed first and let go of last; httpflow reads
     // netflow's connection table, so it must start after netflow
     if (k8s) plugins.push(k8s);

@@ -46,6 +46,8 @@ export interface Config {
   l7PerRequest: boolean;
   /** Series per interval the kernel keeps for httpflow, and for dnsflow, before counting in overflow series. */
   l7MaxSeries: number;
+  /** TCP connections netflow tracks at once in the kernel (UDP flows: the same, up to 131,072). */
+  maxConnections: number;
   /** Where points wait while DataKit cannot take them (with apiServer only). */
   bufferDir: string;
   /** Bound of bufferDir in bytes; past it the oldest points are dropped. */
@@ -66,6 +68,10 @@ export class UsageError extends Error {
 export const DEFAULT_SERVICE = 'ebpf';
 export const DEFAULT_L7_MAX_SERIES = 8192;
 const MAX_L7_MAX_SERIES = 1 << 20;
+/** A busy server holds 100,000 connections and more. */
+export const DEFAULT_MAX_CONNECTIONS = 262_144;
+const MIN_MAX_CONNECTIONS = 1024;
+const MAX_MAX_CONNECTIONS = 1 << 22;
 export const DEFAULT_INTERVAL_MS = 60_000;
 /** Shorter reports would flood DataKit with tiny batches. */
 export const MIN_INTERVAL_MS = 1_000;
@@ -128,6 +134,11 @@ const FLAGS = {
     type: 'string',
     arg: 'N',
     help: `httpflow's and dnsflow's series per interval before overflow (default: ${DEFAULT_L7_MAX_SERIES})`,
+  },
+  'max-connections': {
+    type: 'string',
+    arg: 'N',
+    help: `connections netflow tracks at once, bounding its kernel memory (default: ${DEFAULT_MAX_CONNECTIONS})`,
   },
   'buffer-dir': {
     type: 'string',
@@ -213,6 +224,7 @@ interface FlagValues {
   'metrics-listen'?: string;
   'l7-per-request'?: boolean;
   'l7-max-series'?: string;
+  'max-connections'?: string;
   'buffer-dir'?: string;
   'buffer-max-size'?: string;
   hooks?: string;
@@ -295,6 +307,7 @@ interface Settings {
   hooks?: HooksMode;
   l7PerRequest?: boolean;
   l7MaxSeries?: number;
+  maxConnections?: number;
   bufferDir?: string;
   bufferMaxBytes?: number;
   k8s: Config['k8s'];
@@ -323,6 +336,7 @@ function applyFlags(v: FlagValues, s: Settings, where: string): void {
   if (v.hooks !== undefined) s.hooks = parseHooks(v.hooks, name('hooks'));
   if (v['l7-per-request'] !== undefined) s.l7PerRequest = v['l7-per-request'];
   if (v['l7-max-series'] !== undefined) s.l7MaxSeries = parseSeriesCount(v['l7-max-series'], name('l7-max-series'));
+  if (v['max-connections'] !== undefined) s.maxConnections = parseConnectionCount(v['max-connections'], name('max-connections'));
   if (v['buffer-dir'] !== undefined) s.bufferDir = checkPath(v['buffer-dir'], name('buffer-dir'));
   if (v['buffer-max-size'] !== undefined) s.bufferMaxBytes = parseBufferSize(v['buffer-max-size'], name('buffer-max-size'));
 }
@@ -362,6 +376,16 @@ function parseSeriesCount(value: string, name: string): number {
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > MAX_L7_MAX_SERIES) {
     throw new UsageError(`${name}: expected a number of series from 1 to ${MAX_L7_MAX_SERIES}, got ${quote(value)}`);
+  }
+  return n;
+}
+
+function parseConnectionCount(value: string, name: string): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < MIN_MAX_CONNECTIONS || n > MAX_MAX_CONNECTIONS) {
+    throw new UsageError(
+      `${name}: expected a number of connections from ${MIN_MAX_CONNECTIONS} to ${MAX_MAX_CONNECTIONS}, got ${quote(value)}`,
+    );
   }
   return n;
 }
@@ -601,6 +625,10 @@ function applyConfigFile(path: string, s: Settings, warnings: string[]): void {
         if (typeof v !== 'number' && typeof v !== 'bigint') throw wrongType(k, 'an integer', v);
         s.l7MaxSeries = parseSeriesCount(String(v), key(k));
         break;
+      case 'max_connections':
+        if (typeof v !== 'number' && typeof v !== 'bigint') throw wrongType(k, 'an integer', v);
+        s.maxConnections = parseConnectionCount(String(v), key(k));
+        break;
       case 'buffer_dir':
         s.bufferDir = checkPath(str(k, v), key(k));
         break;
@@ -719,6 +747,7 @@ export function parseConfig(
     hooks: s.hooks ?? 'auto',
     l7PerRequest: s.l7PerRequest ?? false,
     l7MaxSeries: s.l7MaxSeries ?? DEFAULT_L7_MAX_SERIES,
+    maxConnections: s.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     bufferDir: s.bufferDir ?? DEFAULT_BUFFER_DIR,
     bufferMaxBytes: s.bufferMaxBytes ?? DEFAULT_BUFFER_MAX_BYTES,
     warnings,

@@ -13,6 +13,7 @@ import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
 import type { Point } from '../../src/output/point';
+import { DEFAULT_MAX_CONNECTIONS } from '../../src/config/config';
 import { DnsflowPlugin } from '../../src/plugins/dnsflow/plugin';
 import { HttpflowPlugin } from '../../src/plugins/httpflow/plugin';
 import { NetflowPlugin } from '../../src/plugins/netflow/plugin';
@@ -218,7 +219,7 @@ describe('dnsflow', { skip }, () => {
     const points: Point[] = [];
     const sink = { points: (p: Point[]) => void points.push(...p) };
     const dns = new DnsflowPlugin({ includeLoopback: false, cgroup2: () => root, perQuery: true });
-    const http = new HttpflowPlugin(new NetflowPlugin({ includeLoopback: false }), { includeLoopback: false, cgroup2: () => root, tls: false, dnsPackets: dns });
+    const http = new HttpflowPlugin(new NetflowPlugin({ includeLoopback: false, maxConnections: DEFAULT_MAX_CONNECTIONS }), { includeLoopback: false, cgroup2: () => root, tls: false, dnsPackets: dns });
     /** Names of the packet programs attached to a cgroup (by their links: bpftool's cgroup queries fail on 5.10). */
     const attached = () => {
       const json = (...args: string[]) => JSON.parse(execFileSync('bpftool', [...args, '-j'], { encoding: 'utf8' }));

@@ -57,6 +57,7 @@ const DEFAULTS: Config = {
   hooks: 'auto',
   l7PerRequest: false,
   l7MaxSeries: 8192,
+  maxConnections: 262_144,
   bufferDir: '/var/lib/datakit-ebpf/buffer',
   bufferMaxBytes: 2 ** 30,
   warnings: [],
@@ -225,6 +226,24 @@ describe('--l7-per-request and --l7-max-series', () => {
     usage(['--l7-max-series', '0'], '--l7-max-series: expected a number of series from 1 to 1048576, got "0"');
     usage(['--l7-max-series', 'many'], '--l7-max-series: expected a number of series from 1 to 1048576, got "many"');
     usage(['--l7-per-request=maybe'], '--l7-per-request: expected true or false, got "maybe"');
+  });
+});
+
+describe('--max-connections', () => {
+  test('flag, config key, and the command line over the file', () => {
+    assert.equal(cfg(['--max-connections', '16384']).maxConnections, 16384);
+    const p = ebpfConf('max_connections = 1024');
+    assert.equal(cfg(['--config', p]).maxConnections, 1024);
+    assert.equal(cfg(['--config', p, '--max-connections=4194304']).maxConnections, 4194304);
+  });
+
+  test('errors', () => {
+    const range = 'expected a number of connections from 1024 to 4194304';
+    usage(['--max-connections', '1023'], `--max-connections: ${range}, got "1023"`);
+    usage(['--max-connections', '4194305'], `--max-connections: ${range}, got "4194305"`);
+    usage(['--max-connections', '1e5'], `--max-connections: ${range}, got "1e5"`);
+    const p = ebpfConf('max_connections = "lots"');
+    assert.throws(() => cfg(['--config', p]), /max_connections.*an integer/);
   });
 });
 
@@ -695,7 +714,7 @@ test('helpText lists every flag with its default, and the environment', () => {
   const flags = [
     '--datakit-apiserver', '--hostname', '--log', '--log-level', '--service', '--enabled', '--interval', '--tags',
     '--config', '--include-loopback', '--metrics-listen', '--hooks', '--l7-per-request', '--l7-max-series',
-    '--buffer-dir', '--buffer-max-size',
+    '--max-connections', '--buffer-dir', '--buffer-max-size',
   ];
   const lines = text.split('\n');
   for (const flag of flags) {

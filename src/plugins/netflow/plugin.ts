@@ -27,7 +27,7 @@ import { attachByteHooks, BYTE_HOOKS, ByteHooks, HooksMode, missingFor, selectBy
 
 export interface NetflowOptions extends PluginOptions {
   /** Connections (and, separately, UDP flows) tracked at once in the kernel. */
-  maxConnections?: number;
+  maxConnections: number;
   /** The cgroup v2 root: the UDP peer hooks attach there to see every process. */
   cgroup2?: () => string;
   /** Which hooks count bytes: `auto` takes the cheapest the kernel has. */
@@ -38,8 +38,6 @@ export interface NetflowOptions extends PluginOptions {
   k8s?: FlowTagger;
 }
 
-/** TCP connections tracked at once: a busy server holds 100,000 and more. */
-const DEFAULT_MAX_CONNECTIONS = 262_144;
 /** A flow that goes on across a sweep holds two entries until the next one (its generations). */
 const MAX_UDP_FLOWS = 131_072;
 
@@ -198,8 +196,8 @@ export class NetflowPlugin implements Plugin {
     this.obj = obj;
     try {
       obj.setConfig(encodeNetflowConfig(this.opts.includeLoopback, WAKEUP_BYTES));
-      obj.setMaxEntries('conns', this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
-      this.udpFlowsMax = Math.min(this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, MAX_UDP_FLOWS);
+      obj.setMaxEntries('conns', this.opts.maxConnections);
+      this.udpFlowsMax = Math.min(this.opts.maxConnections, MAX_UDP_FLOWS);
       obj.setMaxEntries('udp_flows', this.udpFlowsMax);
       selectByteHooks(obj, hooks);
       obj.load();
