@@ -128,10 +128,15 @@ async function kernelTime(w: Workload, dir: string): Promise<string> {
     const after = programTimes(collector.proc.pid!);
     sysctl(0);
     const byObject = new Map<string, number>();
+    const byProgram: string[] = [];
     for (const [name, t] of after) {
       const ns = t.ns - (before.get(name)?.ns ?? 0);
+      const runs = t.runs - (before.get(name)?.runs ?? 0);
       byObject.set(objectOf(name), (byObject.get(objectOf(name)) ?? 0) + ns / r.made);
+      if (runs > 0) byProgram.push(`${name} ${(ns / r.made).toFixed(0)} ns (${(runs / r.made).toFixed(2)} runs)`);
     }
+    // where each object's time goes, per event of the workload: in the log, not the table
+    console.error(`${w.name}, kernel time by program per event: ${byProgram.join('; ')}`);
     const total = [...byObject.values()].reduce((a, b) => a + b, 0);
     const fmt = (x: number) => (x >= 10 ? x.toFixed(0) : x.toFixed(2));
     return `${fmt(total)} (${[...byObject].filter(([, ns]) => ns > 0).map(([o, ns]) => `${o} ${fmt(ns)}`).join(', ')})`;
