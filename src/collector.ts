@@ -8,6 +8,7 @@ import { LossWarnings } from './plugins/loss';
 import type { Plugin } from './plugins/plugin';
 import { StartupError } from './runtime';
 import { WallClock, wallClock } from './timefmt';
+import { every, SECOND_TICK_MS } from './ticker';
 
 export function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
@@ -17,9 +18,6 @@ export function nowNs(): bigint {
 export function commonTags(config: Config): Record<string, string> {
   return { ...config.tags, host: config.hostname, service: config.service };
 }
-
-/** Points emitted between intervals (bash, dnsflow, httpflow) go out at least this often. */
-const EVENT_FLUSH_MS = 1000;
 
 /** The output's counters that mean lost points, and what a unit of each means. */
 const OUTPUT_LOSSES: Record<string, string> = {
@@ -32,7 +30,7 @@ const OUTPUT_LOSSES: Record<string, string> = {
 
 export class Collector {
   private timer?: NodeJS.Timeout;
-  private flushTimer?: NodeJS.Timeout;
+  private stopFlushing?: () => void;
   private pending = false;
   private readonly started: Plugin[] = [];
   private stopping?: Promise<void>;
@@ -66,12 +64,13 @@ export class Collector {
     const hooks = this.started.flatMap((p) => Object.entries(p.hooks?.() ?? {}));
     log.info(`hooks: ${hooks.map(([what, how]) => `${what}=${how}`).join(', ')}`);
     this.timer = setInterval(() => void this.report(), this.config.intervalMs);
-    this.flushTimer = setInterval(() => {
+    // points emitted between intervals (bash, dnsflow, httpflow) go out within a second
+    this.stopFlushing = every(SECOND_TICK_MS, () => {
       this.followWallClock();
       if (!this.pending) return;
       this.pending = false;
       void this.output.flush();
-    }, EVENT_FLUSH_MS);
+    });
   }
 
   private emit(p: Plugin, points: Point[]): void {
@@ -135,7 +134,7 @@ export class Collector {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
-      if (this.flushTimer) clearInterval(this.flushTimer);
+      this.stopFlushing?.();
       this.collectAll();
       this.stopStarted();
       await this.output.close();
@@ -149,7 +148,7 @@ export class Collector {
    */
   abandon(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.stopFlushing?.();
     for (const p of this.started.reverse()) {
       try {
         p.stop();

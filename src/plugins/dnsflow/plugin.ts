@@ -17,6 +17,7 @@ import { DnsSeries, DnsSeriesReader } from './aggregate';
 import { decodeDnsEvent, DNS_COUNTER_NAMES, DNS_EVENT, DNS_KIND, DnsPacketEvent, encodeDnsflowConfig } from './decode';
 import { DnsFlowKey, DnsMatcher, DnsQueryResult } from './matcher';
 import { parseDnsMessage, resolvedAddresses } from './message';
+import { DRAIN_TICK_MS, every, SECOND_TICK_MS } from '../../ticker';
 
 export interface DnsflowOptions extends PluginOptions {
   /** The cgroup v2 root, where the programs attach to see every socket. */
@@ -31,10 +32,8 @@ export interface DnsflowOptions extends PluginOptions {
   maxSeries?: number;
 }
 
-const DRAIN_MS = 100;
+/** Per query: how often queries waiting in user space are checked for their timeout. */
 const EXPIRE_MS = 500;
-/** Aggregated mode: how often the kernel's pending queries are searched for timeouts. */
-const TIMEOUT_WALK_MS = 1000;
 /** Room in each series map beyond maxSeries, for overflow series (endpoint pair and rcode). */
 const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
 
@@ -132,7 +131,8 @@ export class DnsflowPlugin implements Plugin {
   private reader?: DnsSeriesReader;
   private counters?: BpfMap;
   private seriesRead = 0;
-  private timers: NodeJS.Timeout[] = [];
+  /** Stop the periodic drain of the ring and the timeout checks. */
+  private stopTicking: (() => void)[] = [];
   private readonly matcher = new DnsMatcher();
   private readonly queryTags = new QueryTagsCache();
   private emit: (points: Point[]) => void = () => {};
@@ -187,13 +187,11 @@ export class DnsflowPlugin implements Plugin {
       this.stop();
       throw err;
     }
-    const drain = setInterval(() => this.ring?.drain(), DRAIN_MS);
-    const expire = this.reader
-      ? setInterval(() => this.reader?.expire(process.hrtime.bigint()), TIMEOUT_WALK_MS)
-      : setInterval(() => this.expire(), EXPIRE_MS);
-    drain.unref();
-    expire.unref();
-    this.timers = [drain, expire];
+    this.stopTicking = [
+      every(DRAIN_TICK_MS, () => this.ring?.drain()),
+      // aggregated: the kernel's pending queries searched for timeouts
+      this.reader ? every(SECOND_TICK_MS, () => this.reader?.expire(process.hrtime.bigint())) : every(EXPIRE_MS, () => this.expire()),
+    ];
   }
 
   /**
@@ -321,8 +319,8 @@ export class DnsflowPlugin implements Plugin {
   }
 
   stop(): void {
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    for (const stop of this.stopTicking) stop();
+    this.stopTicking = [];
     this.ring?.close();
     this.ring = undefined;
     this.reader = undefined;

@@ -24,6 +24,7 @@ import { log } from '../../log';
 import { StartupError } from '../../runtime';
 import { LossWarnings } from '../loss';
 import { attachByteHooks, BYTE_HOOKS, ByteHooks, HooksMode, missingFor, selectByteHooks, startCounting } from './hooks';
+import { DRAIN_TICK_MS, every } from '../../ticker';
 
 export interface NetflowOptions extends PluginOptions {
   /** Connections (and, separately, UDP flows) tracked at once in the kernel. */
@@ -47,14 +48,10 @@ const READ_CHUNK = 4096;
 /**
  * UDP has no close: a flow leaves the kernel map at the first read after a
  * whole generation without a datagram (sweepUdp). Reads come once an interval,
- * and every 250 ms while the map is more than a quarter full, so that a churn of
+ * and every 200 ms while the map is more than a quarter full, so that a churn of
  * one-off peers (a socket per DNS lookup, spoofed sources) never fills it.
  */
-const UDP_SWEEP_MS = 250;
 const UDP_SWEEP_FILL = 0.25;
-
-/** How often queued close events are picked up between kernel wake-ups. */
-const RING_DRAIN_MS = 200;
 /** The ring holds 4 MiB and a chunk is 1 MiB: this empties it even while it fills. */
 const RING_CHUNKS_PER_REPORT = 64;
 /** The kernel wakes us early once this much is queued. */
@@ -112,8 +109,8 @@ export class NetflowPlugin implements Plugin {
   readonly losses = new LossWarnings('netflow', LOSS_COUNTERS);
   readonly gauges = new Set(['conns_remembered', 'udp_flows']);
   private ring?: RingBuffer;
-  private drainTimer?: NodeJS.Timeout;
-  private sweepTimer?: NodeJS.Timeout;
+  /** Stops the periodic drain of close events and the UDP fill check. */
+  private stopTicking?: () => void;
   private udpFlowsMax = MAX_UDP_FLOWS;
   private udpSweeps = 0;
   /** The UDP generation datagrams count in, and when it began (Date.now()). */
@@ -185,10 +182,11 @@ export class NetflowPlugin implements Plugin {
     if (rejected.length) log.info(`netflow: bytes counted by ${this.byteHooks} hooks (not ${rejected.join('; ')})`);
     this.attachUdpPeerHooks(this.obj!);
     startCounting(this.obj!);
-    this.drainTimer = setInterval(() => this.ring?.drain(), RING_DRAIN_MS);
-    this.drainTimer.unref();
-    this.sweepTimer = setInterval(() => this.sweepUdpIfFilling(), UDP_SWEEP_MS);
-    this.sweepTimer.unref();
+    // close events queued below the kernel's wake-up size, and the UDP table's fill
+    this.stopTicking = every(DRAIN_TICK_MS, () => {
+      this.ring?.drain();
+      this.sweepUdpIfFilling();
+    });
   }
 
   private load(hooks: ByteHooks): void {
@@ -357,9 +355,8 @@ export class NetflowPlugin implements Plugin {
   }
 
   stop(): void {
-    if (this.drainTimer) clearInterval(this.drainTimer);
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.drainTimer = this.sweepTimer = undefined;
+    this.stopTicking?.();
+    this.stopTicking = undefined;
     this.ring?.close();
     this.ring = undefined;
     this.obj?.close();
