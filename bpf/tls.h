@@ -428,8 +428,9 @@ int BPF_KPROBE(ssl_free_enter, void *ssl)
 /* ---- new programs ---- */
 
 /* Processes that exec'd, for user space to look at at once: a short-lived
- * client may be done before its next /proc scan. No wake-up: user space
- * drains this often, and a busy host execs thousands of times a second. */
+ * client may be done before its next /proc scan. The ring's own wake-up
+ * rule: only a record that finds user space caught up wakes it, so an idle
+ * host costs no polling and a burst of execs one wake-up. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 << 10);
@@ -439,7 +440,7 @@ SEC("raw_tp/sched_process_exec")
 int tls_exec(void *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	if (bpf_ringbuf_output(&tls_execs, &pid, sizeof(pid), BPF_RB_NO_WAKEUP))
+	if (bpf_ringbuf_output(&tls_execs, &pid, sizeof(pid), 0))
 		http_count(HTTP_CNT_TLS_EXECS_LOST);
 	return 0;
 }

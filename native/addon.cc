@@ -122,6 +122,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("ringOpen", &Addon::RingOpen),
         InstanceMethod("ringDrain", &Addon::RingDrain),
         InstanceMethod("ringClose", &Addon::RingClose),
+        InstanceMethod("ringWatch", &Addon::RingWatch),
         InstanceMethod("probeTarget", &Addon::ProbeTarget),
     });
   }
@@ -624,6 +625,21 @@ class Addon : public Napi::Addon<Addon> {
     if (it == rings_.end()) throw Napi::Error::New(env, "no such ring handle");
     Ring* r = it->second.get();
     return Napi::Number::New(env, static_cast<double>(r->reader.Drain(r->buffer, r->capacity)));
+  }
+
+  // ringWatch(handle, on): whether the kernel's wake-ups call onData (drains work either way).
+  Napi::Value RingWatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto it = rings_.find(U32(info, 0));
+    if (it == rings_.end()) throw Napi::Error::New(env, "no such ring handle");
+    Ring* r = it->second.get();
+    if (r->poll) {
+      if (info[1].ToBoolean().Value())
+        uv_poll_start(r->poll, UV_READABLE, OnRingReadable);
+      else
+        uv_poll_stop(r->poll);
+    }
+    return env.Undefined();
   }
 
   static void StopRing(Ring* r) {

@@ -36,6 +36,7 @@ interface Addon {
   ringOpen(fd: number, buffer: Buffer, onData: (bytes: number) => void): number;
   ringDrain(ring: number): number;
   ringClose(ring: number): void;
+  ringWatch(ring: number, on: boolean): void;
   probeTarget(value: number): number;
 }
 
@@ -241,10 +242,32 @@ export function recordFailures(): { count: number; last: string } {
 export class RingBuffer {
   private handle: number;
   private readonly buffer: Buffer;
+  /** One wake-up per drain() at most (see wakeOncePerDrain). */
+  private wakeOnce = false;
+  private watching = true;
 
   constructor(map: BpfMap, private readonly onRecords: RecordHandler, bufferBytes = 1 << 20) {
     this.buffer = Buffer.alloc(bufferBytes);
-    this.handle = call(() => native().ringOpen(map.fd, this.buffer, (n) => this.deliver(n)));
+    this.handle = call(() => native().ringOpen(map.fd, this.buffer, (n) => this.woken(n)));
+  }
+
+  /**
+   * For a ring whose every record may wake us (the kernel wakes a reader that
+   * had caught up): after a wake-up, the next waits for the next drain(). The
+   * first record after a quiet spell is read at once, and a stream of them
+   * wakes us no more often than drain() runs.
+   */
+  wakeOncePerDrain(): this {
+    this.wakeOnce = true;
+    return this;
+  }
+
+  private woken(bytes: number): void {
+    this.deliver(bytes);
+    if (this.wakeOnce && this.watching && this.handle) {
+      this.watching = false;
+      native().ringWatch(this.handle, false);
+    }
   }
 
   private deliver(bytes: number): void {
@@ -262,6 +285,10 @@ export class RingBuffer {
    * next drain or wake-up takes the rest. Returns the record bytes delivered.
    */
   drain(maxChunks = 16): number {
+    if (!this.watching && this.handle) {
+      this.watching = true;
+      native().ringWatch(this.handle, true);
+    }
     let total = 0;
     for (let i = 0; i < maxChunks; i++) {
       const n = native().ringDrain(this.handle);

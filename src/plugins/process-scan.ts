@@ -224,10 +224,12 @@ export abstract class ProcessScan<E extends ProcessEntry> {
  * Follows execs: `program`, a raw tracepoint on sched_process_exec, writes
  * each new program's pid to the ring buffer `map`; each is handed to the scan
  * `scanOf` returns (undefined once stopped). The ring is the caller's to drain
- * (or woken by the kernel) and to close.
+ * (at least every few hundred ms: it re-arms the wake-up) and to close.
  */
 export function followExecs(obj: BpfObject, program: string, map: string, ringBytes: number, scanOf: () => { noteExec(pid: number): void } | undefined): RingBuffer {
-  const ring = new RingBuffer(obj.map(map), (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && scanOf()?.noteExec(buf.readUInt32LE(off))), ringBytes);
+  // each exec may wake us (the first after a quiet spell at once); a stream of
+  // them, once per drain: the caller's drain bounds the rate
+  const ring = new RingBuffer(obj.map(map), (buf, bytes) => forEachRecord(buf, bytes, (off, len) => len >= 4 && scanOf()?.noteExec(buf.readUInt32LE(off))), ringBytes).wakeOncePerDrain();
   try {
     obj.attachRawTracepoint(program, 'sched_process_exec');
   } catch (err) {

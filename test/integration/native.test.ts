@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { BpfError, BpfMap, BpfObject, forEachRecord, nativeAddonFile, probeTarget, RingBuffer } from '../../src/bpf/native';
 import { Cgroup2 } from '../../src/runtime';
 import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
+import { sleep, until } from '../helpers/collector';
 
 const MAGIC = 0xfeedbeef;
 const SLOT = { uprobe: 0, uretprobe: 1, tracepoint: 2, rawTracepoint: 3, egress: 4, sockops: 5, socketFilter: 6, ringFull: 7 };
@@ -67,6 +68,29 @@ describe('native layer', { skip }, () => {
       const lost = hits(hitMap, SLOT.ringFull);
       assert.ok(lost > 0, 'a full ring buffer is counted');
       assert.equal(values.length + lost, M, 'every event delivered or counted');
+    } finally {
+      ring.close();
+    }
+  });
+
+  test('a ring read once per drain: the first record wakes us, the next wait for drain(), which re-arms the wake-up', async () => {
+    // the uprobe of the test before is still attached: one record per probeTarget() call
+    const values: number[] = [];
+    const ring = new RingBuffer(obj.map('records'), (buf, bytes) => {
+      forEachRecord(buf, bytes, (off) => values.push(buf.readUInt32LE(off)));
+    }).wakeOncePerDrain();
+    try {
+      probeTarget(1);
+      assert.ok(await until(() => values.length === 1, 2000), 'the first record woke us');
+      probeTarget(2);
+      probeTarget(3);
+      await sleep(200);
+      assert.deepEqual(values, [1], 'no wake-up until the next drain');
+      assert.ok(ring.drain() > 0);
+      assert.deepEqual(values, [1, 2, 3]);
+      probeTarget(4);
+      assert.ok(await until(() => values.length === 4, 2000), 'drain() re-armed the wake-up');
+      assert.deepEqual(values, [1, 2, 3, 4]);
     } finally {
       ring.close();
     }

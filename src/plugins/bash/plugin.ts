@@ -8,12 +8,10 @@ import { rfc3339, wallClock } from '../../timefmt';
 import { LossWarnings } from '../loss';
 import { followExecs } from '../process-scan';
 import type { Sink, Plugin } from '../plugin';
+import { DRAIN_TICK_MS, every, SECOND_TICK_MS } from '../../ticker';
 import { BashDiscovery, ProbeTarget } from './discovery';
 import { BASH_CONFIG, BASH_COUNTER_NAMES, BASH_EVENT, decodeBashEvent, BashLine } from './decode';
 
-const DRAIN_MS = 250;
-/** How often running processes are looked at for bash (in containers too) and the host's bash for a new file. */
-const SCAN_MS = 1000;
 
 export function bashPoint(l: BashLine, user: string, wallNs: bigint, containerId?: string): Point {
   const cmd = l.line;
@@ -43,8 +41,8 @@ export class BashPlugin implements Plugin {
   private ring?: RingBuffer;
   private execs?: RingBuffer;
   private counters?: BpfMap;
-  private timer?: NodeJS.Timeout;
-  private scanTimer?: NodeJS.Timeout;
+  /** Stop the periodic drain of lines and the scan of processes. */
+  private stopTicking: (() => void)[] = [];
   private discovery?: BashDiscovery;
   private readonly links = new Map<string, Link>();
   /** The kernel keeps only lines of processes named bash: needed once a shared libreadline is probed. */
@@ -96,10 +94,14 @@ export class BashPlugin implements Plugin {
       throw err;
     }
     log.info(`bash: watching readline in ${this.attached.join(', ')}`);
-    this.timer = setInterval(() => this.ring?.drain(), DRAIN_MS);
-    this.timer.unref();
-    this.scanTimer = setInterval(() => this.discovery?.scan(), SCAN_MS);
-    this.scanTimer.unref();
+    this.stopTicking = [
+      every(DRAIN_TICK_MS, () => {
+        this.ring?.drain();
+        this.execs?.drain();
+      }),
+      // running processes looked at for bash (in containers too), and the host's bash for a new file
+      every(SECOND_TICK_MS, () => this.discovery?.scan()),
+    ];
   }
 
   private attach(t: ProbeTarget, log1: boolean): boolean {
@@ -162,9 +164,8 @@ export class BashPlugin implements Plugin {
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    if (this.scanTimer) clearInterval(this.scanTimer);
-    this.timer = this.scanTimer = undefined;
+    for (const stop of this.stopTicking) stop();
+    this.stopTicking = [];
     this.discovery = undefined;
     this.links.clear();
     this.ring?.close();

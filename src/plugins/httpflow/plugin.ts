@@ -35,8 +35,8 @@ import { Exchange, HttpPairer } from './pairing';
 import { parseRequestLine, parseStatus } from './parse';
 import { GoInspector, TlsDiscovery, TlsTarget } from './tls/discovery';
 import { goOffsets, inspectGoBinary, MIN_GO_MINOR } from './tls/go';
+import { DRAIN_TICK_MS, every, SECOND_TICK_MS } from '../../ticker';
 
-const DRAIN_MS = 200;
 /** The kernel wakes us early once this much is queued. */
 const WAKEUP_BYTES = 512 * 1024;
 const TUPLE_BYTES = 48;
@@ -78,9 +78,6 @@ const OPENSSL_CALLS = [
   { func: 'SSL_write_ex', enter: 'ssl_write_ex_enter', required: false },
   { func: 'SSL_read_ex', enter: 'ssl_read_ex_enter', required: false },
 ] as const;
-const TLS_SCAN_MS = 1000;
-/** How often execs are picked up: a new program is probed within about this long. */
-const TLS_EXEC_MS = 20;
 
 /** Room in each series map beyond maxSeries, for the overflow series (one per endpoint pair). */
 const overflowRoom = (maxSeries: number) => Math.max(1024, maxSeries >> 3);
@@ -204,7 +201,8 @@ export class HttpflowPlugin implements Plugin {
   private reader?: SeriesReader;
   private counters?: BpfMap;
   private seriesRead = 0;
-  private timers: NodeJS.Timeout[] = [];
+  /** Stop the periodic drains, expiries and scans. */
+  private stopTicking: (() => void)[] = [];
   private tls?: TlsDiscovery;
   private execs?: RingBuffer;
   private readonly tlsLinks = new Map<string, Link[]>();
@@ -271,17 +269,15 @@ export class HttpflowPlugin implements Plugin {
       throw err;
     }
     this.clock.reset();
-    const drain = setInterval(() => (this.reader ? this.reader.drain() : this.ring?.drain()), DRAIN_MS);
-    drain.unref();
-    this.timers = [drain];
+    this.stopTicking = [every(DRAIN_TICK_MS, () => (this.reader ? this.reader.drain() : this.ring?.drain()))];
     if (perRequest) {
-      const expire = setInterval(() => {
-        this.pairer.expire(this.clock.now(), REQUEST_TIMEOUT_NS);
-        this.connections = new Map();
-        this.seriesCache = new Map();
-      }, EXPIRE_MS);
-      expire.unref();
-      this.timers.push(expire);
+      this.stopTicking.push(
+        every(EXPIRE_MS, () => {
+          this.pairer.expire(this.clock.now(), REQUEST_TIMEOUT_NS);
+          this.connections = new Map();
+          this.seriesCache = new Map();
+        }),
+      );
     }
   }
 
@@ -321,11 +317,12 @@ export class HttpflowPlugin implements Plugin {
     );
     this.tls.scan();
     this.execs = followExecs(obj, 'tls_exec', 'tls_execs', 64 * 1024, () => this.tls);
-    const scan = setInterval(() => this.tls?.scan(), TLS_SCAN_MS);
-    const execs = setInterval(() => this.execs?.drain(), TLS_EXEC_MS);
-    scan.unref();
-    execs.unref();
-    this.timers.push(scan, execs);
+    // an exec wakes us (a new program is probed at once); under a stream of
+    // them, the drain re-arms that once per tick
+    this.stopTicking.push(
+      every(DRAIN_TICK_MS, () => this.execs?.drain()),
+      every(SECOND_TICK_MS, () => this.tls?.scan()),
+    );
   }
 
   private attachTls(obj: BpfObject, t: TlsTarget): boolean {
@@ -493,8 +490,8 @@ export class HttpflowPlugin implements Plugin {
   }
 
   stop(): void {
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    for (const stop of this.stopTicking) stop();
+    this.stopTicking = [];
     this.tls = undefined;
     this.tlsLinks.clear();
     this.execs?.close();
