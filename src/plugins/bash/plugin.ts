@@ -12,7 +12,6 @@ import { DRAIN_TICK_MS, every, SECOND_TICK_MS } from '../../ticker';
 import { BashDiscovery, ProbeTarget } from './discovery';
 import { BASH_CONFIG, BASH_COUNTER_NAMES, BASH_EVENT, decodeBashEvent, BashLine } from './decode';
 
-
 export function bashPoint(l: BashLine, user: string, wallNs: bigint, containerId?: string): Point {
   const cmd = l.line;
   const pid = String(l.pid);
