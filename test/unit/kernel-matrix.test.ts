@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { failingTests, parseGuestOutput, summaryCounts } from '../kernels/guest';
-import { judge, MATRIX, PER_HOOKS_FILES, plan, table } from '../kernels/matrix';
+import { crashExcerpt, judge, MATRIX, PER_HOOKS_FILES, plan, table } from '../kernels/matrix';
 import { bootScript, compareVersions, pickKernelPackage } from '../kernels/vm';
 
 test('the newest stock amd64 image of the series, not rt, cloud, signed or another series', () => {
@@ -114,4 +114,19 @@ test('the table names, per kernel and plugin, the sets its tests passed with', (
   const row = md.split('\n').find((l) => l.startsWith('| 6.12'))!;
   // https: no file of its own ran here
   assert.equal(row, '| 6.12.118+deb13-amd64 (Debian trixie) | ✖ kprobe | ✔ tracepoint, fentry, kprobe | – | ✔ tracepoint, fentry, kprobe | ✔ tracepoint, fentry, kprobe | – | – |');
+});
+
+test("a dead VM's console: from its first oops line, then its end", () => {
+  const boot = Array.from({ length: 200 }, (_, i) => `[ ${i}.000] booting line ${i}`).join('\n');
+  const oops = '[ 170.1] Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\n[ 170.1] RIP: 0010:ip_finish_output+0x1b/0xf0';
+  const trace = Array.from({ length: 300 }, (_, i) => `[ 170.2] trace line ${i}`).join('\n');
+  const text = `${boot}\n${oops}\n${trace}\n[ 170.3] Kernel panic - not syncing: Fatal exception in interrupt\n`;
+  const x = crashExcerpt(text, 3000);
+  assert.ok(x.startsWith('[ 170.1] Oops: invalid opcode'), x.slice(0, 80));
+  assert.ok(x.includes('RIP: 0010:ip_finish_output'));
+  assert.ok(x.endsWith('Fatal exception in interrupt\n'), x.slice(-80));
+  assert.ok(!x.includes('booting line'));
+  // no oops line, or one already within the end: the end alone
+  assert.equal(crashExcerpt(boot, 3000), boot.slice(-3000));
+  assert.equal(crashExcerpt(`${boot}\n${oops}`, 3000), `${boot}\n${oops}`.slice(-3000));
 });
