@@ -372,22 +372,21 @@ export function parseBufferSize(value: string, name: string): number {
   return bytes;
 }
 
-function parseSeriesCount(value: string, name: string): number {
+/** A whole number of `what` from `min` to `max`. */
+function parseCount(value: string, name: string, what: string, min: number, max: number): number {
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_L7_MAX_SERIES) {
-    throw new UsageError(`${name}: expected a number of series from 1 to ${MAX_L7_MAX_SERIES}, got ${quote(value)}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${name}: expected a number of ${what} from ${min} to ${max}, got ${quote(value)}`);
   }
   return n;
 }
 
+function parseSeriesCount(value: string, name: string): number {
+  return parseCount(value, name, 'series', 1, MAX_L7_MAX_SERIES);
+}
+
 function parseConnectionCount(value: string, name: string): number {
-  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!Number.isSafeInteger(n) || n < MIN_MAX_CONNECTIONS || n > MAX_MAX_CONNECTIONS) {
-    throw new UsageError(
-      `${name}: expected a number of connections from ${MIN_MAX_CONNECTIONS} to ${MAX_MAX_CONNECTIONS}, got ${quote(value)}`,
-    );
-  }
-  return n;
+  return parseCount(value, name, 'connections', MIN_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS);
 }
 
 function parseHooks(value: string, name: string): HooksMode {
