@@ -1,7 +1,13 @@
-// User-space cost of httpflow's hot path, without the kernel: ring records as
-// the kernel writes them (keep-alive exchanges on many connections) through
-// the plugin's own handler, timed. For quick before/after comparisons.
+// User-space cost of the per-request paths (--l7-per-request), without the
+// kernel: ring records as the kernel writes them (httpflow: keep-alive
+// exchanges on many connections; dnsflow: queries and their answers from a
+// few client sockets) through the plugin's own handler and the line encoder,
+// timed. For quick before/after comparisons.
 //   node dist/bench/decode.js            (EXCHANGES=1000000 CONNECTIONS=50)
+import * as dnsPacket from 'dns-packet';
+import { DnsCache } from '../src/enrich/dns-cache';
+import { DNS_EVENT } from '../src/plugins/dnsflow/decode';
+import { DnsflowPlugin } from '../src/plugins/dnsflow/plugin';
 import { HttpflowPlugin } from '../src/plugins/httpflow/plugin';
 import { LineEncoder } from '../src/output/lineprotocol';
 import type { Point } from '../src/output/point';
@@ -76,10 +82,85 @@ export function httpflowDecodeBench(paired: boolean): { perSecond: number; nsPer
   return { perSecond: Math.round((exchanges / ns) * 1e9), nsPerExchange: ns / exchanges, lines };
 }
 
+function dnsRecord(out: Buffer, at: number, ts: bigint, clientPort: number, payload: Buffer, response: boolean): number {
+  const len = DNS_EVENT.payload + payload.length;
+  out.writeUInt32LE(len, at);
+  const e = at + 8;
+  out.fill(0, e, e + DNS_EVENT.payload);
+  out.writeBigUInt64LE(ts, e + DNS_EVENT.ts);
+  const client = [198, 51, 100, 1];
+  const server = [198, 51, 100, 2];
+  out.set(response ? server : client, e + DNS_EVENT.saddr);
+  out.set(response ? client : server, e + DNS_EVENT.daddr);
+  out.writeUInt16LE(response ? 53 : clientPort, e + DNS_EVENT.sport);
+  out.writeUInt16LE(response ? clientPort : 53, e + DNS_EVENT.dport);
+  out.writeUInt16LE(2, e + DNS_EVENT.family);
+  out[e + DNS_EVENT.proto] = 17;
+  out[e + DNS_EVENT.is_response] = response ? 1 : 0;
+  out.writeUInt16LE(payload.length, e + DNS_EVENT.len);
+  out.writeUInt32LE(payload.length, e + DNS_EVENT.payload_len);
+  payload.copy(out, e + DNS_EVENT.payload);
+  return at + 8 + ((len + 7) & ~7);
+}
+
+/** Per query: a query and its answer record each, as dnsperf makes them (4 sockets, 3 questions, one name unknown). */
+export function dnsflowDecodeBench(): { perSecond: number; nsPerQuery: number; lines: number } {
+  const plugin = new DnsflowPlugin({ includeLoopback: false, cgroup2: () => '', perQuery: true, cache: new DnsCache() });
+  let lines = 0;
+  const encoder = new LineEncoder({ host: 'bench', service: 'ebpf' });
+  const emit = (points: Point[]) => {
+    for (const p of points) if (encoder.encode(p)) lines++;
+  };
+  const questions = [
+    { name: 'www.example.test', type: 'A', answers: [{ name: 'www.example.test', type: 'A', ttl: 300, data: '198.51.100.7' }], rcode: 'NOERROR' },
+    { name: 'nx.example.test', type: 'A', answers: [], rcode: 'NXDOMAIN' },
+    { name: 'www.example.test', type: 'AAAA', answers: [{ name: 'www.example.test', type: 'AAAA', ttl: 300, data: '2001:db8::7' }], rcode: 'NOERROR' },
+  ] as const;
+  const chunk = Buffer.alloc(BATCH * 256);
+  const pairs = BATCH / 2;
+  // ids move on each round so that no query is taken for a retry of an earlier one
+  const build = (round: number): number => {
+    let at = 0;
+    for (let i = 0; i < pairs; i++) {
+      const q = questions[i % questions.length];
+      const id = (round * pairs + i) & 0xffff;
+      const port = 40000 + (i % 4);
+      const ts = 1_000_000_000_000n + BigInt(round * pairs + i) * 10_000n;
+      const query = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: q.name, type: q.type }] });
+      const answer = dnsPacket.encode({
+        type: 'response',
+        id,
+        flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+        rcode: q.rcode,
+        questions: [{ name: q.name, type: q.type }],
+        answers: q.answers.map((a) => ({ ...a })),
+      } as dnsPacket.Packet);
+      at = dnsRecord(chunk, at, ts, port, query, false);
+      at = dnsRecord(chunk, at, ts + 150_000n, port, answer, true);
+    }
+    return at;
+  };
+  // 65,536 ids: 32 distinct chunks of 2,048 queries, built once
+  const chunks = Array.from({ length: 65536 / pairs }, (_, r) => {
+    const bytes = build(r);
+    return { buf: Buffer.from(chunk.subarray(0, bytes)), bytes };
+  });
+  const rounds = Math.ceil(EXCHANGES / pairs);
+  for (let r = 0; r < 64; r++) plugin.processEvents(chunks[r % chunks.length].buf, chunks[r % chunks.length].bytes, emit); // warm up
+  lines = 0;
+  const t0 = process.hrtime.bigint();
+  for (let r = 0; r < rounds; r++) plugin.processEvents(chunks[r % chunks.length].buf, chunks[r % chunks.length].bytes, emit);
+  const ns = Number(process.hrtime.bigint() - t0);
+  const queries = rounds * pairs;
+  return { perSecond: Math.round((queries / ns) * 1e9), nsPerQuery: ns / queries, lines };
+}
+
 if (require.main === module) {
   for (const paired of [true, false]) {
     const r = httpflowDecodeBench(paired);
     const how = paired ? 'one record per exchange' : 'request and response records';
     console.log(`httpflow user space, ${how}: ${r.perSecond} exchanges/s, ${r.nsPerExchange.toFixed(0)} ns per exchange (${r.lines} lines)`);
   }
+  const d = dnsflowDecodeBench();
+  console.log(`dnsflow user space, a query and an answer record: ${d.perSecond} queries/s, ${d.nsPerQuery.toFixed(0)} ns per query (${d.lines} lines)`);
 }
