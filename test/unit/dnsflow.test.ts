@@ -4,7 +4,7 @@ import * as dnsPacket from 'dns-packet';
 import { DnsMatcher, DnsFlowKey } from '../../src/plugins/dnsflow/matcher';
 import { parseDnsMessage, resolvedAddresses } from '../../src/plugins/dnsflow/message';
 import { LineEncoder } from '../../src/output/lineprotocol';
-import { dnsQueryPoint } from '../../src/plugins/dnsflow/plugin';
+import { dnsQueryPoint, QueryTagsCache } from '../../src/plugins/dnsflow/plugin';
 
 const query = (id: number, name = 'www.example.test', type: dnsPacket.RecordType = 'A') =>
   dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
@@ -104,6 +104,43 @@ test('matching by addresses, ports, transport and id; duplicates and strays coun
   assert.equal(r.domain, 'www.example.test');
   assert.equal(m.response(key, parseDnsMessage(response(5, 0), 'udp')!, 4000n), undefined, 'answered once');
   assert.deepEqual(m.counts, { queries: 1, answered: 1, timeouts: 0, unmatched_responses: 4, duplicate_queries: 1, pending_overflow: 0 });
+});
+
+test('the same client port and id from other addresses: each query its own, answered and timed out in order', () => {
+  const m = new DnsMatcher();
+  const other = { ...key, clientIp: '198.51.100.9' };
+  const third = { ...key, serverIp: '198.51.100.3' };
+  m.query(key, parseDnsMessage(query(7), 'udp')!, 1000n);
+  m.query(other, parseDnsMessage(query(7), 'udp')!, 2000n);
+  m.query(third, parseDnsMessage(query(7), 'udp')!, 3000n);
+  m.query(other, parseDnsMessage(query(7), 'udp')!, 3500n); // a retry of the second
+  assert.equal(m.size, 3);
+  assert.equal(m.response({ ...key, serverPort: 5353 }, parseDnsMessage(response(7, 0), 'udp')!, 4000n), undefined, 'no query to that server port');
+  assert.equal(m.response(other, parseDnsMessage(response(7, 3), 'udp')!, 5000n)?.respTimeNs, 3000n);
+  assert.equal(m.response(other, parseDnsMessage(response(7, 3), 'udp')!, 5000n), undefined, 'answered once');
+  const timedOut = m.expire(6_000_004_000n);
+  assert.deepEqual(timedOut.map((r) => [r.clientIp, r.serverIp]), [
+    ['198.51.100.1', '198.51.100.2'],
+    ['198.51.100.1', '198.51.100.3'],
+  ]);
+  assert.deepEqual(m.counts, { queries: 3, answered: 1, timeouts: 2, unmatched_responses: 2, duplicate_queries: 1, pending_overflow: 0 });
+});
+
+test('a query series keeps one tags object; any other end, port, type or name makes another', () => {
+  const cache = new QueryTagsCache();
+  const r = { ...key, queryNs: 0n, domain: 'www.example.test.', qtype: 'A' };
+  const tags = cache.get(r);
+  assert.equal(tags.domain, 'www.example.test');
+  assert.equal(cache.get({ ...r, queryNs: 5n, rcode: 0 }), tags, 'the same series');
+  for (const other of [{ clientPort: 40001 }, { clientIp: '198.51.100.9' }, { serverIp: '198.51.100.3' }, { serverPort: 5353 }, { qtype: 'AAAA' }, { domain: 'nx.example.test.' }, { transport: 'tcp' as const }]) {
+    const t = cache.get({ ...r, ...other });
+    assert.notEqual(t, tags, JSON.stringify(other));
+    assert.deepEqual(cache.get({ ...r, ...other }), t);
+  }
+  // a client asking from a new port each time: the name keeps only its latest series
+  for (let port = 1; port <= 40; port++) cache.get({ ...r, clientPort: port });
+  assert.notEqual(cache.get(r), tags, 'the oldest series of a busy name made again');
+  assert.deepEqual(cache.get(r), tags);
 });
 
 test('unanswered queries time out once, after 6 s; the table is bounded', () => {

@@ -49,52 +49,90 @@ class Pending implements DnsQueryResult {
 
 export const DNS_TIMEOUT_NS = 6_000_000_000n;
 
+/**
+ * UDP queries wait by a small integer made of the client port and DNS id;
+ * the addresses are checked on the entry itself. Such a number hashes at no
+ * cost, where a key string of both ends would be built and hashed twice per
+ * query. TCP queries (rare), and the rare UDP query whose number is taken by
+ * another pair of ends (same client port and id, other addresses), wait in a
+ * second table by their whole key.
+ */
 export class DnsMatcher {
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly collided = new Map<string, Pending>();
   readonly counts = { queries: 0, answered: 0, timeouts: 0, unmatched_responses: 0, duplicate_queries: 0, pending_overflow: 0 };
 
   constructor(private readonly maxPending = 65536) {}
 
-  private static key(k: DnsFlowKey, id: number): string {
+  /** A 32-bit integer, which V8 keeps unboxed; undefined for TCP. */
+  private static number(k: DnsFlowKey, id: number): number | undefined {
+    return k.transport === 'udp' ? (k.clientPort << 16) | id : undefined;
+  }
+
+  private static text(k: DnsFlowKey, id: number): string {
     return `${k.transport}|${k.clientIp}|${k.clientPort}|${k.serverIp}|${k.serverPort}|${id}`;
   }
 
+  private static sameEnds(q: Pending, k: DnsFlowKey): boolean {
+    return q.clientIp === k.clientIp && q.serverIp === k.serverIp && q.serverPort === k.serverPort;
+  }
+
   query(k: DnsFlowKey, msg: DnsMessage, ns: bigint): void {
-    const key = DnsMatcher.key(k, msg.id);
-    if (this.pending.has(key)) {
+    const key = DnsMatcher.number(k, msg.id);
+    const there = key === undefined ? undefined : this.pending.get(key);
+    const text = key === undefined || (there && !DnsMatcher.sameEnds(there, k)) ? DnsMatcher.text(k, msg.id) : undefined;
+    if ((there && text === undefined) || (text !== undefined && this.collided.has(text))) {
       this.counts.duplicate_queries++; // a retry: latency counts from the first send
       return;
     }
-    if (this.pending.size >= this.maxPending) {
+    if (this.size >= this.maxPending) {
       this.counts.pending_overflow++;
       return;
     }
     this.counts.queries++;
-    this.pending.set(key, new Pending(k, ns, msg.name, msg.qtype));
+    const q = new Pending(k, ns, msg.name, msg.qtype);
+    if (text === undefined) this.pending.set(key!, q);
+    else this.collided.set(text, q);
   }
 
   /** The query this response answers, or undefined (counted) when none is pending. */
   response(k: DnsFlowKey, msg: DnsMessage, ns: bigint): DnsQueryResult | undefined {
-    const key = DnsMatcher.key(k, msg.id);
-    const q = this.pending.get(key);
+    const key = DnsMatcher.number(k, msg.id);
+    let q = key === undefined ? undefined : this.pending.get(key);
+    if (q && DnsMatcher.sameEnds(q, k)) {
+      this.pending.delete(key!);
+    } else if (this.collided.size) {
+      const text = DnsMatcher.text(k, msg.id);
+      q = this.collided.get(text);
+      if (q) this.collided.delete(text);
+    } else {
+      q = undefined;
+    }
     if (!q) {
       this.counts.unmatched_responses++;
       return undefined;
     }
-    this.pending.delete(key);
     this.counts.answered++;
     q.rcode = msg.rcode;
     q.respTimeNs = ns > q.queryNs ? ns - q.queryNs : 0n;
     return q;
   }
 
-  /** Queries unanswered for the timeout, each reported once. */
+  /** Queries unanswered for the timeout, each reported once, oldest first. */
   expire(nowNs: bigint, timeoutNs = DNS_TIMEOUT_NS): DnsQueryResult[] {
-    const out: DnsQueryResult[] = [];
+    const out = this.expireFrom(this.pending, nowNs, timeoutNs);
+    const collided = this.expireFrom(this.collided, nowNs, timeoutNs);
+    if (!collided.length) return out;
+    // the two tables' queries, interleaved again by time
+    return [...out, ...collided].sort((a, b) => (a.queryNs < b.queryNs ? -1 : a.queryNs > b.queryNs ? 1 : 0));
+  }
+
+  private expireFrom<K>(table: Map<K, Pending>, nowNs: bigint, timeoutNs: bigint): Pending[] {
+    const out: Pending[] = [];
     // insertion order is query order: stop at the first one still in time
-    for (const [key, q] of this.pending) {
+    for (const [key, q] of table) {
       if (nowNs - q.queryNs < timeoutNs) break;
-      this.pending.delete(key);
+      table.delete(key);
       this.counts.timeouts++;
       out.push(q);
     }
@@ -102,6 +140,6 @@ export class DnsMatcher {
   }
 
   get size(): number {
-    return this.pending.size;
+    return this.pending.size + this.collided.size;
   }
 }

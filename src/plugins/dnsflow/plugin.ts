@@ -88,22 +88,42 @@ function queryTags(r: DnsQueryResult): Point['tags'] {
 
 /** Series kept: more than a busy resolver's clients and names in one go. */
 const QUERY_SERIES = 4096;
+/** Series kept per name: a client asking from a new port each time makes a new one each time. */
+const SERIES_PER_NAME = 32;
 
 /**
  * One tags object per query series, handed over again for each of its
  * queries: the encoder then writes the series' text once, not per point.
+ * Found by name, then compared field by field: no key string is built and
+ * hashed per query.
  */
 export class QueryTagsCache {
-  private readonly byKey = new Map<string, Point['tags']>();
+  private readonly byName = new Map<string | undefined, { r: DnsQueryResult; tags: Point['tags'] }[]>();
+  private size = 0;
 
   get(r: DnsQueryResult): Point['tags'] {
-    const key = `${r.transport}|${r.clientIp}|${r.clientPort}|${r.serverIp}|${r.serverPort}|${r.qtype}|${r.domain}`;
-    let tags = this.byKey.get(key);
-    if (tags === undefined) {
-      if (this.byKey.size >= QUERY_SERIES) this.byKey.clear();
-      tags = queryTags(r);
-      this.byKey.set(key, tags);
+    let list = this.byName.get(r.domain);
+    if (list) {
+      for (const e of list) {
+        const k = e.r;
+        if (k.clientPort === r.clientPort && k.clientIp === r.clientIp && k.serverPort === r.serverPort && k.serverIp === r.serverIp && k.qtype === r.qtype && k.transport === r.transport) {
+          return e.tags;
+        }
+      }
     }
+    if (this.size >= QUERY_SERIES) {
+      this.byName.clear();
+      this.size = 0;
+      list = undefined;
+    }
+    if (!list) {
+      list = [];
+      this.byName.set(r.domain, list);
+    }
+    if (list.length >= SERIES_PER_NAME) list.shift();
+    else this.size++;
+    const tags = queryTags(r);
+    list.push({ r, tags });
     return tags;
   }
 }
@@ -136,8 +156,8 @@ export class DnsflowPlugin implements Plugin {
   private readonly matcher = new DnsMatcher();
   private readonly queryTags = new QueryTagsCache();
   private emit: (points: Point[]) => void = () => {};
-  /** When each name and type last had its answers decoded (ms). */
-  private learnt = new Map<string, number>();
+  /** When each name and type last had its answers decoded (ms), by name, then type. */
+  private learnt = new Map<string, Map<string, number>>();
   private parseErrors = 0;
   private partial = 0;
   readonly gauges = new Set(['pending', 'dns_cache', 'names_known', 'series']);
@@ -251,12 +271,16 @@ export class DnsflowPlugin implements Plugin {
   /** Whether a response's answers are worth decoding: not if the same question's were, just now. */
   private readonly wantAnswers = (name: string, qtype: string): boolean => {
     if (!this.opts.cache) return false;
-    const key = `${name}|${qtype}`;
     const now = Date.now();
-    const last = this.learnt.get(key);
+    let byType = this.learnt.get(name);
+    const last = byType?.get(qtype);
     if (last !== undefined && now - last < RELEARN_MS) return false;
-    if (this.learnt.size >= LEARNT_NAMES) this.learnt.clear();
-    this.learnt.set(key, now);
+    if (!byType) {
+      if (this.learnt.size >= LEARNT_NAMES) this.learnt.clear();
+      byType = new Map();
+      this.learnt.set(name, byType);
+    }
+    byType.set(qtype, now);
     return true;
   };
 
