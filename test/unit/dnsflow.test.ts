@@ -124,6 +124,14 @@ test('the same client port and id from other addresses: each query its own, answ
     ['198.51.100.1', '198.51.100.3'],
   ]);
   assert.deepEqual(m.counts, { queries: 3, answered: 1, timeouts: 2, unmatched_responses: 2, duplicate_queries: 1, pending_overflow: 0 });
+  // the first query's number freed by its answer: a retry of the one that waited aside is still a retry
+  m.query(key, parseDnsMessage(query(8), 'udp')!, 7_000_000_000n);
+  m.query(other, parseDnsMessage(query(8), 'udp')!, 7_000_000_001n);
+  assert.equal(m.response(key, parseDnsMessage(response(8, 0), 'udp')!, 7_000_000_002n)?.clientIp, '198.51.100.1');
+  m.query(other, parseDnsMessage(query(8), 'udp')!, 7_000_000_003n);
+  assert.equal(m.counts.duplicate_queries, 2);
+  assert.equal(m.response(other, parseDnsMessage(response(8, 0), 'udp')!, 7_000_000_005n)?.respTimeNs, 4n, 'from the first send');
+  assert.equal(m.size, 0, 'nothing left to time out');
 });
 
 test('a query series keeps one tags object; any other end, port, type or name makes another', () => {

@@ -80,8 +80,9 @@ export class DnsMatcher {
   query(k: DnsFlowKey, msg: DnsMessage, ns: bigint): void {
     const key = DnsMatcher.number(k, msg.id);
     const there = key === undefined ? undefined : this.pending.get(key);
-    const text = key === undefined || (there && !DnsMatcher.sameEnds(there, k)) ? DnsMatcher.text(k, msg.id) : undefined;
-    if ((there && text === undefined) || (text !== undefined && this.collided.has(text))) {
+    // a query that had to wait in the second table may be retried once its number is free again
+    const text = key === undefined || there || this.collided.size ? DnsMatcher.text(k, msg.id) : undefined;
+    if ((there && DnsMatcher.sameEnds(there, k)) || (text !== undefined && this.collided.has(text))) {
       this.counts.duplicate_queries++; // a retry: latency counts from the first send
       return;
     }
@@ -91,8 +92,8 @@ export class DnsMatcher {
     }
     this.counts.queries++;
     const q = new Pending(k, ns, msg.name, msg.qtype);
-    if (text === undefined) this.pending.set(key!, q);
-    else this.collided.set(text, q);
+    if (key !== undefined && !there) this.pending.set(key, q);
+    else this.collided.set(text!, q);
   }
 
   /** The query this response answers, or undefined (counted) when none is pending. */
