@@ -49,6 +49,11 @@ class Pending implements DnsQueryResult {
 
 export const DNS_TIMEOUT_NS = 6_000_000_000n;
 
+/** The same transport and ends, client and server. */
+export function sameEnds(a: DnsFlowKey, b: DnsFlowKey): boolean {
+  return a.clientPort === b.clientPort && a.clientIp === b.clientIp && a.serverPort === b.serverPort && a.serverIp === b.serverIp && a.transport === b.transport;
+}
+
 /**
  * UDP queries wait by a small integer made of the client port and DNS id;
  * the addresses are checked on the entry itself. Such a number hashes at no
@@ -73,16 +78,16 @@ export class DnsMatcher {
     return `${k.transport}|${k.clientIp}|${k.clientPort}|${k.serverIp}|${k.serverPort}|${id}`;
   }
 
-  private static sameEnds(q: Pending, k: DnsFlowKey): boolean {
-    return q.clientIp === k.clientIp && q.serverIp === k.serverIp && q.serverPort === k.serverPort;
+  /** The query waiting for these ends and id, in whichever table it waits. */
+  private find(k: DnsFlowKey, id: number): Pending | undefined {
+    const key = DnsMatcher.number(k, id);
+    const q = key === undefined ? undefined : this.pending.get(key);
+    if (q && sameEnds(q, k)) return q;
+    return this.collided.size ? this.collided.get(DnsMatcher.text(k, id)) : undefined;
   }
 
   query(k: DnsFlowKey, msg: DnsMessage, ns: bigint): void {
-    const key = DnsMatcher.number(k, msg.id);
-    const there = key === undefined ? undefined : this.pending.get(key);
-    // a query that had to wait in the second table may be retried once its number is free again
-    const text = key === undefined || there || this.collided.size ? DnsMatcher.text(k, msg.id) : undefined;
-    if ((there && DnsMatcher.sameEnds(there, k)) || (text !== undefined && this.collided.has(text))) {
+    if (this.find(k, msg.id)) {
       this.counts.duplicate_queries++; // a retry: latency counts from the first send
       return;
     }
@@ -92,27 +97,21 @@ export class DnsMatcher {
     }
     this.counts.queries++;
     const q = new Pending(k, ns, msg.name, msg.qtype);
-    if (key !== undefined && !there) this.pending.set(key, q);
-    else this.collided.set(text!, q);
+    const key = DnsMatcher.number(k, msg.id);
+    if (key !== undefined && !this.pending.has(key)) this.pending.set(key, q);
+    else this.collided.set(DnsMatcher.text(k, msg.id), q);
   }
 
   /** The query this response answers, or undefined (counted) when none is pending. */
   response(k: DnsFlowKey, msg: DnsMessage, ns: bigint): DnsQueryResult | undefined {
-    const key = DnsMatcher.number(k, msg.id);
-    let q = key === undefined ? undefined : this.pending.get(key);
-    if (q && DnsMatcher.sameEnds(q, k)) {
-      this.pending.delete(key!);
-    } else if (this.collided.size) {
-      const text = DnsMatcher.text(k, msg.id);
-      q = this.collided.get(text);
-      if (q) this.collided.delete(text);
-    } else {
-      q = undefined;
-    }
+    const q = this.find(k, msg.id);
     if (!q) {
       this.counts.unmatched_responses++;
       return undefined;
     }
+    const key = DnsMatcher.number(k, msg.id);
+    if (key !== undefined && this.pending.get(key) === q) this.pending.delete(key);
+    else this.collided.delete(DnsMatcher.text(k, msg.id));
     this.counts.answered++;
     q.rcode = msg.rcode;
     q.respTimeNs = ns > q.queryNs ? ns - q.queryNs : 0n;

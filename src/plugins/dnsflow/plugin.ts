@@ -15,7 +15,7 @@ import { log } from '../../log';
 import type { NetflowPlugin } from '../netflow/plugin';
 import { DnsSeries, DnsSeriesReader } from './aggregate';
 import { decodeDnsEvent, DNS_COUNTER_NAMES, DNS_EVENT, DNS_KIND, DnsPacketEvent, encodeDnsflowConfig } from './decode';
-import { DnsFlowKey, DnsMatcher, DnsQueryResult } from './matcher';
+import { DnsFlowKey, DnsMatcher, DnsQueryResult, sameEnds } from './matcher';
 import { parseDnsMessage, resolvedAddresses } from './message';
 import { DRAIN_TICK_MS, every, SECOND_TICK_MS } from '../../ticker';
 
@@ -104,12 +104,7 @@ export class QueryTagsCache {
   get(r: DnsQueryResult): Point['tags'] {
     let list = this.byName.get(r.domain);
     if (list) {
-      for (const e of list) {
-        const k = e.r;
-        if (k.clientPort === r.clientPort && k.clientIp === r.clientIp && k.serverPort === r.serverPort && k.serverIp === r.serverIp && k.qtype === r.qtype && k.transport === r.transport) {
-          return e.tags;
-        }
-      }
+      for (const e of list) if (e.r.qtype === r.qtype && sameEnds(e.r, r)) return e.tags;
     }
     if (this.size >= QUERY_SERIES) {
       this.byName.clear();
