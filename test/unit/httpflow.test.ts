@@ -33,6 +33,32 @@ test('a path longer than the capture is cut at 1024 bytes', () => {
   assert.ok(Buffer.byteLength(multi.path) <= MAX_PATH && !multi.path.includes('\ufffd'), 'no split character');
 });
 
+test('a request line is read within its record only', () => {
+  const rec = b('GET /x HTTP/1.1\r\nHost: h\r\n');
+  assert.equal(parseRequestLine(rec, 0, 10), undefined, 'its line end lies after the capture');
+  assert.equal(parseRequestLine(rec, 0, 16), undefined, 'half of its line end');
+  assert.deepEqual(parseRequestLine(rec, 0, 17), { method: 'GET', path: '/x', version: '1.1' });
+});
+
+test('recent paths: a repeated path is the same string, and no path is taken for another', () => {
+  const first = parseRequestLine(b('GET /same HTTP/1.1\r\n'))!.path;
+  assert.equal(parseRequestLine(b('POST /same?q HTTP/1.0\r\n'))!.path, first);
+  // more paths than the table has slots, of equal lengths, many sharing a slot; each read twice, in two orders
+  const paths = Array.from({ length: 10000 }, (_, i) => `/p${String(i).padStart(5, '0')}`);
+  for (const order of [paths, [...paths].reverse()]) {
+    for (const p of order) assert.equal(parseRequestLine(b(`GET ${p} HTTP/1.1\r\n`))!.path, p);
+  }
+  // a path that is the start of another, and UTF-8 at the table's size limit and beyond it
+  assert.equal(parseRequestLine(b('GET /p0000 HTTP/1.1\r\n'))!.path, '/p0000');
+  for (const n of [127, 128, 129]) {
+    const p = `/${'é'.repeat((n - 1) >> 1)}${(n - 1) % 2 ? 'x' : ''}`;
+    assert.equal(Buffer.byteLength(p), n);
+    const line = Buffer.from(`GET ${p} HTTP/1.1\r\n`, 'utf8');
+    assert.equal(parseRequestLine(line)!.path, p);
+    assert.equal(parseRequestLine(line)!.path, p);
+  }
+});
+
 test('status lines', () => {
   assert.deepEqual(parseStatusLine(b('HTTP/1.1 200 OK\r\n')), { version: '1.1', status: 200 });
   assert.deepEqual(parseStatusLine(b('HTTP/1.0 404 Not Found\r\n')), { version: '1.0', status: 404 });

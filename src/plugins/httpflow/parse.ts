@@ -15,7 +15,6 @@ export const MAX_PATH = 1024;
 const METHODS = ['GET', 'POST', 'PUT', 'HEAD', 'DELETE', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
 /** Methods by length and first letter, which tell them apart. */
 const METHOD_BY_SHAPE = new Map(METHODS.map((m) => [m.length * 256 + m.charCodeAt(0), m]));
-const CRLF = Buffer.from('\r\n', 'latin1');
 
 /** Whether buf[off...] spells `text` (ASCII); byte by byte, cheaper than a native call for a few bytes. */
 function spells(buf: Buffer, off: number, text: string): boolean {
@@ -36,9 +35,11 @@ function methodAt(buf: Buffer, off: number, end: number): string | undefined {
  */
 export function parseRequestLine(buf: Buffer, off = 0, len = buf.length - off): RequestLine | undefined {
   const end = off + len;
-  let lineEnd = buf.indexOf(CRLF, off);
+  // within the record only: a native search would go on into the records after it
+  let lineEnd = off;
+  while (lineEnd + 1 < end && !(buf[lineEnd] === 0x0d && buf[lineEnd + 1] === 0x0a)) lineEnd++;
   let cut = false;
-  if (lineEnd < 0 || lineEnd + 2 > end) {
+  if (lineEnd + 1 >= end) {
     if (len < MAX_PATH) return undefined; // the line should have ended within a short capture
     lineEnd = end;
     cut = true;
@@ -63,12 +64,17 @@ export function parseRequestLine(buf: Buffer, off = 0, len = buf.length - off): 
   const start = sp1 + 1;
   if (targetEnd <= start) return undefined;
   let pathEnd = -1;
+  let hash = FNV_OFFSET; // of the path's bytes, for the table of recent paths
   for (let i = start; i < targetEnd; i++) {
     const c = buf[i];
     if (c <= 0x20 || c === 0x7f) return undefined; // spaces and controls: not a request target
-    if (pathEnd < 0 && (c === 0x3f || c === 0x23)) pathEnd = i; // '?' or '#'
+    if (pathEnd < 0) {
+      if (c === 0x3f || c === 0x23) pathEnd = i; // '?' or '#'
+      else hash = Math.imul(hash ^ c, FNV_PRIME);
+    }
   }
   if (pathEnd < 0) pathEnd = targetEnd;
+  if (pathEnd - start <= RECENT_PATH_BYTES) return { method, path: recentPath(buf, start, pathEnd, hash), version };
   if (pathEnd - start > MAX_PATH) {
     // do not split a multi-byte character
     pathEnd = start + MAX_PATH;
@@ -78,6 +84,37 @@ export function parseRequestLine(buf: Buffer, off = 0, len = buf.length - off): 
   // invalid UTF-8 decodes to 3-byte replacement characters: the result may have grown
   if (path.length * 3 > MAX_PATH && Buffer.byteLength(path) > MAX_PATH) path = truncateUtf8(path, MAX_PATH);
   return { method, path, version };
+}
+
+/*
+ * Recent short paths, by a hash of their bytes: most requests repeat a path
+ * seen a moment ago, and finding its string here costs less than decoding it
+ * again (and the encoder meets the same string, whose hash V8 keeps). One
+ * path per slot, the newest; a fixed 512 KiB in all.
+ */
+const RECENT_PATH_SLOTS = 4096;
+const RECENT_PATH_BYTES = 128;
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+const recentBytes = new Uint8Array(RECENT_PATH_SLOTS * RECENT_PATH_BYTES);
+const recentLength = new Int16Array(RECENT_PATH_SLOTS).fill(-1);
+const recentString: string[] = new Array<string>(RECENT_PATH_SLOTS).fill('');
+
+/** The string of buf[start, end) (at most RECENT_PATH_BYTES), from the recent paths when there. */
+function recentPath(buf: Buffer, start: number, end: number, hash: number): string {
+  const slot = (hash ^ (hash >>> 16)) & (RECENT_PATH_SLOTS - 1);
+  const at = slot * RECENT_PATH_BYTES;
+  const n = end - start;
+  if (recentLength[slot] === n) {
+    let i = 0;
+    while (i < n && recentBytes[at + i] === buf[start + i]) i++;
+    if (i === n) return recentString[slot];
+  }
+  const path = buf.toString('utf8', start, end);
+  recentBytes.set(buf.subarray(start, end), at);
+  recentLength[slot] = n;
+  recentString[slot] = path;
+  return path;
 }
 
 const digit = (c: number) => c >= 0x30 && c <= 0x39;
