@@ -1,5 +1,7 @@
 // Time helpers: kernel monotonic timestamps to wall clock, and Go's RFC 3339.
 
+import type { WallTime } from './output/point';
+
 /** Below this, two measurements of the offset differ by the wall clock's 1 ms resolution, not a step. */
 const STEP_NOISE_NS = 2_000_000n;
 
@@ -96,6 +98,12 @@ export class EventClock {
   wallNs(rel: number): bigint {
     const [sec, sub] = this.wallParts(rel);
     return BigInt(sec) * 1_000_000_000n + BigInt(sub);
+  }
+
+  /** Wall-clock time of a relative time, as seconds and nanoseconds: no bigint to make per point. */
+  wallTime(rel: number): WallTime {
+    const [sec, sub] = this.wallParts(rel);
+    return { sec, nsec: sub };
   }
 
   /** Wall-clock ns since the epoch of a relative time, as decimal text. */

@@ -1,5 +1,5 @@
 // InfluxDB line protocol encoder (SPEC §3).
-import type { FieldValue, Point } from './point';
+import type { FieldValue, Point, WallTime } from './point';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -120,8 +120,6 @@ export class LineWriter {
     this.length += b.length;
   }
 
-  private readonly digits = new Uint8Array(20);
-
   /** A safe integer in decimal, without making its string. */
   int(v: number): void {
     this.ensure(17);
@@ -129,20 +127,44 @@ export class LineWriter {
       this.bytes[this.length++] = 0x2d; // '-'
       v = -v;
     }
-    const d = this.digits;
-    let n = 0;
-    // lowest digit first; in 32-bit integer arithmetic while the value fits
+    // the digits go straight to their places, lowest first: count them, then fill backwards
+    let n = 1; // a safe integer has at most 16
+    for (let p = 10; p <= v && n < 16; p *= 10) n++;
+    const b = this.bytes;
+    let at = this.length + n;
+    this.length = at;
+    // in 32-bit integer arithmetic once the value fits
     while (v > 0x7fffffff) {
       const q = Math.floor(v / 10);
-      d[n++] = 0x30 + (v - q * 10);
+      b[--at] = 0x30 + (v - q * 10);
       v = q;
     }
     do {
       const q = (v / 10) | 0;
-      d[n++] = 0x30 + (v - q * 10);
+      b[--at] = 0x30 + (v - q * 10);
       v = q;
     } while (v > 0);
-    while (n > 0) this.bytes[this.length++] = d[--n];
+  }
+
+  /** A time of seconds and nanoseconds, as the one integer of nanoseconds. */
+  wallTime(t: WallTime): void {
+    if (!(Number.isSafeInteger(t.sec) && t.sec >= 0 && Number.isInteger(t.nsec) && t.nsec >= 0 && t.nsec < 1e9)) {
+      throw new TypeError(`time is not seconds and nanoseconds: ${t.sec} s ${t.nsec} ns`);
+    }
+    if (t.sec === 0) {
+      this.int(t.nsec);
+      return;
+    }
+    this.int(t.sec);
+    this.ensure(9);
+    // nine digits, zeros in front
+    let v = t.nsec;
+    for (let at = this.length + 8; at >= this.length; at--) {
+      const q = (v / 10) | 0;
+      this.bytes[at] = 0x30 + (v - q * 10);
+      v = q;
+    }
+    this.length += 9;
   }
 
   /** What is written so far, and a fresh buffer for what follows. */
@@ -296,7 +318,9 @@ export class LineEncoder {
     w.byte(SPACE);
     writeFields(w, p.measurement, p.fields);
     w.byte(SPACE);
-    w.ascii(p.time.toString());
+    const t = p.time;
+    if (typeof t === 'bigint') w.ascii(t.toString());
+    else w.wallTime(t);
     w.byte(NEWLINE);
   }
 }

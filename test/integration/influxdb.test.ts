@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { encodePoint, encodePoints } from '../../src/output/lineprotocol';
-import type { Point } from '../../src/output/point';
+import { unixNs, type Point } from '../../src/output/point';
 import { InfluxDB, startInfluxDB } from '../helpers/influxdb';
 
 const T0 = 1_700_000_000_000_000_000n;
@@ -115,7 +115,7 @@ describe('line protocol against InfluxDB 1.x', () => {
 
   test('every line is accepted one by one (no batch masking)', async () => {
     for (const p of product) {
-      const res = await db.write('lp', encodePoint({ ...p, time: p.time + 100n }));
+      const res = await db.write('lp', encodePoint({ ...p, time: unixNs(p.time) + 100n }));
       assert.equal(res.status, 204, `${res.text}\n${encodePoint(p)}`);
     }
   });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Writable } from 'node:stream';
 import { encodePoint, encodePoints, LineEncoder, LineWriter } from '../../src/output/lineprotocol';
 import { StdoutOutput } from '../../src/output/stdout';
-import type { Point } from '../../src/output/point';
+import { unixNs, type Point } from '../../src/output/point';
 
 const p = (over: Partial<Point>): Point => ({ measurement: 'm', tags: {}, fields: { v: 1 }, time: 5n, ...over });
 
@@ -78,7 +78,20 @@ test('an output skips a point line protocol cannot carry, counts it, and writes 
 
 test('integers of every size are written digit for digit, as their decimal text', () => {
   const values = [0, -0, 7, 9, 10, 99, 100, 12345, 2 ** 31 - 1, 2 ** 31, 2 ** 32 + 5, 1e15 + 3, Number.MAX_SAFE_INTEGER, -1, -(2 ** 31), -Number.MAX_SAFE_INTEGER];
+  // every count of digits, at both of its ends
+  for (let k = 1; k <= 15; k++) values.push(10 ** k - 1, 10 ** k, -(10 ** k));
   for (const v of values) assert.equal(encodePoint(p({ fields: { v } })), `m v=${v}i 5`, String(v));
+});
+
+test('a time as seconds and nanoseconds is written as the one integer of nanoseconds', () => {
+  for (const [sec, nsec] of [[1_700_000_000, 250_000_007], [1_700_000_000, 0], [1_700_000_000, 999_999_999], [1, 5], [0, 5], [0, 0], [0, 123_456_789]]) {
+    const ns = BigInt(sec) * 1_000_000_000n + BigInt(nsec);
+    assert.equal(encodePoint(p({ time: { sec, nsec } })), encodePoint(p({ time: ns })), `${sec} s ${nsec} ns`);
+    assert.equal(unixNs({ sec, nsec }), ns);
+  }
+  for (const time of [{ sec: -1, nsec: 0 }, { sec: 1, nsec: 1e9 }, { sec: 1, nsec: -1 }, { sec: 1.5, nsec: 0 }, { sec: 1, nsec: 0.5 }, { sec: NaN, nsec: 0 }]) {
+    assert.throws(() => encodePoint(p({ time })), /time is not seconds and nanoseconds/, JSON.stringify(time));
+  }
 });
 
 test('lines go into one growing byte buffer; a refused point leaves nothing of itself in it', () => {

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { Collector } from '../../src/collector';
 import type { Config } from '../../src/config';
 import { configureLog } from '../../src/log';
-import type { Output, Point } from '../../src/output/point';
+import { unixNs, type Output, type Point } from '../../src/output/point';
 import type { Plugin } from '../../src/plugins/plugin';
 import { EventClock, WallClock } from '../../src/timefmt';
 
@@ -77,7 +77,7 @@ test('collector: points stamped after the next report carry the stepped time', a
   };
   const written: bigint[] = [];
   const output: Output = {
-    write: (_c, points) => written.push(...points.map((p) => p.time)),
+    write: (_c, points) => written.push(...points.map((p) => unixNs(p.time))),
     flush: async () => {},
     close: async () => {},
     stats: () => ({ sent: 0, failed: 0, dropped: 0, dropped_full: 0, rejected: 0, corrupt: 0, unencodable: 0, buffered: 0 }),

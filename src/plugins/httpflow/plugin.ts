@@ -139,7 +139,7 @@ export function exchangePoint(tags: Point['tags'], x: Exchange, clock: EventCloc
     measurement: 'httpflow',
     tags,
     fields: { http_version: x.version, latency: x.latencyNs, method: x.method, path: x.path, status_code: x.status },
-    time: clock.wallNs(x.seenNs),
+    time: clock.wallTime(x.seenNs),
   };
 }
 
