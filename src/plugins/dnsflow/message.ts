@@ -3,6 +3,7 @@
 // only when there are answers to learn from. A response cut short by the
 // capture size still matches its query and reports its rcode.
 import * as dnsPacket from 'dns-packet';
+import { FNV_OFFSET, fnvByte, RecentStrings } from '../recent-strings';
 
 export interface DnsAnswer {
   name: string;
@@ -85,6 +86,7 @@ function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
   // the labels' bytes with dots between them, made into text once
   const text = nameScratch;
   let length = 0;
+  let hash = FNV_OFFSET; // of the text, for the table of recent names
   let off = HEADER;
   while (off < msg.length) {
     const n = msg[off];
@@ -92,13 +94,21 @@ function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
       off++;
       if (off + 2 > msg.length) break;
       const qtype = msg.readUInt16BE(off);
-      base.name = text.toString('latin1', 0, length);
+      base.name = recentNames.get(text, 0, length, hash);
       base.qtype = qtypeName(qtype);
       return base;
     }
     if (n > 63 || off + 1 + n > msg.length || length + 1 + n > text.length) break; // compression never appears in a first question
-    if (length) text[length++] = 0x2e; // '.'
-    length += msg.copy(text, length, off + 1, off + 1 + n);
+    if (length) {
+      text[length++] = 0x2e; // '.'
+      hash = fnvByte(hash, 0x2e);
+    }
+    // byte by byte: a label is short, and its bytes go into the hash too
+    for (let i = off + 1; i <= off + n; i++) {
+      const c = msg[i];
+      text[length++] = c;
+      hash = fnvByte(hash, c);
+    }
     off += 1 + n;
   }
   base.partial = true;
@@ -107,6 +117,8 @@ function readQuestion(msg: Buffer, base: DnsMessage): DnsMessage {
 
 /** A question name's text as it is put together: at most 255 bytes on the wire, fewer as text. */
 const nameScratch = Buffer.alloc(256);
+/** Recent question names: a query's name comes again in its answer, and most names are asked again and again. */
+const recentNames = new RecentStrings('latin1');
 
 /** A query type's mnemonic, or its number. */
 export function qtypeName(qtype: number): string {

@@ -1,4 +1,5 @@
 // Request and status lines of HTTP/1.x, from the first bytes of a message.
+import { FNV_OFFSET, fnvByte, RecentStrings } from '../recent-strings';
 
 export interface RequestLine {
   method: string;
@@ -70,11 +71,11 @@ export function parseRequestLine(buf: Buffer, off = 0, len = buf.length - off): 
     if (c <= 0x20 || c === 0x7f) return undefined; // spaces and controls: not a request target
     if (pathEnd < 0) {
       if (c === 0x3f || c === 0x23) pathEnd = i; // '?' or '#'
-      else hash = Math.imul(hash ^ c, FNV_PRIME);
+      else hash = fnvByte(hash, c);
     }
   }
   if (pathEnd < 0) pathEnd = targetEnd;
-  if (pathEnd - start <= RECENT_PATH_BYTES) return { method, path: recentPath(buf, start, pathEnd, hash), version };
+  if (pathEnd - start <= recentPaths.maxBytes) return { method, path: recentPaths.get(buf, start, pathEnd, hash), version };
   if (pathEnd - start > MAX_PATH) {
     // do not split a multi-byte character
     pathEnd = start + MAX_PATH;
@@ -86,36 +87,8 @@ export function parseRequestLine(buf: Buffer, off = 0, len = buf.length - off): 
   return { method, path, version };
 }
 
-/*
- * Recent short paths, by a hash of their bytes: most requests repeat a path
- * seen a moment ago, and finding its string here costs less than decoding it
- * again (and the encoder meets the same string, whose hash V8 keeps). One
- * path per slot, the newest; a fixed 512 KiB in all.
- */
-const RECENT_PATH_SLOTS = 4096;
-const RECENT_PATH_BYTES = 128;
-const FNV_OFFSET = 0x811c9dc5 | 0;
-const FNV_PRIME = 0x01000193;
-const recentBytes = new Uint8Array(RECENT_PATH_SLOTS * RECENT_PATH_BYTES);
-const recentLength = new Int16Array(RECENT_PATH_SLOTS).fill(-1);
-const recentString: string[] = new Array<string>(RECENT_PATH_SLOTS).fill('');
-
-/** The string of buf[start, end) (at most RECENT_PATH_BYTES), from the recent paths when there. */
-function recentPath(buf: Buffer, start: number, end: number, hash: number): string {
-  const slot = (hash ^ (hash >>> 16)) & (RECENT_PATH_SLOTS - 1);
-  const at = slot * RECENT_PATH_BYTES;
-  const n = end - start;
-  if (recentLength[slot] === n) {
-    let i = 0;
-    while (i < n && recentBytes[at + i] === buf[start + i]) i++;
-    if (i === n) return recentString[slot];
-  }
-  const path = buf.toString('utf8', start, end);
-  recentBytes.set(buf.subarray(start, end), at);
-  recentLength[slot] = n;
-  recentString[slot] = path;
-  return path;
-}
+/** Recent paths (512 KiB in all). */
+const recentPaths = new RecentStrings('utf8');
 
 const digit = (c: number) => c >= 0x30 && c <= 0x39;
 
