@@ -5,6 +5,7 @@ import { DnsMatcher, DnsFlowKey } from '../../src/plugins/dnsflow/matcher';
 import { parseDnsMessage, resolvedAddresses } from '../../src/plugins/dnsflow/message';
 import { LineEncoder } from '../../src/output/lineprotocol';
 import { dnsQueryPoint, QueryTagsCache } from '../../src/plugins/dnsflow/plugin';
+import { EventClock, WallClock } from '../../src/timefmt';
 
 const query = (id: number, name = 'www.example.test', type: dnsPacket.RecordType = 'A') =>
   dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
@@ -93,16 +94,16 @@ const key: DnsFlowKey = { transport: 'udp', family: 'IPv4', clientIp: '198.51.10
 test('matching by addresses, ports, transport and id; duplicates and strays counted', () => {
   const m = new DnsMatcher();
   const q = parseDnsMessage(query(5), 'udp')!;
-  m.query(key, q, 1000n);
-  m.query(key, q, 1500n); // a retry
-  assert.equal(m.response({ ...key, clientPort: 40001 }, parseDnsMessage(response(5, 0), 'udp')!, 2000n), undefined);
-  assert.equal(m.response({ ...key, transport: 'tcp' }, parseDnsMessage(response(5, 0), 'udp')!, 2000n), undefined);
-  assert.equal(m.response(key, parseDnsMessage(response(6, 0), 'udp')!, 2000n), undefined);
-  const r = m.response(key, parseDnsMessage(response(5, 2), 'udp')!, 3000n)!;
+  m.query(key, q, 1000);
+  m.query(key, q, 1500); // a retry
+  assert.equal(m.response({ ...key, clientPort: 40001 }, parseDnsMessage(response(5, 0), 'udp')!, 2000), undefined);
+  assert.equal(m.response({ ...key, transport: 'tcp' }, parseDnsMessage(response(5, 0), 'udp')!, 2000), undefined);
+  assert.equal(m.response(key, parseDnsMessage(response(6, 0), 'udp')!, 2000), undefined);
+  const r = m.response(key, parseDnsMessage(response(5, 2), 'udp')!, 3000)!;
   assert.equal(r.rcode, 2);
-  assert.equal(r.respTimeNs, 2000n, 'from the first query');
+  assert.equal(r.respTimeNs, 2000, 'from the first query');
   assert.equal(r.domain, 'www.example.test');
-  assert.equal(m.response(key, parseDnsMessage(response(5, 0), 'udp')!, 4000n), undefined, 'answered once');
+  assert.equal(m.response(key, parseDnsMessage(response(5, 0), 'udp')!, 4000), undefined, 'answered once');
   assert.deepEqual(m.counts, { queries: 1, answered: 1, timeouts: 0, unmatched_responses: 4, duplicate_queries: 1, pending_overflow: 0 });
 });
 
@@ -110,36 +111,36 @@ test('the same client port and id from other addresses: each query its own, answ
   const m = new DnsMatcher();
   const other = { ...key, clientIp: '198.51.100.9' };
   const third = { ...key, serverIp: '198.51.100.3' };
-  m.query(key, parseDnsMessage(query(7), 'udp')!, 1000n);
-  m.query(other, parseDnsMessage(query(7), 'udp')!, 2000n);
-  m.query(third, parseDnsMessage(query(7), 'udp')!, 3000n);
-  m.query(other, parseDnsMessage(query(7), 'udp')!, 3500n); // a retry of the second
+  m.query(key, parseDnsMessage(query(7), 'udp')!, 1000);
+  m.query(other, parseDnsMessage(query(7), 'udp')!, 2000);
+  m.query(third, parseDnsMessage(query(7), 'udp')!, 3000);
+  m.query(other, parseDnsMessage(query(7), 'udp')!, 3500); // a retry of the second
   assert.equal(m.size, 3);
-  assert.equal(m.response({ ...key, serverPort: 5353 }, parseDnsMessage(response(7, 0), 'udp')!, 4000n), undefined, 'no query to that server port');
-  assert.equal(m.response(other, parseDnsMessage(response(7, 3), 'udp')!, 5000n)?.respTimeNs, 3000n);
-  assert.equal(m.response(other, parseDnsMessage(response(7, 3), 'udp')!, 5000n), undefined, 'answered once');
-  const timedOut = m.expire(6_000_004_000n);
+  assert.equal(m.response({ ...key, serverPort: 5353 }, parseDnsMessage(response(7, 0), 'udp')!, 4000), undefined, 'no query to that server port');
+  assert.equal(m.response(other, parseDnsMessage(response(7, 3), 'udp')!, 5000)?.respTimeNs, 3000);
+  assert.equal(m.response(other, parseDnsMessage(response(7, 3), 'udp')!, 5000), undefined, 'answered once');
+  const timedOut = m.expire(6_000_004_000);
   assert.deepEqual(timedOut.map((r) => [r.clientIp, r.serverIp]), [
     ['198.51.100.1', '198.51.100.2'],
     ['198.51.100.1', '198.51.100.3'],
   ]);
   assert.deepEqual(m.counts, { queries: 3, answered: 1, timeouts: 2, unmatched_responses: 2, duplicate_queries: 1, pending_overflow: 0 });
   // the first query's number freed by its answer: a retry of the one that waited aside is still a retry
-  m.query(key, parseDnsMessage(query(8), 'udp')!, 7_000_000_000n);
-  m.query(other, parseDnsMessage(query(8), 'udp')!, 7_000_000_001n);
-  assert.equal(m.response(key, parseDnsMessage(response(8, 0), 'udp')!, 7_000_000_002n)?.clientIp, '198.51.100.1');
-  m.query(other, parseDnsMessage(query(8), 'udp')!, 7_000_000_003n);
+  m.query(key, parseDnsMessage(query(8), 'udp')!, 7_000_000_000);
+  m.query(other, parseDnsMessage(query(8), 'udp')!, 7_000_000_001);
+  assert.equal(m.response(key, parseDnsMessage(response(8, 0), 'udp')!, 7_000_000_002)?.clientIp, '198.51.100.1');
+  m.query(other, parseDnsMessage(query(8), 'udp')!, 7_000_000_003);
   assert.equal(m.counts.duplicate_queries, 2);
-  assert.equal(m.response(other, parseDnsMessage(response(8, 0), 'udp')!, 7_000_000_005n)?.respTimeNs, 4n, 'from the first send');
+  assert.equal(m.response(other, parseDnsMessage(response(8, 0), 'udp')!, 7_000_000_005)?.respTimeNs, 4, 'from the first send');
   assert.equal(m.size, 0, 'nothing left to time out');
 });
 
 test('a query series keeps one tags object; any other end, port, type or name makes another', () => {
   const cache = new QueryTagsCache();
-  const r = { ...key, queryNs: 0n, domain: 'www.example.test.', qtype: 'A' };
+  const r = { ...key, queryNs: 0, domain: 'www.example.test.', qtype: 'A' };
   const tags = cache.get(r);
   assert.equal(tags.domain, 'www.example.test');
-  assert.equal(cache.get({ ...r, queryNs: 5n, rcode: 0 }), tags, 'the same series');
+  assert.equal(cache.get({ ...r, queryNs: 5, rcode: 0 }), tags, 'the same series');
   for (const other of [{ clientPort: 40001 }, { clientIp: '198.51.100.9' }, { serverIp: '198.51.100.3' }, { serverPort: 5353 }, { qtype: 'AAAA' }, { domain: 'nx.example.test.' }, { transport: 'tcp' as const }]) {
     const t = cache.get({ ...r, ...other });
     assert.notEqual(t, tags, JSON.stringify(other));
@@ -153,29 +154,31 @@ test('a query series keeps one tags object; any other end, port, type or name ma
 
 test('unanswered queries time out once, after 6 s; the table is bounded', () => {
   const m = new DnsMatcher(2);
-  m.query(key, parseDnsMessage(query(1), 'udp')!, 0n);
-  m.query({ ...key, clientPort: 1 }, parseDnsMessage(query(2), 'udp')!, 1_000_000_000n);
-  m.query({ ...key, clientPort: 2 }, parseDnsMessage(query(3), 'udp')!, 1_000_000_000n);
+  m.query(key, parseDnsMessage(query(1), 'udp')!, 0);
+  m.query({ ...key, clientPort: 1 }, parseDnsMessage(query(2), 'udp')!, 1_000_000_000);
+  m.query({ ...key, clientPort: 2 }, parseDnsMessage(query(3), 'udp')!, 1_000_000_000);
   assert.equal(m.counts.pending_overflow, 1);
-  assert.deepEqual(m.expire(5_999_999_999n), []);
-  const out = m.expire(6_000_000_000n);
+  assert.deepEqual(m.expire(5_999_999_999), []);
+  const out = m.expire(6_000_000_000);
   assert.equal(out.length, 1);
   assert.equal(out[0].rcode, undefined);
-  assert.deepEqual(m.expire(6_000_000_000n), [], 'reported once');
-  assert.equal(m.expire(7_000_000_000n).length, 1);
+  assert.deepEqual(m.expire(6_000_000_000), [], 'reported once');
+  assert.equal(m.expire(7_000_000_000).length, 1);
   assert.equal(m.size, 0);
 });
 
 test('a point per query: answered and timed out, through the encoder with the common tags sorted in', () => {
+  // kernel times count from when the plugin's clock was made, at this wall-clock time
+  const clock = new EventClock(new WallClock(() => 1_700_000_000_000, () => 5_000_000_000n));
   const enc = new LineEncoder({ host: 'h1', service: 'ebpf', zone: 'a b', src_port: 'overridden' });
   assert.equal(
-    enc.encode(dnsQueryPoint({ ...key, queryNs: 10n, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250n }, 1000n)),
+    enc.encode(dnsQueryPoint({ ...key, queryNs: 10, domain: 'www.example.test.', qtype: 'A', rcode: 3, respTimeNs: 250 }, clock)),
     'dnsflow,domain=www.example.test,dst_ip=198.51.100.2,dst_port=53,family=IPv4,host=h1,qtype=A,service=ebpf,source=dnsflow,' +
-      'src_ip=198.51.100.1,src_port=overridden,transport=udp,zone=a\\ b rcode=3i,resp_time=250i,timeout=false 1010',
+      'src_ip=198.51.100.1,src_port=overridden,transport=udp,zone=a\\ b rcode=3i,resp_time=250i,timeout=false 1700000000000000010',
   );
   assert.equal(
-    new LineEncoder({}).encode(dnsQueryPoint({ ...key, queryNs: 10n, domain: 'a,b', qtype: 'A' }, 0n)),
-    'dnsflow,domain=a\\,b,dst_ip=198.51.100.2,dst_port=53,family=IPv4,qtype=A,source=dnsflow,src_ip=198.51.100.1,src_port=40000,transport=udp timeout=true 10',
+    new LineEncoder({}).encode(dnsQueryPoint({ ...key, queryNs: 1_500_000_000, domain: 'a,b', qtype: 'A' }, clock)),
+    'dnsflow,domain=a\\,b,dst_ip=198.51.100.2,dst_port=53,family=IPv4,qtype=A,source=dnsflow,src_ip=198.51.100.1,src_port=40000,transport=udp timeout=true 1700000001500000000',
   );
 });
 

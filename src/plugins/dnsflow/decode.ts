@@ -57,7 +57,6 @@ export function encodeDnsflowConfig(c: DnsflowConfig): Buffer {
 }
 
 export interface DnsPacketEvent {
-  monotonicNs: bigint;
   srcIp: string;
   dstIp: string;
   srcPort: number;
@@ -92,7 +91,6 @@ export function decodeDnsEvent(buf: Buffer, off: number, recordLen: number): Dns
   const v4 = buf.readUInt16LE(off + DNS_EVENT.family) === 2;
   const len = Math.max(0, Math.min(buf.readUInt16LE(off + DNS_EVENT.len), recordLen - DNS_EVENT.payload));
   return {
-    monotonicNs: buf.readBigUInt64LE(off + DNS_EVENT.ts),
     srcIp: ip(buf, off + DNS_EVENT.saddr, v4),
     dstIp: ip(buf, off + DNS_EVENT.daddr, v4),
     srcPort: buf.readUInt16LE(off + DNS_EVENT.sport),

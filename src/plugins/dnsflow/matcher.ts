@@ -12,13 +12,13 @@ export interface DnsFlowKey {
 }
 
 export interface DnsQueryResult extends DnsFlowKey {
-  /** When the query was seen, CLOCK_MONOTONIC ns. */
-  queryNs: bigint;
+  /** When the query was seen: ns on the plugin's EventClock. */
+  queryNs: number;
   domain?: string;
   qtype?: string;
   /** undefined: timed out. */
   rcode?: number;
-  respTimeNs?: bigint;
+  respTimeNs?: number;
 }
 
 /** A query waiting for its answer; completed in place into its result. */
@@ -30,11 +30,11 @@ class Pending implements DnsQueryResult {
   serverIp: string;
   serverPort: number;
   rcode?: number = undefined;
-  respTimeNs?: bigint = undefined;
+  respTimeNs?: number = undefined;
 
   constructor(
     k: DnsFlowKey,
-    readonly queryNs: bigint,
+    readonly queryNs: number,
     readonly domain: string | undefined,
     readonly qtype: string | undefined,
   ) {
@@ -48,6 +48,7 @@ class Pending implements DnsQueryResult {
 }
 
 export const DNS_TIMEOUT_NS = 6_000_000_000n;
+const TIMEOUT_NS = Number(DNS_TIMEOUT_NS);
 
 /** The same transport and ends, client and server. */
 export function sameEnds(a: DnsFlowKey, b: DnsFlowKey): boolean {
@@ -86,7 +87,7 @@ export class DnsMatcher {
     return this.collided.size ? this.collided.get(DnsMatcher.text(k, id)) : undefined;
   }
 
-  query(k: DnsFlowKey, msg: DnsMessage, ns: bigint): void {
+  query(k: DnsFlowKey, msg: DnsMessage, ns: number): void {
     if (this.find(k, msg.id)) {
       this.counts.duplicate_queries++; // a retry: latency counts from the first send
       return;
@@ -103,7 +104,7 @@ export class DnsMatcher {
   }
 
   /** The query this response answers, or undefined (counted) when none is pending. */
-  response(k: DnsFlowKey, msg: DnsMessage, ns: bigint): DnsQueryResult | undefined {
+  response(k: DnsFlowKey, msg: DnsMessage, ns: number): DnsQueryResult | undefined {
     const q = this.find(k, msg.id);
     if (!q) {
       this.counts.unmatched_responses++;
@@ -114,20 +115,20 @@ export class DnsMatcher {
     else this.collided.delete(DnsMatcher.text(k, msg.id));
     this.counts.answered++;
     q.rcode = msg.rcode;
-    q.respTimeNs = ns > q.queryNs ? ns - q.queryNs : 0n;
+    q.respTimeNs = ns > q.queryNs ? ns - q.queryNs : 0;
     return q;
   }
 
   /** Queries unanswered for the timeout, each reported once, oldest first. */
-  expire(nowNs: bigint, timeoutNs = DNS_TIMEOUT_NS): DnsQueryResult[] {
+  expire(nowNs: number, timeoutNs = TIMEOUT_NS): DnsQueryResult[] {
     const out = this.expireFrom(this.pending, nowNs, timeoutNs);
     const collided = this.expireFrom(this.collided, nowNs, timeoutNs);
     if (!collided.length) return out;
     // the two tables' queries, interleaved again by time
-    return [...out, ...collided].sort((a, b) => (a.queryNs < b.queryNs ? -1 : a.queryNs > b.queryNs ? 1 : 0));
+    return [...out, ...collided].sort((a, b) => a.queryNs - b.queryNs);
   }
 
-  private expireFrom<K>(table: Map<K, Pending>, nowNs: bigint, timeoutNs: bigint): Pending[] {
+  private expireFrom<K>(table: Map<K, Pending>, nowNs: number, timeoutNs: number): Pending[] {
     const out: Pending[] = [];
     // insertion order is query order: stop at the first one still in time
     for (const [key, q] of table) {

@@ -8,7 +8,7 @@ import type { ContainerLookup } from '../../enrich/containers';
 import type { DnsCache } from '../../enrich/dns-cache';
 import { LossWarnings } from '../loss';
 import type { Point } from '../../output/point';
-import { wallClock } from '../../timefmt';
+import { EventClock } from '../../timefmt';
 import { PointGroups, type Sink, type Plugin, type PluginOptions } from '../plugin';
 import { DEFAULT_L7_MAX_SERIES } from '../../config/config';
 import { log } from '../../log';
@@ -124,12 +124,12 @@ export class QueryTagsCache {
 }
 
 /** One query (--l7-per-request), as DataKit 1.4.0 reported it: stamped when it was seen. */
-export function dnsQueryPoint(r: DnsQueryResult, wallOffsetNs: bigint, tags: Point['tags'] = queryTags(r)): Point {
+export function dnsQueryPoint(r: DnsQueryResult, clock: EventClock, tags: Point['tags'] = queryTags(r)): Point {
   return {
     measurement: 'dnsflow',
     tags,
-    fields: r.rcode === undefined ? { timeout: true } : { rcode: r.rcode, resp_time: r.respTimeNs ?? 0n, timeout: false },
-    time: r.queryNs + wallOffsetNs,
+    fields: r.rcode === undefined ? { timeout: true } : { rcode: r.rcode, resp_time: r.respTimeNs ?? 0, timeout: false },
+    time: clock.wallTime(r.queryNs),
   };
 }
 
@@ -149,6 +149,8 @@ export class DnsflowPlugin implements Plugin {
   /** Stop the periodic drain of the ring and the timeout checks. */
   private stopTicking: (() => void)[] = [];
   private readonly matcher = new DnsMatcher();
+  /** Kernel times as Numbers: no bigint per query. */
+  private readonly clock = new EventClock();
   private readonly queryTags = new QueryTagsCache();
   private emit: (points: Point[]) => void = () => {};
   /** When each name and type last had its answers decoded (ms), by name, then type. */
@@ -238,8 +240,8 @@ export class DnsflowPlugin implements Plugin {
     const points = new PointGroups(emit);
     forEachRecord(buf, bytes, (off, len) => {
       if (len < DNS_EVENT.payload) return;
-      const r = this.handle(decodeDnsEvent(buf, off, len));
-      if (r) points.push(dnsQueryPoint(r, wallClock.offsetNs, this.queryTags.get(r)));
+      const r = this.handle(decodeDnsEvent(buf, off, len), this.clock.read(buf, off + DNS_EVENT.ts));
+      if (r) points.push(dnsQueryPoint(r, this.clock, this.queryTags.get(r)));
     });
     points.end();
   }
@@ -279,7 +281,8 @@ export class DnsflowPlugin implements Plugin {
     return true;
   };
 
-  private handle(ev: DnsPacketEvent): DnsQueryResult | undefined {
+  /** `seenNs`: when the packet was seen, on the plugin's clock. */
+  private handle(ev: DnsPacketEvent, seenNs: number): DnsQueryResult | undefined {
     const msg = parseDnsMessage(ev.payload, ev.transport, this.wantAnswers);
     if (!msg || msg.isResponse !== ev.isResponse) {
       this.parseErrors++; // not DNS, or not what its direction says: skipped
@@ -291,10 +294,10 @@ export class DnsflowPlugin implements Plugin {
       ? { transport: ev.transport, family: ev.family, clientIp: ev.dstIp, clientPort: ev.dstPort, serverIp: ev.srcIp, serverPort: ev.srcPort }
       : { transport: ev.transport, family: ev.family, clientIp: ev.srcIp, clientPort: ev.srcPort, serverIp: ev.dstIp, serverPort: ev.dstPort };
     if (!ev.isResponse) {
-      this.matcher.query(key, msg, ev.monotonicNs);
+      this.matcher.query(key, msg, seenNs);
       return undefined;
     }
-    const r = this.matcher.response(key, msg, ev.monotonicNs);
+    const r = this.matcher.response(key, msg, seenNs);
     if (r && this.opts.cache && r.domain && msg.rcode === 0) {
       for (const a of resolvedAddresses(r.domain, msg.answers)) this.opts.cache.add(a.ip, r.domain.replace(/\.$/, ''), a.ttl);
     }
@@ -302,8 +305,8 @@ export class DnsflowPlugin implements Plugin {
   }
 
   private expire(): void {
-    const timedOut = this.matcher.expire(process.hrtime.bigint());
-    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, wallClock.offsetNs, this.queryTags.get(r))));
+    const timedOut = this.matcher.expire(this.clock.now());
+    if (timedOut.length) this.emit(timedOut.map((r) => dnsQueryPoint(r, this.clock, this.queryTags.get(r))));
   }
 
   /** Per query: what is queued still; aggregated: the interval's series. */
