@@ -127,23 +127,9 @@ export class LineWriter {
       this.bytes[this.length++] = 0x2d; // '-'
       v = -v;
     }
-    // the digits go straight to their places, lowest first: count them, then fill backwards
-    let n = 1; // a safe integer has at most 16
+    let n = 1; // a safe integer has at most 16 digits
     for (let p = 10; p <= v && n < 16; p *= 10) n++;
-    const b = this.bytes;
-    let at = this.length + n;
-    this.length = at;
-    // in 32-bit integer arithmetic once the value fits
-    while (v > 0x7fffffff) {
-      const q = Math.floor(v / 10);
-      b[--at] = 0x30 + (v - q * 10);
-      v = q;
-    }
-    do {
-      const q = (v / 10) | 0;
-      b[--at] = 0x30 + (v - q * 10);
-      v = q;
-    } while (v > 0);
+    this.digits(v, n);
   }
 
   /** A time of seconds and nanoseconds, as the one integer of nanoseconds. */
@@ -157,14 +143,25 @@ export class LineWriter {
     }
     this.int(t.sec);
     this.ensure(9);
-    // nine digits, zeros in front
-    let v = t.nsec;
-    for (let at = this.length + 8; at >= this.length; at--) {
-      const q = (v / 10) | 0;
-      this.bytes[at] = 0x30 + (v - q * 10);
+    this.digits(t.nsec, 9);
+  }
+
+  /** The lowest `n` decimal digits of v >= 0 (zeros in front), straight to their places, lowest first. */
+  private digits(v: number, n: number): void {
+    const b = this.bytes;
+    let at = this.length + n;
+    this.length = at;
+    // in 32-bit integer arithmetic once the value fits
+    while (v > 0x7fffffff) {
+      const q = Math.floor(v / 10);
+      b[--at] = 0x30 + (v - q * 10);
       v = q;
     }
-    this.length += 9;
+    while (at > this.length - n) {
+      const q = (v / 10) | 0;
+      b[--at] = 0x30 + (v - q * 10);
+      v = q;
+    }
   }
 
   /** What is written so far, and a fresh buffer for what follows. */
