@@ -94,12 +94,6 @@ export class EventClock {
     return Number(this.wall.monotonicNs() - this.base);
   }
 
-  /** Wall-clock ns since the epoch of a relative time. */
-  wallNs(rel: number): bigint {
-    const [sec, sub] = this.wallParts(rel);
-    return BigInt(sec) * 1_000_000_000n + BigInt(sub);
-  }
-
   /** Wall-clock time of a relative time, as seconds and nanoseconds: no bigint to make per point. */
   wallTime(rel: number): WallTime {
     const [sec, sub] = this.wallParts(rel);
