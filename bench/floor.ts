@@ -4,16 +4,29 @@ import { BpfObject } from '../src/bpf/native';
 import { Cgroup2 } from '../src/runtime';
 import { findHostTlsLibraries } from '../src/plugins/httpflow/tls/discovery';
 
+// FLOOR_HOOKS (a comma-separated list of these sets, all by default) keeps
+// only some of them, to see what each set costs.
+const SETS = ['state', 'bytes', 'packets', 'address-sends', 'address-receives', 'tls'];
+const wanted = (process.env.FLOOR_HOOKS ?? SETS.join(',')).split(',').filter(Boolean);
+for (const s of wanted) {
+  if (!SETS.includes(s)) {
+    console.error(`FLOOR_HOOKS: unknown set ${JSON.stringify(s)} (sets: ${SETS.join(', ')})`);
+    process.exit(2);
+  }
+}
+const on = (set: string) => wanted.includes(set);
+
 const obj = BpfObject.open('floor');
 obj.load();
 const root = new Cgroup2().path();
 // tp_btf programs: their tracepoint is named in the object
-for (const prog of ['floor_state', 'floor_destroy', 'floor_retransmit', 'floor_send', 'floor_recv']) obj.attachTrace(prog);
-for (const prog of ['floor_egress', 'floor_ingress', 'floor_sendmsg4', 'floor_recvmsg4', 'floor_sendmsg6', 'floor_recvmsg6']) {
-  obj.attachCgroup(prog, root);
-}
+if (on('state')) for (const prog of ['floor_state', 'floor_destroy', 'floor_retransmit']) obj.attachTrace(prog);
+if (on('bytes')) for (const prog of ['floor_send', 'floor_recv']) obj.attachTrace(prog);
+if (on('packets')) for (const prog of ['floor_egress', 'floor_ingress']) obj.attachCgroup(prog, root);
+if (on('address-sends')) for (const prog of ['floor_sendmsg4', 'floor_sendmsg6']) obj.attachCgroup(prog, root);
+if (on('address-receives')) for (const prog of ['floor_recvmsg4', 'floor_recvmsg6']) obj.attachCgroup(prog, root);
 // httpflow's TLS probes on the host's libssl (the HTTPS row's wrk and nginx use it)
-for (const lib of findHostTlsLibraries()) {
+for (const lib of on('tls') ? findHostTlsLibraries() : []) {
   for (const func of ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']) {
     obj.attachUprobe('floor_ssl_return', { binary: lib.path, func, retprobe: true });
     obj.attachUprobe('floor_ssl_enter', { binary: lib.path, func });
