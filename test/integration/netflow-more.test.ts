@@ -153,6 +153,43 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     }
   });
 
+  test('UDP: a dual-stack socket sending to an IPv4-mapped address, and sendto() on a connected socket', async () => {
+    await serve(['udp-server', hosts.serverV4, '9058', '300']);
+    await serve(['udp-server', hosts.serverV4, '9059', '200']);
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      // an IPv6 socket sends IPv4 datagrams: its peer is the mapped address, as its sendto() gave it;
+      // a socket connected to 9058 that sends to 9059 with sendto(): those datagrams' peer is 9059
+      const script = [
+        'import socket',
+        's = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
+        'for _ in range(7):',
+        `    s.sendto(b"q" * 100, ("::ffff:${hosts.serverV4}", 9058))`,
+        '    assert len(s.recv(4096)) == 300',
+        'c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        `c.connect(("${hosts.serverV4}", 9058))`,
+        'for _ in range(3):',
+        '    c.send(b"q" * 50)',
+        '    assert len(c.recv(4096)) == 300',
+        // its answer is not for this socket: a connected socket takes datagrams from its peer only
+        `    c.sendto(b"q" * 40, ("${hosts.serverV4}", 9059))`,
+        '',
+      ].join('\n');
+      const client = await run('ip', ['netns', 'exec', hosts.client, 'python3', '-c', script]);
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const out = matching(collector.points('netflow'), { pid: String(client.pid) });
+      const flows = out.map((p) => [p.tags.family, p.tags.dst_ip, p.tags.dst_port, p.fields.bytes_written, p.fields.bytes_read].join(' ')).sort();
+      // the connected socket's receives ask for no address: both answers count with its connected peer
+      assert.deepEqual(
+        flows,
+        [`IPv4 ${hosts.serverV4} 9058 150 900`, `IPv4 ${hosts.serverV4} 9059 120 0`, `IPv6 ::ffff:${hosts.serverV4} 9058 700 2100`].sort(),
+        show(out),
+      );
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
   test('a long-lived connection: per-interval deltas add up, established once', async () => {
     await serve(['server', hosts.serverV4, '8081', '5000']);
     const collector = await startCollector(['--interval', '1s']);

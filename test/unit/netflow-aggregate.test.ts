@@ -167,6 +167,10 @@ test('formats IPv6 addresses per RFC 5952', () => {
   assert.equal(v6('2001:0db8:0000:0001:0000:0000:0000:0001'), '2001:db8:0:1::1');
   assert.equal(v6('2001:0db8:0001:0001:0001:0001:0001:0001'), '2001:db8:1:1:1:1:1:1');
   assert.equal(v6('fe80:0000:0000:0000:0000:0000:0000:0000'), 'fe80::');
+  // IPv4-mapped: the dotted form of RFC 5952 §5 (only ::ffff:0:0/96)
+  assert.equal(v6('0000:0000:0000:0000:0000:ffff:c633:6420'), '::ffff:198.51.100.32');
+  assert.equal(v6('0000:0000:0000:0000:0001:ffff:c633:6420'), '::1:ffff:c633:6420');
+  assert.equal(v6('0000:0000:0000:0000:0000:fffe:c633:6420'), '::fffe:c633:6420');
 });
 
 test('the idle fast path: unchanged connections skip decoding, but becoming established is news', () => {

@@ -92,8 +92,9 @@ export function formatV4(buf: Buffer, off: number): string {
   return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
 }
 
-/** RFC 5952 text form of the 16 bytes at `off` (zero-run compression, lowercase). */
+/** RFC 5952 text form of the 16 bytes at `off` (zero-run compression, lowercase; IPv4-mapped in dotted form). */
 export function formatV6(buf: Buffer, off: number): string {
+  if (isV4Mapped(buf, off)) return `::ffff:${formatV4(buf, off + 12)}`;
   const h: number[] = [];
   for (let i = 0; i < 8; i++) h.push(buf.readUInt16BE(off + i * 2));
   let bestStart = -1;
