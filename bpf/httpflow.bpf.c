@@ -38,6 +38,7 @@ const volatile struct httpflow_config cfg = {
 	.go_conn_data = 8,
 	.go_netfd = 0,
 	.go_sysfd = 16,
+	.udp_peers = 0,
 };
 
 /* netflow's table, by socket (replaced by netflow's own map before load). */
@@ -48,6 +49,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct conn_stats);
 } conns SEC(".maps");
+
+/* netflow's stash of datagram peers (replaced by netflow's own map before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct udp_peer);
+} udp_stash SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -988,11 +997,70 @@ static __always_inline void pass_dns(struct __sk_buff *skb, struct bpf_sock *bsk
 	}
 }
 
+/* A UDP datagram leaving a socket for a peer other than the one it is
+ * connected to (most often: an unconnected socket). This program runs inside
+ * the send call, in the sending thread, before netflow's byte hook: the peer
+ * waits in that thread's stash slot, which the byte hook takes (netflow.bpf.c,
+ * take_peer), as it took what netflow's cgroup sendmsg hooks stashed. Those
+ * hooks lock the socket on every send; this program runs anyway. Datagrams
+ * whose headers are not in place (IPv6 extension headers) are left to
+ * netflow's fallback, the socket's last peer. */
+static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_sock *bsk)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 addr[4] = {};
+	__u16 family;
+	__u32 l4;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP)
+			return;
+		l4 = ip->ihl * 4;
+		addr[0] = ip->daddr;
+		family = AF_INET; /* from a dual-stack socket too: take_peer maps it */
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP)
+			return;
+		l4 = sizeof(*ip6);
+		__builtin_memcpy(addr, &ip6->daddr, 16);
+		family = AF_INET6;
+	} else {
+		return;
+	}
+	__u16 *ports = data + (l4 & 63);
+	if ((void *)(ports + 2) > end)
+		return;
+	__u16 dport = ports[1];
+	if (bsk->state == BPF_TCP_ESTABLISHED && dport == (__u16)bsk->dst_port) {
+		/* connected: netflow reads this peer from the socket, unless the
+		 * datagram goes elsewhere (sendto on a connected socket) */
+		if (family == AF_INET ? addr[0] == bsk->dst_ip4
+				      : addr[0] == bsk->dst_ip6[0] && addr[1] == bsk->dst_ip6[1] && addr[2] == bsk->dst_ip6[2] && addr[3] == bsk->dst_ip6[3])
+			return;
+	}
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 slot = tid & (UDP_STASH_SLOTS - 1);
+	struct udp_peer *p = bpf_map_lookup_elem(&udp_stash, &slot);
+	if (!p)
+		return;
+	p->tid = tid;
+	asm volatile("" ::: "memory"); /* the tid before the rest: see take_peer */
+	p->sk = (__u64)bsk;
+	__builtin_memcpy(p->addr, addr, 16);
+	p->port = bpf_ntohs(dport);
+	p->family = family;
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 1;
+	/* (the protocol is not readable before bpf_sk_fullsock: the packet's says) */
+	if (egress && cfg.udp_peers)
+		stash_udp_peer(skb, bsk);
 	pass_dns(skb, bsk, egress);
 	__u32 l4, family;
 	struct tcp_start th;

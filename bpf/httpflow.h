@@ -213,7 +213,7 @@ struct httpflow_config {
 	__u32 go_conn_data; /* the data word of the Conn's net.Conn interface */
 	__u32 go_netfd;     /* the *netFD in the net.TCPConn */
 	__u32 go_sysfd;     /* the fd in the netFD */
-	__u32 _pad;
+	__u32 udp_peers;    /* 1: stash the peers of UDP datagrams sent, for netflow (udp_stash is netflow's) */
 };
 
 #endif

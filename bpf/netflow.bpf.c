@@ -91,22 +91,7 @@ struct {
 	__type(value, struct conn_stats);
 } udp_flows SEC(".maps");
 
-/* The peer of the datagram a thread is sending or receiving, left by the
- * cgroup sendmsg/recvmsg hooks (which run inside udp_sendmsg/udp_recvmsg) for
- * the byte hook that follows them in the same syscall: unconnected sockets
- * have no peer in struct sock. Both run in that thread's context, so the slot
- * is the thread's, not the CPU's: a thread preempted or moved to another CPU
- * in between still finds its peer. */
-struct udp_peer {
-	__u64 sk;
-	__u8 addr[16];
-	__u16 port;
-	__u16 family;
-	__u32 tid; /* the slot is shared by threads with the same low bits */
-};
-
-#define UDP_STASH_SLOTS 4096 /* a power of two: the slot is the thread id's low bits */
-
+/* Peers of datagrams on their way (struct udp_peer); handed to httpflow. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, UDP_STASH_SLOTS);
@@ -472,7 +457,9 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum
 }
 
 /* cgroup sock_addr hooks: called for sends with an address and receives that
- * ask for one, in the syscall, just before the byte tracepoint. */
+ * ask for one, in the syscall, just before the byte tracepoint. The send
+ * hooks stay attached only while httpflow's egress program does not stash
+ * the peer instead: they lock the socket on every send. */
 static __always_inline void stash_peer(struct bpf_sock_addr *ctx, bool v6)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();

@@ -72,6 +72,23 @@ struct udp_key {
 	__u16 _pad;
 };
 
+/* The peer of the datagram a thread is sending or receiving (unconnected
+ * sockets have no peer in struct sock), left for the byte hook that follows in
+ * the same syscall: by httpflow's egress packet program for sends (netflow's
+ * cgroup sendmsg hooks when that program does not run), by the cgroup recvmsg
+ * hooks for receives. All run in that thread's context, so the slot is the
+ * thread's, not the CPU's: a thread preempted or moved to another CPU in
+ * between still finds its peer. */
+struct udp_peer {
+	__u64 sk;
+	__u8 addr[16];
+	__u16 port;
+	__u16 family;
+	__u32 tid; /* the slot is shared by threads with the same low bits */
+};
+
+#define UDP_STASH_SLOTS 4096 /* a power of two: the slot is the thread id's low bits */
+
 /* The peer an unconnected UDP socket last sent to, checked by its local port
  * (socket memory is reused): a receive that asks for no address most likely
  * comes from there, as for a client talking to one server. */

@@ -79,7 +79,7 @@ describe('start-up on hosts of every shape', { skip }, () => {
       const queries = collector.points('dnsflow').filter((p) => p.tags.domain === 'v1.example.test').map((p) => p.fields.rcode);
       assert.deepEqual(queries, [2], collector.lines.filter((l) => l.startsWith('dnsflow')).join('\n'));
       // and the UDP peer hooks (cgroup sock_addr) are attached as well
-      assert.match(collector.stderr(), /hooks: bytes=\w+, tcp_state=tp_btf, udp_peer=cgroup_sock_addr, dns=cgroup_skb, http=cgroup_skb/);
+      assert.match(collector.stderr(), /hooks: bytes=\w+, tcp_state=tp_btf, udp_peer=cgroup_skb\+cgroup_sock_addr, dns=cgroup_skb, http=cgroup_skb/);
     } finally {
       await collector.stop('SIGKILL');
     }

@@ -54,6 +54,7 @@ export const HTTPFLOW_CONFIG = {
   go_conn_data: 16,
   go_netfd: 20,
   go_sysfd: 24,
+  udp_peers: 28,
   size: 32,
 } as const;
 
@@ -96,6 +97,8 @@ export interface HttpflowConfig {
   perRequest: boolean;
   maxSeries: number;
   go?: GoConnOffsets;
+  /** Stash the peers of UDP datagrams sent, in netflow's map. */
+  udpPeers?: boolean;
 }
 
 export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
@@ -108,6 +111,7 @@ export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
   b.writeUInt32LE(go.connData, HTTPFLOW_CONFIG.go_conn_data);
   b.writeUInt32LE(go.netFd, HTTPFLOW_CONFIG.go_netfd);
   b.writeUInt32LE(go.sysfd, HTTPFLOW_CONFIG.go_sysfd);
+  b.writeUInt32LE(c.udpPeers ? 1 : 0, HTTPFLOW_CONFIG.udp_peers);
   return b;
 }
 

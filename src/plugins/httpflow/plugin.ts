@@ -245,13 +245,16 @@ export class HttpflowPlugin implements Plugin {
     const perRequest = !!this.opts.perRequest;
     const maxSeries = this.opts.maxSeries ?? DEFAULT_L7_MAX_SERIES;
     try {
-      obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest, maxSeries }));
+      // the egress program stashes the peers of datagrams sent, where netflow's byte hooks take them
+      const udpStash = this.netflow.udpPeerStash;
+      obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest, maxSeries, udpPeers: !!udpStash }));
       for (const m of ['http_series_0', 'http_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
       const conns = this.netflow.connections;
       const threadSocks = this.netflow.threadSockets;
       if (conns) obj.reuseMap('conns', conns);
       else log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name, and TLS is not read');
       if (threadSocks) obj.reuseMap('thread_socks', threadSocks);
+      if (udpStash) obj.reuseMap('udp_stash', udpStash);
       obj.load();
       this.counters = obj.map('http_counters');
       if (perRequest) this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
@@ -264,6 +267,7 @@ export class HttpflowPlugin implements Plugin {
       // last, once nothing can fail: dnsflow then depends on these programs
       // (stopped before it, as the collector stops plugins in reverse order)
       if (callsDns) this.opts.dnsPackets!.handOverPackets();
+      if (udpStash) this.netflow.sendPeersFromPackets();
     } catch (err) {
       this.stop();
       throw err;

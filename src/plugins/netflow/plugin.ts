@@ -1,7 +1,7 @@
 // netflow (SPEC §4.1): TCP connection statistics per interval.
 import { NetflowAggregator, Flow } from '../../aggregate/netflow';
 import { settleAfterSwitch } from '../../aggregate/series';
-import { BpfObject, BpfMap, RingBuffer, forEachRecord } from '../../bpf/native';
+import { BpfObject, BpfMap, Link, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { DomainLookup } from '../../enrich/dns-cache';
 import type { FlowTagger } from '../../enrich/k8s';
@@ -121,6 +121,9 @@ export class NetflowPlugin implements Plugin {
   private closeEvents = 0;
   private byteHooks?: ByteHooks;
   private udpPeerHooks = false;
+  /** netflow's cgroup sendmsg hooks, until httpflow's egress program stashes send peers instead. */
+  private udpSendLinks: Link[] = [];
+  private udpSendPeersFromPackets = false;
 
   constructor(private readonly opts: NetflowOptions) {}
 
@@ -132,6 +135,22 @@ export class NetflowPlugin implements Plugin {
   /** The TCP socket each thread last used, for httpflow's TLS probes to name a call's connection. */
   get threadSockets(): BpfMap | undefined {
     return this.threadSocks;
+  }
+
+  /** Where the peers of datagrams wait for the byte hooks (struct udp_peer), for httpflow's egress program. */
+  get udpPeerStash(): BpfMap | undefined {
+    return this.obj && this.udpPeerHooks ? this.obj.map('udp_stash') : undefined;
+  }
+
+  /**
+   * httpflow's egress program now stashes the peer of every datagram sent
+   * (it runs for every packet anyway): netflow's sendmsg hooks, which lock
+   * the socket on each send, go. Both stash the same peer meanwhile.
+   */
+  sendPeersFromPackets(): void {
+    for (const link of this.udpSendLinks) this.obj?.detach(link);
+    this.udpSendLinks = [];
+    this.udpSendPeersFromPackets = true;
   }
 
   /** The kernel's UDP flow table, for dnsflow to name a query's owner. */
@@ -148,7 +167,8 @@ export class NetflowPlugin implements Plugin {
     return {
       bytes: this.byteHooks ?? 'none',
       tcp_state: 'tp_btf',
-      udp_peer: this.udpPeerHooks ? 'cgroup_sock_addr' : 'none',
+      // sends from httpflow's packet program once it took them over, receives from recvmsg
+      udp_peer: !this.udpPeerHooks ? 'none' : this.udpSendPeersFromPackets ? 'cgroup_skb+cgroup_sock_addr' : 'cgroup_sock_addr',
     };
   }
 
@@ -221,7 +241,8 @@ export class NetflowPlugin implements Plugin {
     try {
       if (!this.opts.cgroup2) throw new Error('no cgroup v2 hierarchy');
       const root = this.opts.cgroup2();
-      for (const prog of ['udp_sendmsg4', 'udp_recvmsg4', 'udp_sendmsg6', 'udp_recvmsg6']) obj.attachCgroup(prog, root);
+      for (const prog of ['udp_recvmsg4', 'udp_recvmsg6']) obj.attachCgroup(prog, root);
+      this.udpSendLinks = ['udp_sendmsg4', 'udp_sendmsg6'].map((prog) => obj.attachCgroup(prog, root));
       this.udpPeerHooks = true;
     } catch (err) {
       log.warn(`netflow: unconnected UDP sockets will not be reported: ${(err as Error).message.split('\n')[0]}`);
@@ -361,6 +382,7 @@ export class NetflowPlugin implements Plugin {
     this.ring = undefined;
     this.obj?.close();
     this.obj = undefined;
+    this.udpSendLinks = [];
     this.conns = undefined;
     this.threadSocks = undefined;
     this.counters = undefined;
