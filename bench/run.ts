@@ -9,6 +9,7 @@
 //   ONLY=kubernetes npm run bench             (only the Kubernetes API load: a steady 1,000-pod cluster, one compressed hour)
 //   ONLY=hooks npm run bench                  (only the cost of each set of byte hooks this kernel offers)
 //   ONLY=floor npm run bench                  (only the floor: empty programs on the collector's hooks)
+//   FLOOR_HOOKS=bytes,packets ONLY=floor npm run bench (the floor on some sets of hooks only: bench/floor.ts)
 //   FLOOR=0 ONLY=DNS npm run bench            (no floor rows: for A/B runs of the collector alone)
 //   ONLY=soak SOAK_MINUTES=30 npm run bench   (only the soak: a mixed load for that long; memory and losses; bench/SOAK.md)
 //   ONLY=startup npm run bench                (only the start-up time of the package of `npm run package`)

@@ -1004,7 +1004,10 @@ static __always_inline void pass_dns(struct __sk_buff *skb, struct bpf_sock *bsk
  * take_peer), as it took what netflow's cgroup sendmsg hooks stashed. Those
  * hooks lock the socket on every send; this program runs anyway. Datagrams
  * whose headers are not in place (IPv6 extension headers) are left to
- * netflow's fallback, the socket's last peer. */
+ * netflow's fallback, the socket's last peer. Kernels whose packet programs
+ * may not call bpf_get_current_pid_tgid (5.10, 6.1) get this object with
+ * cfg.udp_peers off, which makes this dead code the verifier skips, and keep
+ * netflow's sendmsg hooks. */
 static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_sock *bsk)
 {
 	void *data = (void *)(long)skb->data;

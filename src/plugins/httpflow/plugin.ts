@@ -240,22 +240,25 @@ export class HttpflowPlugin implements Plugin {
 
   start(sink: Sink): void {
     this.emit = (points) => sink.points(points);
-    const obj = BpfObject.open('httpflow');
-    this.obj = obj;
     const perRequest = !!this.opts.perRequest;
-    const maxSeries = this.opts.maxSeries ?? DEFAULT_L7_MAX_SERIES;
     try {
-      // the egress program stashes the peers of datagrams sent, where netflow's byte hooks take them
-      const udpStash = this.netflow.udpPeerStash;
-      obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest, maxSeries, udpPeers: !!udpStash }));
-      for (const m of ['http_series_0', 'http_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
+      // the egress program stashes the peers of datagrams sent, where netflow's byte hooks take
+      // them; some kernels (5.10, 6.1) refuse bpf_get_current_pid_tgid in packet programs:
+      // there the object loads without it, and netflow keeps its own sendmsg hooks
+      let udpStash = this.netflow.udpPeerStash;
+      let obj: BpfObject;
+      try {
+        obj = this.load(udpStash);
+      } catch (err) {
+        if (!udpStash) throw err;
+        log.debug(`httpflow: no UDP send peers from packet programs on this kernel: ${(err as Error).message.split('\n')[0]}`);
+        this.obj?.close();
+        udpStash = undefined;
+        obj = this.load(undefined);
+      }
       const conns = this.netflow.connections;
       const threadSocks = this.netflow.threadSockets;
-      if (conns) obj.reuseMap('conns', conns);
-      else log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name, and TLS is not read');
-      if (threadSocks) obj.reuseMap('thread_socks', threadSocks);
-      if (udpStash) obj.reuseMap('udp_stash', udpStash);
-      obj.load();
+      if (!conns) log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name, and TLS is not read');
       this.counters = obj.map('http_counters');
       if (perRequest) this.ring = new RingBuffer(obj.map('http_events'), (buf, bytes) => this.processEvents(buf, bytes, this.emit));
       else this.reader = new SeriesReader(obj);
@@ -283,6 +286,22 @@ export class HttpflowPlugin implements Plugin {
         }),
       );
     }
+  }
+
+  /** Opens and loads the object, with netflow's maps in place of its own copies. */
+  private load(udpStash: BpfMap | undefined): BpfObject {
+    const obj = BpfObject.open('httpflow');
+    this.obj = obj;
+    const maxSeries = this.opts.maxSeries ?? DEFAULT_L7_MAX_SERIES;
+    obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest: !!this.opts.perRequest, maxSeries, udpPeers: !!udpStash }));
+    for (const m of ['http_series_0', 'http_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
+    const conns = this.netflow.connections;
+    const threadSocks = this.netflow.threadSockets;
+    if (conns) obj.reuseMap('conns', conns);
+    if (threadSocks) obj.reuseMap('thread_socks', threadSocks);
+    if (udpStash) obj.reuseMap('udp_stash', udpStash);
+    obj.load();
+    return obj;
   }
 
   /**
