@@ -119,6 +119,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("numPossibleCpus", &Addon::NumPossibleCpus),
         InstanceMethod("kernelBtfFind", &Addon::KernelBtfFind),
         InstanceMethod("libbpfVersion", &Addon::LibbpfVersion),
+        InstanceMethod("kernelHasHelper", &Addon::KernelHasHelper),
         InstanceMethod("ringOpen", &Addon::RingOpen),
         InstanceMethod("ringDrain", &Addon::RingDrain),
         InstanceMethod("ringClose", &Addon::RingClose),
@@ -559,6 +560,16 @@ class Addon : public Napi::Addon<Addon> {
     const btf_type* t = btf__type_by_id(vmlinux_btf_, id);
     if (btf_is_func(t)) t = btf__type_by_id(vmlinux_btf_, t->type);
     return Napi::Number::New(env, btf_vlen(t));
+  }
+
+  // kernelHasHelper(progType, helperId): whether the kernel lets programs of
+  // that type call the helper. Loads a two-instruction probe program: far
+  // cheaper than having the verifier refuse a whole object for one call.
+  Napi::Value KernelHasHelper(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int r = libbpf_probe_bpf_helper(static_cast<bpf_prog_type>(U32(info, 0)), static_cast<bpf_func_id>(U32(info, 1)), nullptr);
+    if (r < 0) ThrowOp(env, "probe helper", r);
+    return Napi::Boolean::New(env, r == 1);
   }
 
   Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {

@@ -33,6 +33,7 @@ interface Addon {
   numPossibleCpus(): number;
   kernelBtfFind(name: string, kind: number): number;
   libbpfVersion(): string;
+  kernelHasHelper(progType: number, helperId: number): boolean;
   ringOpen(fd: number, buffer: Buffer, onData: (bytes: number) => void): number;
   ringDrain(ring: number): number;
   ringClose(ring: number): void;
@@ -84,6 +85,15 @@ export const BTF_KIND = { STRUCT: 4, TYPEDEF: 8, FUNC: 12 } as const;
 export function kernelBtf(name: string, kind: number): number | undefined {
   const n = call(() => native().kernelBtfFind(name, kind));
   return n < 0 ? undefined : n;
+}
+
+/** Program types and helpers that kernelHasHelper is asked about (numbers from linux/bpf.h). */
+export const PROG_TYPE_CGROUP_SKB = 8;
+export const HELPER_GET_CURRENT_PID_TGID = 14;
+
+/** Whether programs of `progType` may call helper `helperId` on this kernel. */
+export function kernelHasHelper(progType: number, helperId: number): boolean {
+  return call(() => native().kernelHasHelper(progType, helperId));
 }
 
 export function libbpfVersion(): string {

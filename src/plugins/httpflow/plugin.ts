@@ -3,7 +3,7 @@
 // default the kernel sums exchanges into series per interval (aggregate.ts);
 // with --l7-per-request every exchange comes to user space, is paired here
 // and becomes a point of its own, as DataKit 1.4.0 reported them.
-import { BpfMap, BpfObject, Link, RingBuffer, forEachRecord, u32 } from '../../bpf/native';
+import { BpfMap, BpfObject, HELPER_GET_CURRENT_PID_TGID, Link, PROG_TYPE_CGROUP_SKB, RingBuffer, forEachRecord, kernelHasHelper, u32 } from '../../bpf/native';
 import { isEphemeralPort } from '../../enrich/iptype';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { FlowTagger } from '../../enrich/k8s';
@@ -244,18 +244,12 @@ export class HttpflowPlugin implements Plugin {
     try {
       // the egress program stashes the peers of datagrams sent, where netflow's byte hooks take
       // them; some kernels (5.10, 6.1) refuse bpf_get_current_pid_tgid in packet programs:
-      // there the object loads without it, and netflow keeps its own sendmsg hooks
-      let udpStash = this.netflow.udpPeerStash;
-      let obj: BpfObject;
-      try {
-        obj = this.load(udpStash);
-      } catch (err) {
-        if (!udpStash) throw err;
-        log.debug(`httpflow: no UDP send peers from packet programs on this kernel: ${(err as Error).message.split('\n')[0]}`);
-        this.obj?.close();
-        udpStash = undefined;
-        obj = this.load(undefined);
-      }
+      // there the object loads with the stash off (dead code to the verifier), and netflow keeps
+      // its own sendmsg hooks. Asked up front: a refused load costs a whole verification
+      const stash = this.netflow.udpPeerStash;
+      const udpStash = stash && kernelHasHelper(PROG_TYPE_CGROUP_SKB, HELPER_GET_CURRENT_PID_TGID) ? stash : undefined;
+      if (stash && !udpStash) log.debug('httpflow: this kernel keeps bpf_get_current_pid_tgid from packet programs: UDP send peers stay with netflow');
+      const obj = this.load(udpStash);
       const conns = this.netflow.connections;
       const threadSocks = this.netflow.threadSockets;
       if (!conns) log.warn('httpflow: netflow is not running: exchanges will carry no pid or process_name, and TLS is not read');
