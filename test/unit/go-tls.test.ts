@@ -74,6 +74,24 @@ function objdump(file: string, start?: number, end?: number): Disassembly {
   return { insns };
 }
 
+/**
+ * By objdump: the address after a function's stack-bound check, the jbe among
+ * its first three instructions whose target block calls runtime.morestack and
+ * then jumps back to the function's own address (which would run the entry twice).
+ */
+function pastStackCheck(file: string, sym: { addr: number; size: number }): number {
+  const d = [...objdump(file, sym.addr, sym.addr + sym.size).insns];
+  const jbe = d.slice(0, 3).findIndex(([, t]) => /^jbe\s+[0-9a-f]+/.test(t));
+  assert.ok(jbe > 0, `a stack check at 0x${sym.addr.toString(16)}: ${JSON.stringify(d.slice(0, 3))}`);
+  const target = parseInt(/^jbe\s+([0-9a-f]+)/.exec(d[jbe][1])![1], 16);
+  const block = d.slice(d.findIndex(([a]) => a === target));
+  const call = block.findIndex(([, t]) => /^call\s.*runtime\.morestack/.test(t));
+  assert.ok(call >= 0, `morestack is called from 0x${target.toString(16)}`);
+  const back = block.slice(call).find(([, t]) => /^jmp\s/.test(t));
+  assert.ok(back && parseInt(/^jmp\s+([0-9a-f]+)/.exec(back[1])![1], 16) === sym.addr, `then back to the entry: ${back?.[1]}`);
+  return d[jbe + 1][0];
+}
+
 const isRet = (text: string) => /^(?:(?:rep|repz|bnd|notrack|data16)\s+)*ret[qw]?\b/.test(text);
 
 // ---- the tests
@@ -93,8 +111,9 @@ test('Go crypto/tls: Write and Read found, the same from .symtab and from .gopcl
     const twin = opts.stripped ? buildGoFixture('server', { ...opts, stripped: false }) : bin;
     const syms = textSymbols(twin);
     const segs = loads(bin);
-    assert.equal(r.write.entry, fileOffset(segs, syms.get(GO_TLS_WRITE)!.addr), `${name}: Write's entry`);
-    assert.equal(r.read.entry, fileOffset(segs, syms.get(GO_TLS_READ)!.addr), `${name}: Read's entry`);
+    // the entry probes go past the stack check, the instruction after its jbe
+    assert.equal(r.write.entry, fileOffset(segs, pastStackCheck(twin, syms.get(GO_TLS_WRITE)!)), `${name}: Write's entry`);
+    assert.equal(r.read.entry, fileOffset(segs, pastStackCheck(twin, syms.get(GO_TLS_READ)!)), `${name}: Read's entry`);
     results.set(name, r);
   }
   // stripping changes nothing in the text

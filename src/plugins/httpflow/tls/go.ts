@@ -16,7 +16,10 @@ import * as fs from 'node:fs';
 import { walkCode, X86DecodeError } from './x86';
 
 export interface GoFunc {
-  /** file offset of the function's first instruction */
+  /**
+   * file offset where the entry probe goes: the first instruction past the
+   * function's stack-bound check (its first instruction if it has none)
+   */
   entry: number;
   /** file offset of each return instruction in the function, ascending */
   returns: number[];
@@ -128,15 +131,64 @@ function locate(elf: Elf, name: string, f: FuncRange): GoFunc | { unsupported: s
   }
   const entry = f.start - seg.vaddr + seg.offset;
   const code = elf.read(entry, f.end - f.start);
-  let rets: number[];
+  let walked: ReturnType<typeof walkCode>;
   try {
-    rets = walkCode(code).rets;
+    walked = walkCode(code);
   } catch (e) {
     if (!(e instanceof X86DecodeError)) throw e;
     return { unsupported: `cannot decode ${name}: ${e.message} (file offset ${entry + e.offset})` };
   }
-  if (rets.length === 0) return { unsupported: `${name} has no return instruction` };
-  return { entry, returns: rets.map((r) => entry + r) };
+  if (walked.rets.length === 0) return { unsupported: `${name} has no return instruction` };
+  return { entry: entry + pastStackCheck(code, walked.starts), returns: walked.rets.map((r) => entry + r) };
+}
+
+/** Instructions at a function's start that its stack-bound check can take (LEA, CMP, Jcc, twice for big frames). */
+const STACK_CHECK_SPAN = 8;
+/** Instructions of the block that grows the stack: argument spills, the call, reloads, the jump back. */
+const MORESTACK_BLOCK_SPAN = 48;
+
+/**
+ * The offset of a Go function's body: past the last conditional jump among its
+ * first instructions whose target block jumps back to the function's entry.
+ * That is the stack-bound check: when the goroutine's stack must grow, it calls
+ * runtime.morestack and runs the function again from its entry, so a probe on
+ * the entry would see that one call twice (one Write read twice). 0 when there
+ * is no check (a nosplit function).
+ */
+function pastStackCheck(code: Uint8Array, starts: number[]): number {
+  const index = new Map(starts.map((at, i) => [at, i]));
+  const end = (i: number) => (i + 1 < starts.length ? starts[i + 1] : code.length);
+  let body = 0;
+  for (let i = 0; i < Math.min(STACK_CHECK_SPAN, starts.length); i++) {
+    const target = branchTarget(code, starts[i], end(i), true);
+    const first = target === undefined ? undefined : index.get(target);
+    if (first === undefined) continue;
+    for (let j = first; j < Math.min(first + MORESTACK_BLOCK_SPAN, starts.length); j++) {
+      const back = branchTarget(code, starts[j], end(j), false);
+      if (back === undefined) continue;
+      if (back === 0) body = end(i);
+      break;
+    }
+  }
+  return body;
+}
+
+/** Target of the near jump at [at, next): conditional ones (Jcc) or unconditional (JMP), relative forms only. */
+function branchTarget(code: Uint8Array, at: number, next: number, conditional: boolean): number | undefined {
+  const op = code[at];
+  const len = next - at;
+  if (conditional) {
+    if (op >= 0x70 && op <= 0x7f && len === 2) return next + ((code[at + 1] << 24) >> 24);
+    if (op === 0x0f && code[at + 1] >= 0x80 && code[at + 1] <= 0x8f && len === 6) return next + readInt32(code, at + 2);
+  } else {
+    if (op === 0xeb && len === 2) return next + ((code[at + 1] << 24) >> 24);
+    if (op === 0xe9 && len === 5) return next + readInt32(code, at + 1);
+  }
+  return undefined;
+}
+
+function readInt32(code: Uint8Array, at: number): number {
+  return (code[at] | (code[at + 1] << 8) | (code[at + 2] << 16) | (code[at + 3] << 24)) | 0;
 }
 
 // ---------------------------------------------------------------- ELF
