@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { failingTests, parseGuestOutput, summaryCounts } from '../kernels/guest';
-import { crashExcerpt, judge, MATRIX, PER_HOOKS_FILES, plan, table } from '../kernels/matrix';
+import { crashExcerpt, judge, MATRIX, PER_HOOKS_FILES, plan, RERUNS, table } from '../kernels/matrix';
 import { bootScript, compareVersions, pickKernelPackage } from '../kernels/vm';
 
 test('the newest stock amd64 image of the series, not rt, cloud, signed or another series', () => {
@@ -70,19 +70,25 @@ test("a failing file's names and messages come back, without stack frames", () =
   assert.deepEqual(parseGuestOutput(out).failures, [{ file: 'a.test.js', text }]);
 });
 
-test('the plan: every file with auto, the byte-dependent files again with every other set', () => {
+test('the plan: every file with auto, the byte-dependent files again with the reruns\' sets', () => {
   const files = ['bash.test.js', 'hooks.test.js', 'netflow.test.js', 'httpflow.test.js'];
-  const runs = plan(['bullseye', 'trixie'], files);
+  const runs = plan(['bullseye', 'bookworm', 'trixie'], files);
   assert.deepEqual(
     runs.map((r) => `${r.suite} ${r.hooks} ${r.auto} ${r.files.join(',')}`),
     [
       'bullseye fentry true bash.test.js,hooks.test.js,netflow.test.js,httpflow.test.js',
       'bullseye kprobe false netflow.test.js,httpflow.test.js',
+      'bookworm fentry true bash.test.js,hooks.test.js,netflow.test.js,httpflow.test.js',
       'trixie tracepoint true bash.test.js,hooks.test.js,netflow.test.js,httpflow.test.js',
-      'trixie fentry false netflow.test.js,httpflow.test.js',
       'trixie kprobe false netflow.test.js,httpflow.test.js',
     ],
   );
+  // every set a kernel offers runs whole on at least two kernels
+  for (const set of ['fentry', 'kprobe'] as const) {
+    const kernels = runs.filter((r) => r.hooks === set).map((r) => r.suite);
+    assert.ok(kernels.length >= 2, `${set}: ${kernels}`);
+  }
+  for (const suite of ['bullseye', 'bookworm', 'trixie'] as const) assert.ok(RERUNS[suite].every((h) => MATRIX[suite].includes(h) && h !== MATRIX[suite][0]));
   assert.ok(PER_HOOKS_FILES.every((f) => f.endsWith('.test.js')));
   assert.deepEqual(MATRIX.trixie, ['tracepoint', 'fentry', 'kprobe']);
 });
