@@ -928,42 +928,47 @@ static __always_inline void http_segment(struct __sk_buff *skb, struct bpf_sock 
 		http_end(bsk, egress, th->flags);
 }
 
-/* The segment's family, IP header length and TCP header start: read in
- * place when the headers are in the skb's linear part, as they almost always
- * are (a helper's copy costs more than the rest of a bare ACK's run), else
- * copied. False when it is not TCP over IP. */
-static __always_inline bool tcp_headers(struct __sk_buff *skb, __u32 *family, __u32 *l4, struct tcp_start *th)
+/* The packet's family, IP protocol and IP header length: read in place when
+ * the header is in the skb's linear part, as it almost always is (a helper's
+ * copy costs more than the rest of a bare ACK's run), else copied. False when
+ * it is not IP. Read once per packet, for the UDP peer stash and for TCP. */
+static __always_inline bool ip_header(struct __sk_buff *skb, __u32 *family, __u8 *proto, __u32 *l4)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	__u8 proto;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data;
 		if ((void *)(ip + 1) <= end) {
-			proto = ip->protocol;
+			*proto = ip->protocol;
 			*l4 = ip->ihl * 4;
 		} else {
 			__u8 b[10]; /* through the protocol byte, in one load */
 			if (bpf_skb_load_bytes(skb, 0, b, sizeof(b)))
 				return false;
-			proto = b[9];
+			*proto = b[9];
 			*l4 = (b[0] & 0xf) * 4;
 		}
 		*family = AF_INET;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data;
 		if ((void *)(ip6 + 1) <= end)
-			proto = ip6->nexthdr;
-		else if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			*proto = ip6->nexthdr;
+		else if (bpf_skb_load_bytes(skb, 6, proto, 1))
 			return false;
 		*l4 = 40;
 		*family = AF_INET6;
 	} else {
 		return false;
 	}
-	if (proto != IPPROTO_TCP)
-		return false;
-	__u32 at = *l4 & 63;
+	return true;
+}
+
+/* The TCP header's start, at l4: in place, else copied. */
+static __always_inline bool tcp_start_at(struct __sk_buff *skb, __u32 l4, struct tcp_start *th)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 at = l4 & 63;
 	struct tcp_start *t = data + at;
 	if ((void *)(t + 1) <= end) {
 		*th = *t;
@@ -1008,29 +1013,22 @@ static __always_inline void pass_dns(struct __sk_buff *skb, struct bpf_sock *bsk
  * may not call bpf_get_current_pid_tgid (5.10, 6.1) get this object with
  * cfg.udp_peers off, which makes this dead code the verifier skips, and keep
  * netflow's sendmsg hooks. */
-static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_sock *bsk)
+static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, __u32 l4)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	__u32 addr[4] = {};
-	__u16 family;
-	__u32 l4;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+	if (family == AF_INET) {
+		/* AF_INET from a dual-stack socket too: take_peer maps it */
 		struct iphdr *ip = data;
-		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP)
+		if ((void *)(ip + 1) > end)
 			return;
-		l4 = ip->ihl * 4;
 		addr[0] = ip->daddr;
-		family = AF_INET; /* from a dual-stack socket too: take_peer maps it */
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = data;
-		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP)
-			return;
-		l4 = sizeof(*ip6);
-		__builtin_memcpy(addr, &ip6->daddr, 16);
-		family = AF_INET6;
 	} else {
-		return;
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end)
+			return;
+		__builtin_memcpy(addr, &ip6->daddr, 16);
 	}
 	__u16 *ports = data + (l4 & 63);
 	if ((void *)(ports + 2) > end)
@@ -1048,12 +1046,7 @@ static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_soc
 	struct udp_peer *p = bpf_map_lookup_elem(&udp_stash, &slot);
 	if (!p)
 		return;
-	p->tid = tid;
-	asm volatile("" ::: "memory"); /* the tid before the rest: see take_peer */
-	p->sk = (__u64)bsk;
-	__builtin_memcpy(p->addr, addr, 16);
-	p->port = bpf_ntohs(dport);
-	p->family = family;
+	udp_peer_put(p, tid, (__u64)bsk, addr, bpf_ntohs(dport), family);
 }
 
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
@@ -1061,13 +1054,15 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 1;
-	/* (the protocol is not readable before bpf_sk_fullsock: the packet's says) */
-	if (egress && cfg.udp_peers)
-		stash_udp_peer(skb, bsk);
+	/* (the socket's protocol is not readable before bpf_sk_fullsock: the packet's says) */
+	__u32 family, l4;
+	__u8 proto = 0;
+	bool ip = ip_header(skb, &family, &proto, &l4);
+	if (ip && egress && cfg.udp_peers && proto == IPPROTO_UDP)
+		stash_udp_peer(skb, bsk, family, l4);
 	pass_dns(skb, bsk, egress);
-	__u32 l4, family;
 	struct tcp_start th;
-	if (!tcp_headers(skb, &family, &l4, &th))
+	if (!ip || proto != IPPROTO_TCP || !tcp_start_at(skb, l4, &th))
 		return 1;
 	__u32 off = l4 + (th.doff >> 4) * 4;
 	if (skb->len <= off && !(th.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))

@@ -466,22 +466,16 @@ static __always_inline void stash_peer(struct bpf_sock_addr *ctx, bool v6)
 	struct udp_peer *p = stash_slot(tid);
 	if (!p)
 		return;
-	p->tid = tid;
-	asm volatile("" ::: "memory"); /* the tid before the rest: see take_peer */
-	p->sk = (__u64)ctx->sk;
-	p->port = bpf_ntohs((__u16)ctx->user_port);
-	__u32 *a = (__u32 *)p->addr;
+	__u32 a[4] = {};
 	if (v6) {
 		a[0] = ctx->user_ip6[0];
 		a[1] = ctx->user_ip6[1];
 		a[2] = ctx->user_ip6[2];
 		a[3] = ctx->user_ip6[3];
-		p->family = AF_INET6;
 	} else {
 		a[0] = ctx->user_ip4;
-		a[1] = a[2] = a[3] = 0;
-		p->family = AF_INET;
 	}
+	udp_peer_put(p, tid, (__u64)ctx->sk, a, bpf_ntohs((__u16)ctx->user_port), v6 ? AF_INET6 : AF_INET);
 }
 
 SEC("cgroup/sendmsg4")

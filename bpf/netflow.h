@@ -89,6 +89,18 @@ struct udp_peer {
 
 #define UDP_STASH_SLOTS 4096 /* a power of two: the slot is the thread id's low bits */
 
+/* Fills a thread's stash slot. The thread id goes first: take_peer reads it
+ * last, so a slot another thread rewrites meanwhile is not taken as ours. */
+static __always_inline void udp_peer_put(struct udp_peer *p, __u32 tid, __u64 sk, const __u32 addr[4], __u16 port, __u16 family)
+{
+	p->tid = tid;
+	asm volatile("" ::: "memory");
+	p->sk = sk;
+	__builtin_memcpy(p->addr, addr, 16);
+	p->port = port;
+	p->family = family;
+}
+
 /* The peer an unconnected UDP socket last sent to, checked by its local port
  * (socket memory is reused): a receive that asks for no address most likely
  * comes from there, as for a client talking to one server. */
