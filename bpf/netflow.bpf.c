@@ -80,8 +80,8 @@ struct {
 /* UDP flows have no close: user space removes them. It never removes one a
  * program may still add to: it moves control.udp_gen on, so datagrams count
  * in new entries (same tuple, next generation), and removes the older
- * generation only at its next sweep, when no program that read the old
- * number can still be running. */
+ * generation only at its next sweep, once no program that read the old
+ * number can still be running (udp_in_progress). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536); /* resized by user space before load */
@@ -111,6 +111,20 @@ struct {
 	__type(key, __u64); /* struct sock pointer */
 	__type(value, struct udp_last_peer);
 } udp_last_peers SEC(".maps");
+
+/* UDP byte hooks running now, per CPU. A hook counts itself in before it
+ * reads the generation and out when it is done with the flow, so once user
+ * space has seen every CPU at 0 after moving the generation on, no hook that
+ * read the old one is left: only then does it read the old generation's
+ * flows for the last time and remove them. (A time to wait instead is no
+ * bound: a preempted program, or a virtual CPU the host holds back, can take
+ * longer than any.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} udp_in_progress SEC(".maps");
 
 /* Per-CPU sequence for connection ids. */
 struct {
@@ -438,7 +452,14 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum
 		return;
 	__u16 proto = sk_proto(sk, mode);
 	if (proto == IPPROTO_UDP) {
-		on_udp_bytes(sk, key, bytes, sent, ctl->udp_gen, mode);
+		__u64 *busy = bpf_map_lookup_elem(&udp_in_progress, &zero);
+		if (!busy)
+			return;
+		/* atomic (a preempted hook may share the CPU with another) and, on
+		 * x86, a full barrier: counted in before the generation is read */
+		__sync_fetch_and_add(busy, 1);
+		on_udp_bytes(sk, key, bytes, sent, *(volatile __u32 *)&ctl->udp_gen, mode);
+		__sync_fetch_and_add(busy, -1);
 		return;
 	}
 	if (proto != IPPROTO_TCP)

@@ -44,6 +44,7 @@ const MAX_UDP_FLOWS = 131_072;
 
 /** Map entries read per batch: a bounded buffer however many connections there are. */
 const READ_CHUNK = 4096;
+const ZERO_KEY = Buffer.alloc(4);
 
 /**
  * UDP has no close: a flow leaves the kernel map at the first read after a
@@ -115,7 +116,12 @@ export class NetflowPlugin implements Plugin {
   private udpSweeps = 0;
   /** The UDP generation datagrams count in, and when it began (Date.now()). */
   private udpGen = 0;
-  private udpGenSince = 0;
+  /** CPUs not yet seen out of the UDP byte hooks since the generation last moved. */
+  private readonly udpBusyCpus = new Set<number>();
+  private udpInProgress?: BpfMap;
+  /** udp_in_progress's value: a u64 per possible CPU. */
+  private udpInProgressValues = Buffer.alloc(0);
+  private udpSweepsPutOff = 0;
   private readonly retiredKeys = Buffer.alloc(READ_CHUNK * UDP_KEY.size);
   private readonly agg = new NetflowAggregator();
   private closeEvents = 0;
@@ -205,6 +211,7 @@ export class NetflowPlugin implements Plugin {
     // close events queued below the kernel's wake-up size, and the UDP table's fill
     this.stopTicking = every(DRAIN_TICK_MS, () => {
       this.ring?.drain();
+      this.udpHooksQuiet();
       this.sweepUdpIfFilling();
     });
   }
@@ -224,6 +231,8 @@ export class NetflowPlugin implements Plugin {
       this.counters = obj.map('counters');
       this.orphans = obj.map('orphans');
       this.udpFlows = obj.map('udp_flows');
+      this.udpInProgress = obj.map('udp_in_progress');
+      this.udpInProgressValues = Buffer.alloc(this.udpInProgress.valueSize);
       this.control = obj.map('control');
       this.closedSums = [obj.map('closed_0'), obj.map('closed_1')];
       this.ring = new RingBuffer(obj.map('closed'), (buf, bytes) => this.onCloseEvents(buf, bytes));
@@ -296,23 +305,27 @@ export class NetflowPlugin implements Plugin {
    * before the current one: its last datagrams came before the last sweep moved
    * the generation on, so its totals are final. Then moves it on again: flows
    * that go on count in new entries (the kernel keeps their direction), those
-   * that stopped leave the map at the next sweep.
+   * that stopped leave the map at the next sweep. While a hook that read the
+   * old generation may still be running, it only reads, and the sweep is put off.
    */
   private sweepUdp(): void {
+    const retire = this.udpHooksQuiet();
     const gen = this.udpGen & 0xffff;
-    // a program that read the old generation just before the move is done by now
-    settleAfterSwitch(this.udpGenSince);
     this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
       let retired = 0;
       for (let i = 0; i < count; i++) {
         const off = i * CONN_STATS.size;
         this.addLive(values, off);
-        if (keys.readUInt16LE(i * UDP_KEY.size + UDP_KEY.gen) === gen) continue;
+        if (!retire || keys.readUInt16LE(i * UDP_KEY.size + UDP_KEY.gen) === gen) continue;
         this.agg.forget(readU53(values, off + CONN_STATS.id));
         keys.copy(this.retiredKeys, retired++ * UDP_KEY.size, i * UDP_KEY.size, (i + 1) * UDP_KEY.size);
       }
-      this.udpRemoved += this.udpFlows!.deleteBatch(this.retiredKeys, retired);
+      if (retired) this.udpRemoved += this.udpFlows!.deleteBatch(this.retiredKeys, retired);
     });
+    if (!retire) {
+      this.udpSweepsPutOff++;
+      return;
+    }
     this.moveUdpGeneration();
     this.udpSweeps++;
   }
@@ -323,7 +336,21 @@ export class NetflowPlugin implements Plugin {
     this.udpGen = (this.udpGen + 1) >>> 0;
     ctl.writeUInt32LE(this.udpGen, NETFLOW_CONTROL.udp_gen);
     this.control!.update(zero, ctl);
-    this.udpGenSince = Date.now();
+    // every CPU must now be seen out of the UDP hooks before the old generation goes
+    for (let cpu = 0; cpu < this.udpInProgressValues.length / 8; cpu++) this.udpBusyCpus.add(cpu);
+  }
+
+  /**
+   * Whether every CPU has been seen with no UDP byte hook running since the
+   * generation last moved (bpf/netflow.bpf.c, udp_in_progress): then no hook
+   * still holds the old generation. A CPU is almost always seen so at once;
+   * one that is not is looked at again at the next tick.
+   */
+  private udpHooksQuiet(): boolean {
+    if (!this.udpBusyCpus.size) return true;
+    if (!this.udpInProgress?.lookup(ZERO_KEY, this.udpInProgressValues)) return false;
+    for (const cpu of this.udpBusyCpus) if (this.udpInProgressValues.readBigUInt64LE(cpu * 8) === 0n) this.udpBusyCpus.delete(cpu);
+    return this.udpBusyCpus.size === 0;
   }
 
   /** Between reports: a sweep when the UDP map is filling up. */
@@ -331,7 +358,7 @@ export class NetflowPlugin implements Plugin {
     if (!this.udpFlows || !this.counters) return;
     // in the map: made there, less those removed here
     const inMap = (this.counters.namedCounters(COUNTER_NAMES).udp_flows_made ?? 0) - this.udpRemoved;
-    if (inMap >= this.udpFlowsMax * UDP_SWEEP_FILL) this.sweepUdp();
+    if (inMap >= this.udpFlowsMax * UDP_SWEEP_FILL && this.udpHooksQuiet()) this.sweepUdp();
   }
 
   /**
@@ -368,6 +395,7 @@ export class NetflowPlugin implements Plugin {
     out.udp_flows_removed = this.udpRemoved;
     out.udp_flows = (out.udp_flows_made ?? 0) - this.udpRemoved;
     out.udp_sweeps = this.udpSweeps;
+    out.udp_sweeps_put_off = this.udpSweepsPutOff;
     out.close_events_read = this.closeEvents;
     out.closed_summed_read = this.summed;
     out.conns_remembered = this.agg.tracked;
