@@ -114,7 +114,7 @@ export class NetflowPlugin implements Plugin {
   private stopTicking?: () => void;
   private udpFlowsMax = MAX_UDP_FLOWS;
   private udpSweeps = 0;
-  /** The UDP generation datagrams count in, and when it began (Date.now()). */
+  /** The UDP generation datagrams count in. */
   private udpGen = 0;
   /** CPUs not yet seen out of the UDP byte hooks since the generation last moved. */
   private readonly udpBusyCpus = new Set<number>();
