@@ -25,6 +25,7 @@
 #include "addr.h"
 #include "capture.h"
 #include "counters.h"
+#include "in_progress.h"
 #include "dnsflow.h"
 #include "nest.h"
 #include "netflow.h"
@@ -94,6 +95,9 @@ struct {
 	__type(key, __u32);
 	__type(value, struct series_control);
 } dns_control SEC(".maps");
+
+/* Adds to the series maps running now, per CPU (in_progress.h). */
+IN_PROGRESS_MAP(dns_series_in_progress);
 
 /* A zeroed series, to insert new ones from (too big for the stack). */
 struct {
@@ -241,7 +245,7 @@ static __always_inline void client_process(struct __sk_buff *skb, struct dns_ser
 
 /* Adds one answered query to its series in the active map, or to its
  * endpoint pair's overflow series once the interval's series are all made. */
-static __always_inline void add_answer(struct dns_series_key *k, __u64 latency)
+static __always_inline void add_answer_to_active(struct dns_series_key *k, __u64 latency)
 {
 	__u32 zero = 0;
 	struct series_control *ctl = bpf_map_lookup_elem(&dns_control, &zero);
@@ -273,6 +277,15 @@ static __always_inline void add_answer(struct dns_series_key *k, __u64 latency)
 	}
 	series_add(v, latency);
 	count(DNS_CNT_ANSWERED);
+}
+
+/* Adds to the active map within dns_series_in_progress (in_progress.h): user
+ * space reads and empties the map it left only once no such add is running. */
+static __always_inline void add_answer(struct dns_series_key *k, __u64 latency)
+{
+	__u64 *adding = in_progress_enter(&dns_series_in_progress);
+	add_answer_to_active(k, latency);
+	in_progress_leave(adding);
 }
 
 /* Aggregated mode: the message in this CPU's scratch `e`, sent or received by

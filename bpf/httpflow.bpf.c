@@ -24,6 +24,7 @@
 #include "addr.h"
 #include "capture.h"
 #include "counters.h"
+#include "in_progress.h"
 #include "dnsflow.h" /* DNS_PORT, for the packets dnsflow takes */
 #include "httpflow.h"
 #include "nest.h"
@@ -103,6 +104,9 @@ struct {
 	__type(key, __u32);
 	__type(value, struct series_control);
 } http_control SEC(".maps");
+
+/* Adds to the series maps running now, per CPU (in_progress.h). */
+IN_PROGRESS_MAP(http_series_in_progress);
 
 /* Path hashes whose text user space has (it deletes those it forgets). */
 struct {
@@ -563,7 +567,7 @@ static __always_inline bool ephemeral(__u16 port)
 
 /* Adds one exchange to its series in the active map, or to its endpoint
  * pair's overflow series once the interval's series are all made. */
-static __always_inline void add_exchange(struct http_series_key *k, __u64 latency)
+static __always_inline void add_exchange_to_active(struct http_series_key *k, __u64 latency)
 {
 	__u32 zero = 0;
 	struct series_control *ctl = bpf_map_lookup_elem(&http_control, &zero);
@@ -599,6 +603,15 @@ static __always_inline void add_exchange(struct http_series_key *k, __u64 latenc
 	}
 	series_add(v, latency);
 	http_count(HTTP_CNT_EXCHANGES);
+}
+
+/* Adds to the active map within http_series_in_progress (in_progress.h): user
+ * space reads and empties the map it left only once no such add is running. */
+static __always_inline void add_exchange(struct http_series_key *k, __u64 latency)
+{
+	__u64 *adding = in_progress_enter(&http_series_in_progress);
+	add_exchange_to_active(k, latency);
+	in_progress_leave(adding);
 }
 
 /* Aggregated mode: a request (parsed into `p`: its path, method and version

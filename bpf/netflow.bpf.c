@@ -27,6 +27,7 @@
 #include <bpf/bpf_core_read.h>
 #include "addr.h"
 #include "counters.h"
+#include "in_progress.h"
 #include "task.h"
 #include "netflow.h"
 #include "ringbuf.h"
@@ -112,19 +113,16 @@ struct {
 	__type(value, struct udp_last_peer);
 } udp_last_peers SEC(".maps");
 
-/* UDP byte hooks running now, per CPU. A hook counts itself in before it
- * reads the generation and out when it is done with the flow, so once user
- * space has seen every CPU at 0 after moving the generation on, no hook that
- * read the old one is left: only then does it read the old generation's
- * flows for the last time and remove them. (A time to wait instead is no
- * bound: a preempted program, or a virtual CPU the host holds back, can take
- * longer than any.) */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} udp_in_progress SEC(".maps");
+/* UDP byte hooks holding a generation (in_progress.h): user space reads the
+ * old generation's flows for the last time and removes them only once none
+ * that read it is left. */
+IN_PROGRESS_MAP(udp_in_progress);
+
+/* Closes holding the epoch and the closed-series index (sum_closed through
+ * the removal from conns): user space reads conns and the closed sums it left
+ * only once none that read the old ones is left, so that a connection is
+ * never both read live and summed. */
+IN_PROGRESS_MAP(close_in_progress);
 
 /* Per-CPU sequence for connection ids. */
 struct {
@@ -452,14 +450,11 @@ static __always_inline void on_bytes(struct sock *sk, int bytes, bool sent, enum
 		return;
 	__u16 proto = sk_proto(sk, mode);
 	if (proto == IPPROTO_UDP) {
-		__u64 *busy = bpf_map_lookup_elem(&udp_in_progress, &zero);
+		__u64 *busy = in_progress_enter(&udp_in_progress);
 		if (!busy)
 			return;
-		/* atomic (a preempted hook may share the CPU with another) and, on
-		 * x86, a full barrier: counted in before the generation is read */
-		__sync_fetch_and_add(busy, 1);
 		on_udp_bytes(sk, key, bytes, sent, *(volatile __u32 *)&ctl->udp_gen, mode);
-		__sync_fetch_and_add(busy, -1);
+		in_progress_leave(busy);
 		return;
 	}
 	if (proto != IPPROTO_TCP)
@@ -710,8 +705,13 @@ static __always_inline void report_closed(__u64 key)
 		bpf_map_delete_elem(&conns, &key); /* a connect that never succeeded */
 		return;
 	}
-	if (sum_closed(c)) {
+	/* from reading the epoch and index to the entry's removal (close_in_progress) */
+	__u64 *summing = in_progress_enter(&close_in_progress);
+	bool summed = sum_closed(c);
+	if (summed)
 		bpf_map_delete_elem(&conns, &key);
+	in_progress_leave(summing);
+	if (summed) {
 		count(CNT_CLOSED_SUMMED);
 		return;
 	}

@@ -4,6 +4,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "in_progress.h"
 
 struct selftest_config {
 	__u32 target_tgid; /* only count this process */
@@ -39,6 +40,10 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } scratch SEC(".maps");
+
+/* A count of programs in progress, which user space sets per CPU as programs
+ * would leave it (src/aggregate/in-progress.ts). */
+IN_PROGRESS_MAP(in_progress);
 
 static __always_inline void hit(__u32 slot)
 {

@@ -1,8 +1,10 @@
 // Per-interval series summed in the kernel (bpf/series.h): programs add to
 // one of two maps; once per interval user space makes the other one active,
-// waits for programs that may still hold the old index, then reads and
-// empties the map left, so a read never races an update.
+// waits until no program that read the old index is still adding
+// (bpf/in_progress.h), then reads and empties the map left, so a read never
+// races an update.
 import type { BpfMap } from '../bpf/native';
+import { InProgress } from './in-progress';
 import { quantiles } from './histogram';
 
 /** struct latency_series: count, latency sum and maximum (ns), then the histogram. */
@@ -12,19 +14,6 @@ export const SERIES_CONTROL = { active: 0, series_made: 8, size: 24 } as const;
 
 /** Series read per batch. */
 const READ_CHUNK = 1024;
-/** After a switch, how long a program that read the old index may still add to the old map. */
-const SETTLE_MS = 10;
-const settle = new Int32Array(new SharedArrayBuffer(4));
-
-/**
- * Blocks until SETTLE_MS after a switch made at `switchedAt` (Date.now()):
- * programs run for microseconds, so one that read the old index is done by then.
- */
-export function settleAfterSwitch(switchedAt: number): void {
-  const wait = SETTLE_MS - (Date.now() - switchedAt);
-  if (wait > 0) Atomics.wait(settle, 0, 0, wait);
-}
-
 export interface LatencyStats {
   count: number;
   meanNs: number;
@@ -44,10 +33,21 @@ export function latencyStats(values: Buffer, off: number): LatencyStats {
 }
 
 export class SeriesTables {
+  private readonly adding: InProgress;
+
+  /** @param inProgress the programs' per-CPU count of adds running (IN_PROGRESS_MAP) */
   constructor(
     private readonly control: BpfMap,
     private readonly maps: readonly [BpfMap, BpfMap],
-  ) {}
+    inProgress: BpfMap,
+  ) {
+    this.adding = new InProgress(inProgress);
+  }
+
+  /** Reads of a map that an add may still have been running on (the wait for it gave up): what it added may be lost. */
+  get readsBusy(): number {
+    return this.adding.gaveUp;
+  }
 
   /**
    * Makes the other map active, then reads and empties the one the programs
@@ -61,7 +61,8 @@ export class SeriesTables {
     ctl.writeUInt32LE(next, SERIES_CONTROL.active);
     ctl.writeBigUInt64LE(0n, SERIES_CONTROL.series_made + next * 8);
     this.control.update(zero, ctl);
-    settleAfterSwitch(Date.now());
+    this.adding.moved();
+    this.adding.waitQuiet();
     const map = this.maps[old];
     return map.forEachChunk(
       READ_CHUNK,

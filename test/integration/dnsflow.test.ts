@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, run, sleep, spawnGroup, startCollector, startDaemon, until } from '../helpers/collector';
+import { killGroup, pluginStats, run, sleep, spawnGroup, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -181,6 +181,8 @@ describe('dnsflow', { skip }, () => {
         'nx.example.test 3 2',
         'www.example.test 0 3',
       ]);
+      // every add counted itself out of dns_series_in_progress: the read found the CPUs quiet
+      assert.equal(pluginStats(collector.stderr(), 'dnsflow').series_reads_busy, 0);
       const slow = series.find((p) => p.tags.domain === 'a.slow.example.test')!;
       const each = mine(exact).filter((q) => q.tags.domain === 'a.slow.example.test').map((q) => q.fields.resp_time as number);
       assert.equal(each.length, 3);

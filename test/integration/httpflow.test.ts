@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, nodeComm, run, sleep, startCollector, startDaemon, startNginx } from '../helpers/collector';
+import { killGroup, nodeComm, pluginStats, run, sleep, startCollector, startDaemon, startNginx } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -188,6 +188,8 @@ http {
         assert.ok(p.time >= t0, 'stamped at the end of the interval');
       }
       assert.match(collector.stderr(), /httpflow: \d+ points; .*overflow=0 series_lost=0 /);
+      // every add counted itself out of http_series_in_progress: each read found the CPUs quiet
+      assert.equal(pluginStats(collector.stderr(), 'httpflow').series_reads_busy, 0);
     } finally {
       await collector.stop('SIGKILL');
     }

@@ -8,6 +8,7 @@ import * as dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { BpfError, BpfMap, BpfObject, forEachRecord, nativeAddonFile, probeTarget, RingBuffer } from '../../src/bpf/native';
 import { Cgroup2 } from '../../src/runtime';
+import { InProgress } from '../../src/aggregate/in-progress';
 import { loadedProgramIds, programsGone, skip } from '../helpers/privileged';
 import { sleep, until } from '../helpers/collector';
 
@@ -190,6 +191,39 @@ describe('native layer', { skip }, () => {
     // deleting chunk by chunk empties the map
     assert.equal(m.forEachChunk(100, () => {}, { delete: true }), 980);
     assert.equal(m.forEachChunk(100, () => assert.fail('nothing left')), 0);
+  });
+
+  test('programs in progress: quiet once every CPU is seen at 0 after a move, whatever runs later', () => {
+    const m = obj.map('in_progress');
+    const cpus = m.valueSize / 8;
+    const key = Buffer.alloc(4);
+    const counts = Buffer.alloc(m.valueSize);
+    const running = (cpu: number, n: number) => {
+      counts.writeBigUInt64LE(BigInt(n), cpu * 8);
+      m.update(key, counts);
+    };
+    const watch = new InProgress(m);
+    assert.equal(watch.quiet(), true, 'nothing moved yet');
+    watch.moved();
+    assert.equal(watch.quiet(), true, 'no program running');
+    const last = cpus - 1;
+    running(last, 1); // a program that read the old index, still adding
+    watch.moved();
+    assert.equal(watch.quiet(), false);
+    running(last, 0);
+    assert.equal(watch.quiet(), true);
+    running(last, 2); // programs that started after it was seen at 0 read the new index
+    assert.equal(watch.quiet(), true);
+    // one that never ends: the wait gives up, and says so
+    watch.moved();
+    const started = Date.now();
+    assert.equal(watch.waitQuiet(), false);
+    assert.ok(Date.now() - started >= 200, `gave up after ${Date.now() - started} ms`);
+    assert.equal(watch.gaveUp, 1);
+    running(last, 0);
+    watch.moved();
+    assert.equal(watch.waitQuiet(), true);
+    assert.equal(watch.gaveUp, 1);
   });
 
   test('errors carry the operation and errno', () => {

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
 import { createHostPair, HostPair } from '../helpers/netns';
-import { killGroup, nodeComm, run, sleep, startCollector, startDaemon, until } from '../helpers/collector';
+import { killGroup, nodeComm, pluginStats, run, sleep, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { skip } from '../helpers/privileged';
 
@@ -99,6 +99,8 @@ describe('netflow over TCP between test hosts', { skip }, () => {
       assert.equal(inc.closed, CONNS);
       // made and closed before the first read: summed in the kernel, not one event each
       assert.match(collector.stderr(), new RegExp(`netflow: \\d+ points; .*close_events=0 .*closed_summed=${2 * CONNS} `));
+      // every close counted itself out of close_in_progress: each read found the CPUs quiet
+      assert.equal(pluginStats(collector.stderr(), 'netflow').close_reads_busy, 0);
     } finally {
       await collector.stop('SIGKILL');
     }

@@ -45,9 +45,14 @@ export class DnsSeriesReader {
   pending = 0;
 
   constructor(obj: BpfObject) {
-    this.tables = new SeriesTables(obj.map('dns_control'), [obj.map('dns_series_0'), obj.map('dns_series_1')]);
+    this.tables = new SeriesTables(obj.map('dns_control'), [obj.map('dns_series_0'), obj.map('dns_series_1')], obj.map('dns_series_in_progress'));
     this.pendingMap = obj.map('dns_pending');
     this.knownNames = obj.map('dns_names');
+  }
+
+  /** Series maps read while an add may still have been running on them (SeriesTables.readsBusy). */
+  get seriesReadsBusy(): number {
+    return this.tables.readsBusy;
   }
 
   get namesKnown(): number {

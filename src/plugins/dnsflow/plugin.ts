@@ -169,6 +169,7 @@ export class DnsflowPlugin implements Plugin {
     unmatched_responses: 'answers with no query waiting (per query): not reported',
     kernel_parse_errors: 'DNS messages the kernel could not read: not reported',
     parse_errors: 'DNS messages that did not decode: not reported',
+    series_reads_busy: 'series maps read while an add may still have been running (waited 200 ms): answers it added may be lost',
   });
 
   constructor(private readonly opts: DnsflowOptions) {}
@@ -328,6 +329,7 @@ export class DnsflowPlugin implements Plugin {
         names_known: this.reader.namesKnown,
         names_missing: this.reader.namesMissing,
         parse_errors: this.parseErrors,
+        series_reads_busy: this.reader.seriesReadsBusy,
       });
     } else {
       Object.assign(out, this.matcher.counts, { pending: this.matcher.size, parse_errors: this.parseErrors, partial: this.partial });

@@ -42,10 +42,15 @@ export class SeriesReader {
   pathsUnparsed = 0;
 
   constructor(obj: BpfObject) {
-    this.tables = new SeriesTables(obj.map('http_control'), [obj.map('http_series_0'), obj.map('http_series_1')]);
+    this.tables = new SeriesTables(obj.map('http_control'), [obj.map('http_series_0'), obj.map('http_series_1')], obj.map('http_series_in_progress'));
     this.knownPaths = obj.map('http_paths');
     this.pathsEpoch = obj.map('http_paths_epoch');
     this.ring = new RingBuffer(obj.map('http_path_events'), (buf, bytes) => this.onPaths(buf, bytes), 256 * 1024);
+  }
+
+  /** Series maps read while an add may still have been running on them (SeriesTables.readsBusy). */
+  get seriesReadsBusy(): number {
+    return this.tables.readsBusy;
   }
 
   get pathsKnown(): number {

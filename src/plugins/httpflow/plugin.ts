@@ -227,6 +227,7 @@ export class HttpflowPlugin implements Plugin {
     not_http: 'message starts that did not parse as HTTP/1.x',
     tls_no_socket: 'TLS plaintext of a connection whose socket was never seen: not read',
     paths_unparsed: 'path texts that did not parse: their series carry no path',
+    series_reads_busy: 'series maps read while an add may still have been running (waited 200 ms): exchanges it added may be lost',
   });
   /** Decoded addresses by socket, with the raw tuple they came from; cleared each expiry round. */
   private connections = new Map<number, CachedConnection>();
@@ -501,6 +502,7 @@ export class HttpflowPlugin implements Plugin {
         paths_known: this.reader.pathsKnown,
         paths_missing: this.reader.pathsMissing,
         paths_unparsed: this.reader.pathsUnparsed,
+        series_reads_busy: this.reader.seriesReadsBusy,
       });
     }
     return Object.assign(out, this.pairer.counts, { pending: this.pairer.pending, not_http: this.notHttp });

@@ -61,6 +61,7 @@ export const LOSS_COUNTERS: Record<string, string> = {
   kretprobe_missed: 'sends or receives not counted: the kernel ran out of kretprobe instances',
   udp_no_peer: 'UDP sends or receives not counted: their peer address was unknown',
   conns_vanished: 'connections gone from the table without a close: bytes since the last read not counted',
+  close_reads_busy: 'closed-connection sums read while a close may still have been adding (waited 200 ms): it may be lost or counted twice',
 };
 
 /** struct udp_key: the fields user space reads. */

@@ -1,6 +1,6 @@
 // netflow (SPEC §4.1): TCP connection statistics per interval.
 import { NetflowAggregator, Flow } from '../../aggregate/netflow';
-import { settleAfterSwitch } from '../../aggregate/series';
+import { InProgress } from '../../aggregate/in-progress';
 import { BpfObject, BpfMap, Link, RingBuffer, forEachRecord } from '../../bpf/native';
 import type { ContainerLookup } from '../../enrich/containers';
 import type { DomainLookup } from '../../enrich/dns-cache';
@@ -44,7 +44,6 @@ const MAX_UDP_FLOWS = 131_072;
 
 /** Map entries read per batch: a bounded buffer however many connections there are. */
 const READ_CHUNK = 4096;
-const ZERO_KEY = Buffer.alloc(4);
 
 /**
  * UDP has no close: a flow leaves the kernel map at the first read after a
@@ -116,11 +115,10 @@ export class NetflowPlugin implements Plugin {
   private udpSweeps = 0;
   /** The UDP generation datagrams count in. */
   private udpGen = 0;
-  /** CPUs not yet seen out of the UDP byte hooks since the generation last moved. */
-  private readonly udpBusyCpus = new Set<number>();
-  private udpInProgress?: BpfMap;
-  /** udp_in_progress's value: a u64 per possible CPU. */
-  private udpInProgressValues = Buffer.alloc(0);
+  /** UDP byte hooks holding a generation (bpf/netflow.bpf.c, udp_in_progress). */
+  private udpInProgress?: InProgress;
+  /** Closes holding the epoch and the closed-series index (close_in_progress). */
+  private closeInProgress?: InProgress;
   private udpSweepsPutOff = 0;
   private readonly retiredKeys = Buffer.alloc(READ_CHUNK * UDP_KEY.size);
   private readonly agg = new NetflowAggregator();
@@ -211,7 +209,7 @@ export class NetflowPlugin implements Plugin {
     // close events queued below the kernel's wake-up size, and the UDP table's fill
     this.stopTicking = every(DRAIN_TICK_MS, () => {
       this.ring?.drain();
-      this.udpHooksQuiet();
+      this.udpInProgress?.quiet();
       this.sweepUdpIfFilling();
     });
   }
@@ -231,8 +229,8 @@ export class NetflowPlugin implements Plugin {
       this.counters = obj.map('counters');
       this.orphans = obj.map('orphans');
       this.udpFlows = obj.map('udp_flows');
-      this.udpInProgress = obj.map('udp_in_progress');
-      this.udpInProgressValues = Buffer.alloc(this.udpInProgress.valueSize);
+      this.udpInProgress = new InProgress(obj.map('udp_in_progress'));
+      this.closeInProgress = new InProgress(obj.map('close_in_progress'));
       this.control = obj.map('control');
       this.closedSums = [obj.map('closed_0'), obj.map('closed_1')];
       this.ring = new RingBuffer(obj.map('closed'), (buf, bytes) => this.onCloseEvents(buf, bytes));
@@ -272,7 +270,10 @@ export class NetflowPlugin implements Plugin {
     // raced with the read (the kernel removes an entry before queueing its event).
     // Once an interval, a whole ring's worth may be taken at once.
     this.ring.drain(RING_CHUNKS_PER_REPORT);
-    const { epoch, summedMap, switchedAt } = this.advance();
+    const { epoch, summedMap } = this.advance();
+    // a close that read the old epoch has summed the connection and removed it
+    // from conns by then: it is never both read here and summed
+    this.closeInProgress!.waitQuiet();
     // connections made since the epoch moved are left to the next read, or,
     // if they close before it, to the kernel's sums: never counted twice
     this.conns.forEachChunk(READ_CHUNK, ({ count, values }) => {
@@ -287,7 +288,6 @@ export class NetflowPlugin implements Plugin {
     }, { delete: true });
     this.sweepUdp();
     // connections made and closed since the last read, summed by the kernel in the map it has left
-    settleAfterSwitch(switchedAt);
     summedMap.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
       for (let i = 0; i < count; i++) {
         const c = decodeClosedSum(keys, i * summedMap.keySize, values, i * summedMap.valueSize);
@@ -309,7 +309,7 @@ export class NetflowPlugin implements Plugin {
    * old generation may still be running, it only reads, and the sweep is put off.
    */
   private sweepUdp(): void {
-    const retire = this.udpHooksQuiet();
+    const retire = this.udpInProgress!.quiet();
     const gen = this.udpGen & 0xffff;
     this.udpFlows!.forEachChunk(READ_CHUNK, ({ count, keys, values }) => {
       let retired = 0;
@@ -337,20 +337,7 @@ export class NetflowPlugin implements Plugin {
     ctl.writeUInt32LE(this.udpGen, NETFLOW_CONTROL.udp_gen);
     this.control!.update(zero, ctl);
     // every CPU must now be seen out of the UDP hooks before the old generation goes
-    for (let cpu = 0; cpu < this.udpInProgressValues.length / 8; cpu++) this.udpBusyCpus.add(cpu);
-  }
-
-  /**
-   * Whether every CPU has been seen with no UDP byte hook running since the
-   * generation last moved (bpf/netflow.bpf.c, udp_in_progress): then no hook
-   * still holds the old generation. A CPU is almost always seen so at once;
-   * one that is not is looked at again at the next tick.
-   */
-  private udpHooksQuiet(): boolean {
-    if (!this.udpBusyCpus.size) return true;
-    if (!this.udpInProgress?.lookup(ZERO_KEY, this.udpInProgressValues)) return false;
-    for (const cpu of this.udpBusyCpus) if (this.udpInProgressValues.readBigUInt64LE(cpu * 8) === 0n) this.udpBusyCpus.delete(cpu);
-    return this.udpBusyCpus.size === 0;
+    this.udpInProgress!.moved();
   }
 
   /** Between reports: a sweep when the UDP map is filling up. */
@@ -358,7 +345,7 @@ export class NetflowPlugin implements Plugin {
     if (!this.udpFlows || !this.counters) return;
     // in the map: made there, less those removed here
     const inMap = (this.counters.namedCounters(COUNTER_NAMES).udp_flows_made ?? 0) - this.udpRemoved;
-    if (inMap >= this.udpFlowsMax * UDP_SWEEP_FILL && this.udpHooksQuiet()) this.sweepUdp();
+    if (inMap >= this.udpFlowsMax * UDP_SWEEP_FILL && this.udpInProgress!.quiet()) this.sweepUdp();
   }
 
   /**
@@ -366,7 +353,7 @@ export class NetflowPlugin implements Plugin {
    * if they close before the next read) and switches the kernel to the other
    * closed-sums map; returns the new epoch and the map it left.
    */
-  private advance(): { epoch: number; summedMap: BpfMap; switchedAt: number } {
+  private advance(): { epoch: number; summedMap: BpfMap } {
     const zero = Buffer.alloc(4);
     const ctl = this.control!.lookup(zero) ?? Buffer.alloc(NETFLOW_CONTROL.size);
     const epoch = (ctl.readUInt32LE(NETFLOW_CONTROL.epoch) + 1) >>> 0;
@@ -374,7 +361,8 @@ export class NetflowPlugin implements Plugin {
     ctl.writeUInt32LE(epoch, NETFLOW_CONTROL.epoch);
     ctl.writeUInt32LE(1 - old, NETFLOW_CONTROL.active);
     this.control!.update(zero, ctl);
-    return { epoch, summedMap: this.closedSums[old], switchedAt: Date.now() };
+    this.closeInProgress!.moved();
+    return { epoch, summedMap: this.closedSums[old] };
   }
 
   /** One live connection from a map read; idle ones are not decoded (most of a big table). */
@@ -396,6 +384,7 @@ export class NetflowPlugin implements Plugin {
     out.udp_flows = (out.udp_flows_made ?? 0) - this.udpRemoved;
     out.udp_sweeps = this.udpSweeps;
     out.udp_sweeps_put_off = this.udpSweepsPutOff;
+    out.close_reads_busy = this.closeInProgress?.gaveUp ?? 0;
     out.close_events_read = this.closeEvents;
     out.closed_summed_read = this.summed;
     out.conns_remembered = this.agg.tracked;
