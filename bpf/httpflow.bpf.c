@@ -40,6 +40,7 @@ const volatile struct httpflow_config cfg = {
 	.go_netfd = 0,
 	.go_sysfd = 16,
 	.udp_peers = 0,
+	.udp_locals = 0,
 };
 
 /* netflow's table, by socket (replaced by netflow's own map before load). */
@@ -58,6 +59,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct udp_peer);
 } udp_stash SEC(".maps");
+
+/* netflow's sources of wildcard-bound sockets (replaced by netflow's own map before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, struct udp_local);
+} udp_locals SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -1062,6 +1071,50 @@ static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_soc
 	udp_peer_put(p, tid, (__u64)bsk, addr, bpf_ntohs(dport), family);
 }
 
+/* A datagram leaving a socket bound to no address: its source, which routing
+ * chose, is noted by socket for netflow (struct udp_local), whose byte hooks
+ * would report the wildcard. Written only when it changes: most such sockets
+ * always send from one address. */
+static __always_inline void note_udp_local(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct udp_local v = {};
+	__u32 *w = (__u32 *)v.addr;
+	if (bsk->family == AF_INET) {
+		struct iphdr *ip = data;
+		if (bsk->src_ip4 || family != AF_INET || (void *)(ip + 1) > end)
+			return;
+		w[0] = ip->saddr;
+	} else if (bsk->family == AF_INET6) {
+		if (bsk->src_ip6[0] | bsk->src_ip6[1] | bsk->src_ip6[2] | bsk->src_ip6[3])
+			return;
+		if (family == AF_INET) {
+			/* a dual-stack socket's IPv4 datagram: as the socket names it */
+			struct iphdr *ip = data;
+			if ((void *)(ip + 1) > end)
+				return;
+			w[2] = bpf_htonl(0xffff);
+			w[3] = ip->saddr;
+		} else {
+			struct ipv6hdr *ip6 = data;
+			if ((void *)(ip6 + 1) > end)
+				return;
+			__builtin_memcpy(v.addr, &ip6->saddr, 16);
+		}
+	} else {
+		return;
+	}
+	__u64 key = (__u64)bsk;
+	struct udp_local *known = bpf_map_lookup_elem(&udp_locals, &key);
+	if (known) {
+		__u32 *k = (__u32 *)known->addr;
+		if (k[0] == w[0] && k[1] == w[1] && k[2] == w[2] && k[3] == w[3])
+			return;
+	}
+	bpf_map_update_elem(&udp_locals, &key, &v, BPF_ANY);
+}
+
 static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 {
 	struct bpf_sock *bsk = skb->sk;
@@ -1071,8 +1124,12 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	__u32 family, l4;
 	__u8 proto = 0;
 	bool ip = ip_header(skb, &family, &proto, &l4);
-	if (ip && egress && cfg.udp_peers && proto == IPPROTO_UDP)
-		stash_udp_peer(skb, bsk, family, l4);
+	if (ip && egress && proto == IPPROTO_UDP) {
+		if (cfg.udp_peers)
+			stash_udp_peer(skb, bsk, family, l4);
+		if (cfg.udp_locals)
+			note_udp_local(skb, bsk, family);
+	}
 	pass_dns(skb, bsk, egress);
 	struct tcp_start th;
 	if (!ip || proto != IPPROTO_TCP || !tcp_start_at(skb, l4, &th))

@@ -113,6 +113,15 @@ struct {
 	__type(value, struct udp_last_peer);
 } udp_last_peers SEC(".maps");
 
+/* Sources of datagrams from sockets bound to no address (struct udp_local);
+ * written by httpflow's egress program. A hint per socket, as udp_last_peers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock pointer */
+	__type(value, struct udp_local);
+} udp_locals SEC(".maps");
+
 /* UDP byte hooks holding a generation (in_progress.h): user space reads the
  * old generation's flows for the last time and removes them only once none
  * that read it is left. */
@@ -383,6 +392,15 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		t.family = lp->family;
 		count(CNT_UDP_LAST_PEER);
 	}
+	/* a socket bound to no address: the source its datagrams last left from */
+	bool local_unset = addr_unset(t.saddr, t.family);
+	if (local_unset) {
+		struct udp_local *l = bpf_map_lookup_elem(&udp_locals, &skp);
+		if (l) {
+			__builtin_memcpy(t.saddr, l->addr, 16);
+			local_unset = false;
+		}
+	}
 	if (!tuple_allowed(&t))
 		return;
 	__builtin_memcpy(k.peer, t.daddr, 16);
@@ -411,6 +429,11 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		if (!c)
 			return;
 	}
+	/* a flow a receive made before the socket's first send showed its source.
+	 * Its 16 bytes are not written at once: a read of the table meanwhile may
+	 * see half of them, once in the flow's life */
+	if (!local_unset && addr_unset(c->t.saddr, c->t.family))
+		__builtin_memcpy(c->t.saddr, t.saddr, 16);
 	account(c, sk, bytes, sent, mode);
 }
 

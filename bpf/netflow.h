@@ -112,6 +112,20 @@ struct udp_last_peer {
 	__u16 _pad;
 };
 
+/* The source address the datagrams of a socket bound to no address (0.0.0.0,
+ * ::) last left from, which routing chose: httpflow's egress program notes
+ * it by socket, in the socket's family (an IPv4 source of a dual-stack socket
+ * as ::ffff:a.b.c.d). The byte hooks see only the wildcard in the socket. */
+struct udp_local {
+	__u8 addr[16];
+};
+
+static __always_inline bool addr_unset(const __u8 *a, __u16 family)
+{
+	const __u32 *w = (const __u32 *)a;
+	return family == AF_INET ? !w[0] : !(w[0] | w[1] | w[2] | w[3]);
+}
+
 struct conn_close_event {
 	__u64 sk;
 	struct conn_stats c;

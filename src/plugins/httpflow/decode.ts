@@ -55,7 +55,8 @@ export const HTTPFLOW_CONFIG = {
   go_netfd: 20,
   go_sysfd: 24,
   udp_peers: 28,
-  size: 32,
+  udp_locals: 32,
+  size: 36,
 } as const;
 
 /** struct http_series_key: one series of an interval. */
@@ -99,6 +100,8 @@ export interface HttpflowConfig {
   go?: GoConnOffsets;
   /** Stash the peers of UDP datagrams sent, in netflow's map. */
   udpPeers?: boolean;
+  /** Note the sources of datagrams from wildcard-bound sockets, in netflow's map. */
+  udpLocals?: boolean;
 }
 
 export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
@@ -112,6 +115,7 @@ export function encodeHttpflowConfig(c: HttpflowConfig): Buffer {
   b.writeUInt32LE(go.netFd, HTTPFLOW_CONFIG.go_netfd);
   b.writeUInt32LE(go.sysfd, HTTPFLOW_CONFIG.go_sysfd);
   b.writeUInt32LE(c.udpPeers ? 1 : 0, HTTPFLOW_CONFIG.udp_peers);
+  b.writeUInt32LE(c.udpLocals ? 1 : 0, HTTPFLOW_CONFIG.udp_locals);
   return b;
 }
 

@@ -288,13 +288,17 @@ export class HttpflowPlugin implements Plugin {
     const obj = BpfObject.open('httpflow');
     this.obj = obj;
     const maxSeries = this.opts.maxSeries ?? DEFAULT_L7_MAX_SERIES;
-    obj.setConfig(encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest: !!this.opts.perRequest, maxSeries, udpPeers: !!udpStash }));
+    const udpLocals = this.netflow.udpLocals;
+    obj.setConfig(
+      encodeHttpflowConfig({ includeLoopback: this.opts.includeLoopback, wakeupBytes: WAKEUP_BYTES, perRequest: !!this.opts.perRequest, maxSeries, udpPeers: !!udpStash, udpLocals: !!udpLocals }),
+    );
     for (const m of ['http_series_0', 'http_series_1']) obj.setMaxEntries(m, maxSeries + overflowRoom(maxSeries));
     const conns = this.netflow.connections;
     const threadSocks = this.netflow.threadSockets;
     if (conns) obj.reuseMap('conns', conns);
     if (threadSocks) obj.reuseMap('thread_socks', threadSocks);
     if (udpStash) obj.reuseMap('udp_stash', udpStash);
+    if (udpLocals) obj.reuseMap('udp_locals', udpLocals);
     obj.load();
     return obj;
   }

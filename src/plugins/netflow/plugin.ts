@@ -141,6 +141,11 @@ export class NetflowPlugin implements Plugin {
     return this.threadSocks;
   }
 
+  /** Where httpflow's egress program notes the sources of wildcard-bound sockets' datagrams (struct udp_local). */
+  get udpLocals(): BpfMap | undefined {
+    return this.obj?.map('udp_locals');
+  }
+
   /** Where the peers of datagrams wait for the byte hooks (struct udp_peer), for httpflow's egress program. */
   get udpPeerStash(): BpfMap | undefined {
     return this.obj && this.udpPeerHooks ? this.obj.map('udp_stash') : undefined;
