@@ -1071,39 +1071,47 @@ static __always_inline void stash_udp_peer(struct __sk_buff *skb, struct bpf_soc
 	udp_peer_put(p, tid, (__u64)bsk, addr, bpf_ntohs(dport), family);
 }
 
-/* A datagram leaving a socket bound to no address: its source, which routing
- * chose, is noted by socket for netflow (struct udp_local), whose byte hooks
- * would report the wildcard. Written only when it changes: most such sockets
- * always send from one address. */
-static __always_inline void note_udp_local(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family)
+/* A datagram leaving or reaching a socket bound to no address: its local
+ * address (the source routing chose, or the destination it came to) is noted
+ * by socket for netflow (struct udp_local), whose byte hooks would report the
+ * wildcard. Written only when it changes: most such sockets use one address.
+ * A multicast or broadcast destination names a group, not this host: left. */
+static __always_inline void note_udp_local(struct __sk_buff *skb, struct bpf_sock *bsk, __u32 family, bool egress)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct udp_local v = {};
 	__u32 *w = (__u32 *)v.addr;
-	if (bsk->family == AF_INET) {
-		struct iphdr *ip = data;
-		if (bsk->src_ip4 || family != AF_INET || (void *)(ip + 1) > end)
-			return;
-		w[0] = ip->saddr;
-	} else if (bsk->family == AF_INET6) {
+	if (bsk->family == AF_INET6) {
 		if (bsk->src_ip6[0] | bsk->src_ip6[1] | bsk->src_ip6[2] | bsk->src_ip6[3])
 			return;
-		if (family == AF_INET) {
-			/* a dual-stack socket's IPv4 datagram: as the socket names it */
-			struct iphdr *ip = data;
-			if ((void *)(ip + 1) > end)
-				return;
-			w[2] = bpf_htonl(0xffff);
-			w[3] = ip->saddr;
+	} else if (bsk->family != AF_INET || bsk->src_ip4) {
+		return;
+	}
+	if (family == AF_INET) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > end)
+			return;
+		__u32 a = egress ? ip->saddr : ip->daddr;
+		if ((a & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) || a == 0xffffffff)
+			return;
+		if (bsk->family == AF_INET) {
+			w[0] = a;
 		} else {
-			struct ipv6hdr *ip6 = data;
-			if ((void *)(ip6 + 1) > end)
-				return;
-			__builtin_memcpy(v.addr, &ip6->saddr, 16);
+			/* a dual-stack socket's IPv4 datagram: as the socket names it */
+			w[2] = bpf_htonl(0xffff);
+			w[3] = a;
 		}
 	} else {
-		return;
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end || bsk->family != AF_INET6)
+			return;
+		if (egress)
+			__builtin_memcpy(v.addr, &ip6->saddr, 16);
+		else
+			__builtin_memcpy(v.addr, &ip6->daddr, 16);
+		if (v.addr[0] == 0xff)
+			return;
 	}
 	__u64 key = (__u64)bsk;
 	struct udp_local *known = bpf_map_lookup_elem(&udp_locals, &key);
@@ -1124,11 +1132,11 @@ static __always_inline int http_skb(struct __sk_buff *skb, bool egress)
 	__u32 family, l4;
 	__u8 proto = 0;
 	bool ip = ip_header(skb, &family, &proto, &l4);
-	if (ip && egress && proto == IPPROTO_UDP) {
-		if (cfg.udp_peers)
+	if (ip && proto == IPPROTO_UDP) {
+		if (egress && cfg.udp_peers)
 			stash_udp_peer(skb, bsk, family, l4);
 		if (cfg.udp_locals)
-			note_udp_local(skb, bsk, family);
+			note_udp_local(skb, bsk, family, egress);
 	}
 	pass_dns(skb, bsk, egress);
 	struct tcp_start th;

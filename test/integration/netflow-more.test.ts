@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killGroup, pluginStats, run, sleep, startCollector, startDaemon } from '../helpers/collector';
+import { killGroup, pluginStats, run, sleep, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { createHostPair, HostPair } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
@@ -151,6 +151,27 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       const inc = matching(collector.points('netflow'), { pid: String(server.pid) });
       assert.equal(inc[0].fields.bytes_read, 1000);
       assert.equal(pluginStats(collector.stderr(), 'netflow').udp_last_peer, 10);
+    } finally {
+      await collector.stop('SIGKILL');
+    }
+  });
+
+  test('UDP: a server bound to no address that only receives is named by the address datagrams came to', async () => {
+    // a statsd- or syslog-like sink never sends: only the ingress packet program can name its address
+    const sink = await startDaemon('ip', ['netns', 'exec', hosts.server, 'python3', '-c', 'import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("0.0.0.0", 9060))\nprint("listening", flush=True)\nfor _ in range(10):\n    s.recvfrom(4096)\n'], 'listening');
+    daemons.push(sink);
+    const collector = await startCollector(['--interval', '60s']);
+    try {
+      const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(("${hosts.serverV4}", 9060))\nfor _ in range(10):\n    s.send(b"m" * 100)\n`;
+      await run('ip', ['netns', 'exec', hosts.client, 'python3', '-c', script]);
+      assert.ok(await until(() => sink.exitCode !== null, 10_000), 'the sink received its 10 datagrams');
+      assert.equal((await collector.stop('SIGTERM')).code, 0, collector.stderr());
+      const inc = matching(collector.points('netflow'), { pid: String(sink.pid) });
+      assert.deepEqual(
+        inc.map((p) => [p.tags.direction, p.tags.src_ip, p.tags.src_port, p.tags.dst_ip, p.fields.bytes_read, p.fields.bytes_written]),
+        [['incoming', hosts.serverV4, '9060', hosts.clientV4, 1000, 0]],
+        show(inc),
+      );
     } finally {
       await collector.stop('SIGKILL');
     }
