@@ -60,7 +60,7 @@ struct {
 	__type(value, struct udp_peer);
 } udp_stash SEC(".maps");
 
-/* netflow's sources of wildcard-bound sockets (replaced by netflow's own map before load). */
+/* netflow's local addresses of wildcard-bound sockets (replaced by netflow's own map before load). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1);

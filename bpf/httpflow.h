@@ -214,7 +214,7 @@ struct httpflow_config {
 	__u32 go_netfd;     /* the *netFD in the net.TCPConn */
 	__u32 go_sysfd;     /* the fd in the netFD */
 	__u32 udp_peers;    /* 1: stash the peers of UDP datagrams sent, for netflow (udp_stash is netflow's) */
-	__u32 udp_locals;   /* 1: note the source of datagrams from wildcard-bound sockets, for netflow (udp_locals is netflow's) */
+	__u32 udp_locals;   /* 1: note the local address of wildcard-bound sockets' datagrams, for netflow (udp_locals is netflow's) */
 };
 
 #endif

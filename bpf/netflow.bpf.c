@@ -113,8 +113,9 @@ struct {
 	__type(value, struct udp_last_peer);
 } udp_last_peers SEC(".maps");
 
-/* Sources of datagrams from sockets bound to no address (struct udp_local);
- * written by httpflow's egress program. A hint per socket, as udp_last_peers. */
+/* Local addresses of sockets bound to no address, as their datagrams last
+ * left from or came to (struct udp_local); written by httpflow's packet
+ * programs. A hint per socket, as udp_last_peers. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -392,7 +393,7 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		t.family = lp->family;
 		count(CNT_UDP_LAST_PEER);
 	}
-	/* a socket bound to no address: the source its datagrams last left from */
+	/* a socket bound to no address: the local address its datagrams last used */
 	bool local_unset = addr_unset(t.saddr, t.family);
 	if (local_unset) {
 		struct udp_local *l = bpf_map_lookup_elem(&udp_locals, &skp);
@@ -429,9 +430,9 @@ static __always_inline void on_udp_bytes(struct sock *sk, __u64 skp, int bytes, 
 		if (!c)
 			return;
 	}
-	/* a flow a receive made before the socket's first send showed its source.
-	 * Its 16 bytes are not written at once: a read of the table meanwhile may
-	 * see half of them, once in the flow's life */
+	/* a flow made before its socket's local address was known. The 16 bytes
+	 * are not written at once: a read of the table meanwhile may see half of
+	 * them, once in the flow's life */
 	if (!local_unset && addr_unset(c->t.saddr, c->t.family))
 		__builtin_memcpy(c->t.saddr, t.saddr, 16);
 	account(c, sk, bytes, sent, mode);

@@ -112,10 +112,11 @@ struct udp_last_peer {
 	__u16 _pad;
 };
 
-/* The source address the datagrams of a socket bound to no address (0.0.0.0,
- * ::) last left from, which routing chose: httpflow's egress program notes
- * it by socket, in the socket's family (an IPv4 source of a dual-stack socket
- * as ::ffff:a.b.c.d). The byte hooks see only the wildcard in the socket. */
+/* The local address the datagrams of a socket bound to no address (0.0.0.0,
+ * ::) last left from (the source routing chose) or came to: httpflow's packet
+ * programs note it by socket, in the socket's family (an IPv4 address of a
+ * dual-stack socket as ::ffff:a.b.c.d). The byte hooks see only the wildcard
+ * in the socket. */
 struct udp_local {
 	__u8 addr[16];
 };

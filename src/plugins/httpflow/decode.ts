@@ -100,7 +100,7 @@ export interface HttpflowConfig {
   go?: GoConnOffsets;
   /** Stash the peers of UDP datagrams sent, in netflow's map. */
   udpPeers?: boolean;
-  /** Note the sources of datagrams from wildcard-bound sockets, in netflow's map. */
+  /** Note the local addresses of wildcard-bound sockets' datagrams, in netflow's map. */
   udpLocals?: boolean;
 }
 

@@ -141,7 +141,7 @@ export class NetflowPlugin implements Plugin {
     return this.threadSocks;
   }
 
-  /** Where httpflow's egress program notes the sources of wildcard-bound sockets' datagrams (struct udp_local). */
+  /** Where httpflow's packet programs note the local addresses of wildcard-bound sockets' datagrams (struct udp_local). */
   get udpLocals(): BpfMap | undefined {
     return this.obj?.map('udp_locals');
   }
