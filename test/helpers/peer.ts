@@ -2,6 +2,8 @@
 //   server HOST PORT RESPONSE_BYTES        TCP: reads each request to EOF, answers, closes
 //   client HOST PORT CONNS REQUEST_BYTES [PARALLEL]
 //                                          TCP: per connection sends, half-closes, reads to EOF
+//   client-loop HOST PORT CONNS REQUEST_BYTES
+//                                          as client, then again for each line on stdin, until it ends
 //   stream HOST PORT CHUNK_BYTES CHUNKS GAP_MS
 //                                          TCP: one connection, a chunk every GAP_MS, then as client;
 //                                          CHUNKS 0: until SIGUSR2 (however slow the machine)
@@ -38,6 +40,7 @@ import * as crypto from 'node:crypto';
 import * as dgram from 'node:dgram';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as readline from 'node:readline';
 
 const [mode, host, portArg, ...rest] = process.argv.slice(2);
 const port = Number(portArg);
@@ -93,6 +96,12 @@ async function client(conns: number, requestBytes: number, parallel = 1): Promis
   };
   await Promise.all(Array.from({ length: parallel }, worker));
   done(conns * requestBytes, received);
+}
+
+async function clientLoop(conns: number, requestBytes: number): Promise<void> {
+  const lines = readline.createInterface({ input: process.stdin });
+  await client(conns, requestBytes);
+  for await (const _line of lines) await client(conns, requestBytes);
 }
 
 function udpServer(responseBytes: number, delayMs = 0): void {
@@ -389,6 +398,7 @@ const modes: Record<string, () => unknown> = {
   'dns-servfail': () => dnsServfail(nums[0] || 0),
   server: () => server(nums[0]),
   client: () => client(nums[0], nums[1], nums[2] || 1),
+  'client-loop': () => clientLoop(nums[0], nums[1]),
   stream: async () => {
     const { sent, received } = await connection(nums[0], nums[1], nums[2]);
     done(sent, received);
