@@ -158,11 +158,13 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
   });
 
   test('UDP: a server bound to no address that only receives is named by the address datagrams came to', async () => {
-    // a statsd- or syslog-like sink never sends: only the ingress packet program can name its address
-    const sink = await startDaemon('ip', ['netns', 'exec', hosts.server, 'python3', '-c', 'import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("0.0.0.0", 9060))\nprint("listening", flush=True)\nfor _ in range(10):\n    s.recvfrom(4096)\n'], 'listening');
-    daemons.push(sink);
+    // a statsd- or syslog-like sink never sends: only the ingress packet program can name its address.
+    // It starts after the collector: a receive already waiting inside the kernel when the byte
+    // hooks attach returns past an fexit or kretprobe unseen
     const collector = await startCollector(['--interval', '60s']);
     try {
+      const sink = await startDaemon('ip', ['netns', 'exec', hosts.server, 'python3', '-c', 'import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("0.0.0.0", 9060))\nprint("listening", flush=True)\nfor _ in range(10):\n    s.recvfrom(4096)\n'], 'listening');
+      daemons.push(sink);
       const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(("${hosts.serverV4}", 9060))\nfor _ in range(10):\n    s.send(b"m" * 100)\n`;
       await run('ip', ['netns', 'exec', hosts.client, 'python3', '-c', script]);
       assert.ok(await until(() => sink.exitCode !== null, 10_000), 'the sink received its 10 datagrams');
