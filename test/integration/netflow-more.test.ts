@@ -45,7 +45,7 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
       const serverIp = v6 ? hosts.serverV6 : hosts.serverV4;
       const clientIp = v6 ? hosts.clientV6 : hosts.clientV4;
       // bound to no address, the server's socket says 0.0.0.0 (or ::): its points name the
-      // address its datagrams left from, which the egress packet program saw
+      // address its datagrams came to and left from, which the packet programs saw
       const server = await serve(['udp-server', wildcard ? (v6 ? '::' : '0.0.0.0') : serverIp, String(port), '300']);
       const collector = await startCollector(['--interval', '60s']);
       try {
