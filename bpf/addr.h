@@ -24,4 +24,14 @@ static __always_inline bool is_loopback(const __u32 *a, __u16 family)
 	return a[2] == bpf_htonl(0x0000ffff) && (a[3] & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000);
 }
 
+/* Writes IPv4 address `v4` as ::ffff:a.b.c.d: how a dual-stack socket names
+ * an IPv4 end. */
+static __always_inline void v4_mapped(__u32 *a, __u32 v4)
+{
+	a[0] = 0;
+	a[1] = 0;
+	a[2] = bpf_htonl(0x0000ffff);
+	a[3] = v4;
+}
+
 #endif

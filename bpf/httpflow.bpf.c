@@ -1095,13 +1095,10 @@ static __always_inline void note_udp_local(struct __sk_buff *skb, struct bpf_soc
 		__u32 a = egress ? ip->saddr : ip->daddr;
 		if ((a & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) || a == 0xffffffff)
 			return;
-		if (bsk->family == AF_INET) {
+		if (bsk->family == AF_INET)
 			w[0] = a;
-		} else {
-			/* a dual-stack socket's IPv4 datagram: as the socket names it */
-			w[2] = bpf_htonl(0xffff);
-			w[3] = a;
-		}
+		else /* a dual-stack socket's IPv4 datagram: as the socket names it */
+			v4_mapped(w, a);
 	} else {
 		struct ipv6hdr *ip6 = data;
 		if ((void *)(ip6 + 1) > end || bsk->family != AF_INET6)

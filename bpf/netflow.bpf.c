@@ -346,10 +346,7 @@ static __always_inline bool take_peer(__u64 skp, struct conn_tuple *t)
 		/* an IPv4 peer of a dual-stack socket (its sendto() gave ::ffff:a.b.c.d,
 		 * and the kernel sent it as IPv4): in the socket's family, as its
 		 * receives give it */
-		__u32 *d = (__u32 *)t->daddr;
-		d[0] = d[1] = 0;
-		d[2] = bpf_htonl(0xffff);
-		d[3] = *(__u32 *)addr;
+		v4_mapped((__u32 *)t->daddr, *(__u32 *)addr);
 		return true;
 	}
 	__builtin_memcpy(t->daddr, addr, 16);
