@@ -243,49 +243,18 @@ static __always_inline void client_process(struct __sk_buff *skb, struct dns_ser
 	}
 }
 
-/* Adds one answered query to its series in the active map, or to its
- * endpoint pair's overflow series once the interval's series are all made. */
-static __always_inline void add_answer_to_active(struct dns_series_key *k, __u64 latency)
-{
-	__u32 zero = 0;
-	struct series_control *ctl = bpf_map_lookup_elem(&dns_control, &zero);
-	if (!ctl)
-		return;
-	__u32 active = ctl->active & 1;
-	void *series = bpf_map_lookup_elem(&dns_series, &active);
-	if (!series)
-		return;
-	__u64 *made = series_made(ctl, active);
-	struct latency_series *v = bpf_map_lookup_elem(series, k);
-	if (!v) {
-		struct latency_series *fresh = bpf_map_lookup_elem(&dns_series_zero, &zero);
-		if (!fresh)
-			return;
-		if (*made >= cfg.max_series) {
-			/* the table is full for this interval: one series per endpoint pair and rcode */
-			k->name = 0;
-			k->qtype = 0;
-			count(DNS_CNT_OVERFLOW);
-		}
-		if (!bpf_map_update_elem(series, k, fresh, BPF_NOEXIST))
-			__sync_fetch_and_add(made, 1);
-		v = bpf_map_lookup_elem(series, k);
-		if (!v) {
-			count(DNS_CNT_SERIES_LOST);
-			return;
-		}
-	}
-	series_add(v, latency);
-	count(DNS_CNT_ANSWERED);
-}
-
-/* Adds to the active map within dns_series_in_progress (in_progress.h): user
- * space reads and empties the map it left only once no such add is running. */
+/* Adds one answered query to its series, or to its endpoint pair's overflow
+ * series for its rcode once the interval's series are all made. */
 static __always_inline void add_answer(struct dns_series_key *k, __u64 latency)
 {
-	__u64 *adding = in_progress_enter(&dns_series_in_progress);
-	add_answer_to_active(k, latency);
-	in_progress_leave(adding);
+	enum series_outcome added = add_to_series(&dns_control, &dns_series, &dns_series_zero, &dns_series_in_progress, k, cfg.max_series, latency);
+	if (added == SERIES_FULL) {
+		k->name = 0;
+		k->qtype = 0;
+		count(DNS_CNT_OVERFLOW);
+		added = add_to_series(&dns_control, &dns_series, &dns_series_zero, &dns_series_in_progress, k, ~0ULL, latency);
+	}
+	count(added == SERIES_ADDED ? DNS_CNT_ANSWERED : DNS_CNT_SERIES_LOST);
 }
 
 /* Aggregated mode: the message in this CPU's scratch `e`, sent or received by

@@ -574,53 +574,20 @@ static __always_inline bool ephemeral(__u16 port)
 	return port >= 32768 && port <= 60999;
 }
 
-/* Adds one exchange to its series in the active map, or to its endpoint
- * pair's overflow series once the interval's series are all made. */
-static __always_inline void add_exchange_to_active(struct http_series_key *k, __u64 latency)
-{
-	__u32 zero = 0;
-	struct series_control *ctl = bpf_map_lookup_elem(&http_control, &zero);
-	if (!ctl)
-		return;
-	__u32 active = ctl->active & 1;
-	void *series = bpf_map_lookup_elem(&http_series, &active);
-	if (!series)
-		return;
-	__u64 *made = series_made(ctl, active);
-	struct latency_series *v = bpf_map_lookup_elem(series, k);
-	if (!v) {
-		struct latency_series *fresh = bpf_map_lookup_elem(&http_series_zero, &zero);
-		if (!fresh)
-			return;
-		/* a count, not the map's size: concurrent inserts may pass the bound
-		 * by a few, which the map's room for overflow series absorbs */
-		if (*made >= cfg.max_series) {
-			/* the table is full for this interval: one series per endpoint pair */
-			k->path = 0;
-			k->method = 0;
-			k->status = 0;
-			k->version = 0;
-			http_count(HTTP_CNT_OVERFLOW);
-		}
-		if (!bpf_map_update_elem(series, k, fresh, BPF_NOEXIST))
-			__sync_fetch_and_add(made, 1);
-		v = bpf_map_lookup_elem(series, k);
-		if (!v) {
-			http_count(HTTP_CNT_SERIES_LOST);
-			return;
-		}
-	}
-	series_add(v, latency);
-	http_count(HTTP_CNT_EXCHANGES);
-}
-
-/* Adds to the active map within http_series_in_progress (in_progress.h): user
- * space reads and empties the map it left only once no such add is running. */
+/* Adds one exchange to its series, or to its endpoint pair's overflow series
+ * once the interval's series are all made. */
 static __always_inline void add_exchange(struct http_series_key *k, __u64 latency)
 {
-	__u64 *adding = in_progress_enter(&http_series_in_progress);
-	add_exchange_to_active(k, latency);
-	in_progress_leave(adding);
+	enum series_outcome added = add_to_series(&http_control, &http_series, &http_series_zero, &http_series_in_progress, k, cfg.max_series, latency);
+	if (added == SERIES_FULL) {
+		k->path = 0;
+		k->method = 0;
+		k->status = 0;
+		k->version = 0;
+		http_count(HTTP_CNT_OVERFLOW);
+		added = add_to_series(&http_control, &http_series, &http_series_zero, &http_series_in_progress, k, ~0ULL, latency);
+	}
+	http_count(added == SERIES_ADDED ? HTTP_CNT_EXCHANGES : HTTP_CNT_SERIES_LOST);
 }
 
 /* Aggregated mode: a request (parsed into `p`: its path, method and version

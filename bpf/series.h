@@ -29,6 +29,8 @@ struct series_control {
 };
 
 #ifdef __BPF__
+#include "in_progress.h"
+
 /* The histogram bucket of a latency. */
 static __always_inline __u32 hist_bucket(__u64 ns)
 {
@@ -71,6 +73,56 @@ static __always_inline __u64 *series_made(struct series_control *ctl, __u32 acti
 	__u32 slot = active;
 	asm volatile("%0 &= 1" : "+r"(slot));
 	return &ctl->series_made[slot];
+}
+
+/* Series `k` in the active one of a plugin's two series maps (`maps`, indexed
+ * by `control`'s `active`), made from `zero`'s value when new. NULL when it
+ * could not be made; then *full says whether that is because `max` series are
+ * made this interval, and the caller turns `k` into its overflow key. */
+static __always_inline struct latency_series *active_series(void *control, void *maps, void *zero, void *k, __u64 max, bool *full)
+{
+	__u32 index = 0;
+	*full = false;
+	struct series_control *ctl = bpf_map_lookup_elem(control, &index);
+	if (!ctl)
+		return NULL;
+	__u32 active = ctl->active & 1;
+	void *series = bpf_map_lookup_elem(maps, &active);
+	if (!series)
+		return NULL;
+	struct latency_series *v = bpf_map_lookup_elem(series, k);
+	if (v)
+		return v;
+	__u64 *made = series_made(ctl, active);
+	/* a count, not the map's size: concurrent inserts may pass the bound by
+	 * a few, which the map's room for overflow series absorbs */
+	if (*made >= max) {
+		*full = true;
+		return NULL;
+	}
+	struct latency_series *fresh = bpf_map_lookup_elem(zero, &index);
+	if (!fresh)
+		return NULL;
+	if (!bpf_map_update_elem(series, k, fresh, BPF_NOEXIST))
+		__sync_fetch_and_add(made, 1);
+	return bpf_map_lookup_elem(series, k);
+}
+
+enum series_outcome { SERIES_ADDED, SERIES_FULL, SERIES_LOST };
+
+/* Adds one latency to series `k` in the active map, within the plugin's
+ * `in_progress` count: user space reads and empties the map it left only once
+ * no such add is running. SERIES_FULL when `max` series are made this
+ * interval: the caller turns `k` into its overflow key and adds again. */
+static __always_inline enum series_outcome add_to_series(void *control, void *maps, void *zero, void *in_progress, void *k, __u64 max, __u64 latency)
+{
+	__u64 *adding = in_progress_enter(in_progress);
+	bool full;
+	struct latency_series *v = active_series(control, maps, zero, k, max, &full);
+	if (v)
+		series_add(v, latency);
+	in_progress_leave(adding);
+	return v ? SERIES_ADDED : full ? SERIES_FULL : SERIES_LOST;
 }
 #endif
 
