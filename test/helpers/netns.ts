@@ -30,6 +30,14 @@ process.on('exit', () => {
   }
 });
 
+/** A counter of the kernel's own statistics in namespace `ns` (`nstat -a`: its whole count since the namespace was made, not since the last call). */
+export function nstat(ns: string, name: string): number {
+  const out = execFileSync('ip', ['netns', 'exec', ns, 'nstat', '-asz', name], { encoding: 'utf8' });
+  const m = new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(out);
+  if (!m) throw new Error(`nstat in ${ns}: no ${name} in ${JSON.stringify(out)}`);
+  return Number(m[1]);
+}
+
 let counter = 0;
 
 export function createHostPair(subnet = 1): HostPair {

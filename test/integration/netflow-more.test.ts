@@ -8,7 +8,7 @@ import * as readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { killGroup, pluginStats, run, sleep, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
-import { createHostPair, HostPair } from '../helpers/netns';
+import { createHostPair, HostPair, nstat } from '../helpers/netns';
 import { skip } from '../helpers/privileged';
 
 const peer = path.join(__dirname, '..', 'helpers', 'peer.js');
@@ -315,7 +315,6 @@ describe('netflow: UDP, long-lived, burst, retransmits', { skip }, () => {
     const cleanHosts = createHostPair(16);
     let clean: ChildProcess | undefined;
     try {
-      const nstat = (ns: string, name: string) => Number(new RegExp(`${name}\\s+(\\d+)`).exec(execFileSync('ip', ['netns', 'exec', ns, 'nstat', '-asz', name], { encoding: 'utf8' }))![1]);
       const retransSegs = (ns: string) => nstat(ns, 'TcpRetransSegs');
       // segments of established connections sent again: the count without SYN-ACKs'
       const dataRetrans = (ns: string) => retransSegs(ns) - nstat(ns, 'TcpExtTCPSynRetrans');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
-import { createHostPair, HostPair } from '../helpers/netns';
+import { createHostPair, HostPair, nstat } from '../helpers/netns';
 import { killGroup, nodeComm, pluginStats, run, sleep, startCollector, startDaemon, until } from '../helpers/collector';
 import { ParsedPoint } from '../helpers/lineprotocol-parse';
 import { skip } from '../helpers/privileged';
@@ -51,6 +51,7 @@ describe('netflow over TCP between test hosts', { skip }, () => {
   test('both ends of N short connections: merged points with exact totals', async () => {
     const collector = await startCollector(['--interval', '60s']);
     try {
+      const resentBefore = nstat(hosts.client, 'TcpRetransSegs');
       const client = await run('ip', ['netns', 'exec', hosts.client, process.execPath, peer, 'client', hosts.serverV4, String(PORT), String(CONNS), String(REQUEST)]);
       const summary = JSON.parse(client.stdout);
       assert.equal(summary.received, CONNS * RESPONSE, 'the peer itself got every byte');
@@ -84,7 +85,11 @@ describe('netflow over TCP between test hosts', { skip }, () => {
       assert.equal(out.bytesRead, CONNS * RESPONSE);
       assert.equal(out.established, CONNS);
       assert.equal(out.closed, CONNS);
-      assert.equal(out.points[0].fields.retransmits, 0);
+      // A slow machine (an emulated kernel of the matrix) may make the kernel send
+      // again even here: the flow's count is bounded by what the client's namespace,
+      // this test's own, counted meanwhile, and is 0 when that is
+      const resent = nstat(hosts.client, 'TcpRetransSegs') - resentBefore;
+      assert.ok((out.points[0].fields.retransmits as number) <= resent, `retransmits ${out.points[0].fields.retransmits}, the client namespace's TcpRetransSegs grew by ${resent}`);
       assert.ok((out.points[0].fields.rtt as number) > 0, 'rtt measured');
 
       const inc = total(netflow, { pid: String(server!.pid), direction: 'incoming' });
