@@ -1,6 +1,6 @@
 /* Per-interval series summed in the kernel (httpflow, dnsflow): the value
- * every series has, and the switch between the two maps that take turns.
- * src/aggregate/series.ts reads them. */
+ * every series has, the switch between the two maps that take turns, and the
+ * add both plugins make to them. src/aggregate/series.ts reads them. */
 #ifndef DATAKIT_EBPF_SERIES_H
 #define DATAKIT_EBPF_SERIES_H
 
