@@ -14,6 +14,8 @@
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/if_ether.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -262,7 +264,14 @@ class Addon : public Napi::Addon<Addon> {
     Napi::Env env = info.Env();
     Object& o = GetObject(env, U32(info, 0));
     g_log.clear();
+    // The verifier gives up with EAGAIN when a signal is pending, and libbpf's
+    // few retries fail the same way under a steady stream of them (a CPU
+    // profiler's SIGPROF, a busy child's SIGCHLD): signals wait for the load.
+    sigset_t all, before;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &before);
     int err = bpf_object__load(o.obj);
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
     if (err) ThrowOp(env, std::string("load ") + bpf_object__name(o.obj), err);
     o.elf.clear();
     o.elf.shrink_to_fit();

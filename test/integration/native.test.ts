@@ -235,6 +235,32 @@ describe('native layer', { skip }, () => {
     assert.throws(() => obj.map('no_such_map'), /no map named no_such_map/);
   });
 
+  test('an object loads while signals keep arriving (a CPU profiler\'s SIGPROF every 50 µs)', async () => {
+    // The verifier stops with EAGAIN whenever a signal is pending; libbpf's
+    // few retries would all meet one. The addon holds signals for the load.
+    const dir = fs.mkdtempSync('/tmp/dkeb-sigprof-');
+    const script = [
+      `const { BpfObject } = require(${JSON.stringify(require.resolve('../../src/bpf/native'))});`,
+      "const o = BpfObject.open('dnsflow');",
+      'o.load();',
+      'o.close();',
+      "process.stdout.write('loaded');",
+    ].join('\n');
+    try {
+      const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '50', '--cpu-prof-dir', dir, '-e', script]);
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => (out += c));
+      child.stderr.on('data', (c: Buffer) => (err += c));
+      const code = await new Promise<number | null>((res) => child.on('close', res));
+      assert.equal(code, 0, err);
+      assert.equal(out, 'loaded');
+      assert.equal(fs.readdirSync(dir).length, 1, 'the profiler ran');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('close detaches every program', async () => {
     const ids = [...loadedProgramIds()];
     const tmp = BpfObject.open('selftest');
