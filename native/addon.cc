@@ -266,7 +266,7 @@ class Addon : public Napi::Addon<Addon> {
     g_log.clear();
     // The verifier gives up with EAGAIN when a signal is pending, and libbpf's
     // few retries fail the same way under a steady stream of them (a CPU
-    // profiler's SIGPROF, a busy child's SIGCHLD): signals wait for the load.
+    // profiler's SIGPROF): signals wait for the load.
     sigset_t all, before;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &before);
